@@ -1,0 +1,173 @@
+//! The composition root: the one place that names concrete adapters. It builds the store,
+//! loads manifests, wires the engine, queue and HTTP server, and owns the shutdown story.
+//!
+//! Shutdown, in order: a signal (or [`Running::shutdown`]) cancels `stop`; readiness turns
+//! false and the listener stops accepting while in-flight requests finish; the queue claims
+//! nothing more and running deployments start no new step; after `shutdownGrace` the `abort`
+//! token kills steps still running, which stay `running` in the store and resume on the next
+//! start. Every spawned task is tracked and awaited.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+
+use crate::adapters::git::GitFetcher;
+use crate::adapters::process::ShellRunner;
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::manifests;
+use crate::pipeline::{Cancel, Engine};
+use crate::queue::Queue;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+/// A started daemon.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    cancel: Cancel,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Begins shutdown and waits for it to complete.
+    pub async fn shutdown(self) {
+        self.cancel.stop.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the daemon has stopped (after a signal).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Builds everything and starts serving. Returns once the listener is bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "failed to create the data dir {}",
+            config.data_dir.display()
+        )
+    })?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir.join("gantry.db"))
+            .context("failed to open the store")?,
+    );
+    let set = manifests::load_dir(&config.manifests)
+        .map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
+    tracing::info!(apps = set.apps.len(), dir = %config.manifests.display(), "manifests loaded");
+    if config.github.webhook_secrets.is_empty() {
+        tracing::warn!("no GitHub webhook secret configured: every webhook will be rejected (set GANTRY_GITHUB_WEBHOOK_SECRET)");
+    }
+    let redactor = config.redactor();
+    let fetcher = Arc::new(GitFetcher::new(
+        config.data_dir.join("mirrors"),
+        config.github.token.clone(),
+        redactor.clone(),
+    ));
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        fetcher,
+        Arc::new(ShellRunner),
+        config.data_dir.join("work"),
+        config.pipeline.clone(),
+        redactor,
+    ));
+    let cancel = Cancel::default();
+    let queue = Queue::new(
+        store.clone(),
+        engine,
+        config.queue.max_concurrent,
+        cancel.clone(),
+    );
+    let state = AppState {
+        store: store.clone(),
+        manifests: Arc::new(RwLock::new(set)),
+        queue: queue.handle(),
+        webhook_secrets: Arc::new(config.github.webhook_secrets.clone()),
+        api_token: config.api_token.clone(),
+        shutting_down: cancel.stop.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gantry listening");
+
+    let manifests_dir = config.manifests.clone();
+    let manifests_slot = state.manifests.clone();
+    let app = router(state, config.github.max_body_bytes);
+    let grace = config.pipeline.shutdown_grace;
+    let task_cancel = cancel.clone();
+    let task = tokio::spawn(async move {
+        let stop = task_cancel.stop.clone();
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let queue_task = tokio::spawn(queue.run());
+        let signals = tokio::spawn(watch_signals(
+            task_cancel.clone(),
+            manifests_dir,
+            manifests_slot,
+        ));
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+            task_cancel.stop.cancel();
+        }
+        // Intake has stopped. Give running steps the grace period, then abort them.
+        let abort = task_cancel.abort.clone();
+        let aborter = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            abort.cancel();
+        });
+        let _ = queue_task.await;
+        aborter.abort();
+        signals.abort();
+        tracing::info!("gantry stopped");
+    });
+    Ok(Running {
+        addr,
+        store,
+        cancel,
+        task,
+    })
+}
+
+/// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the manifests (kept as they were if invalid).
+async fn watch_signals(
+    cancel: Cancel,
+    dir: std::path::PathBuf,
+    slot: Arc<RwLock<manifests::ManifestSet>>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); cancel.stop.cancel(); return; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); cancel.stop.cancel(); return; }
+            _ = hup.recv() => match manifests::load_dir(&dir) {
+                Ok(set) => {
+                    tracing::info!(apps = set.apps.len(), "manifests reloaded");
+                    *slot.write().expect("manifests lock poisoned") = set;
+                }
+                Err(e) => tracing::error!(error = %e, "manifests reload failed; keeping the previous ones"),
+            },
+        }
+    }
+}
+
+/// `gantry serve`: start and run until a signal stops it.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    running.wait().await;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Commands that talk to a running daemon through its JSON API.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use super::ServerArgs;
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(args: &ServerArgs) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("failed to reach gantry at {}", self.base))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
+            bail!("gantry answered {status}: {msg}");
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+}
+
+pub async fn deploy(
+    args: &ServerArgs,
+    app: &str,
+    git_ref: Option<String>,
+    sha: Option<String>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let actor = std::env::var("USER")
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into());
+    let body = json!({ "ref": git_ref, "sha": sha, "actor": actor });
+    let out = c
+        .send(
+            c.http
+                .post(format!("{}/api/v1/apps/{app}/deploy", c.base))
+                .json(&body),
+        )
+        .await?;
+    let id = out["id"]
+        .as_i64()
+        .context("the daemon did not return a deployment id")?;
+    println!(
+        "queued deployment #{id} of {app} ({})",
+        out["ref"].as_str().unwrap_or("")
+    );
+    if wait {
+        return show(args, id, true, false).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(
+    args: &ServerArgs,
+    app: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let apps = c.get("/api/v1/apps").await?;
+    let list: Vec<&Value> = apps
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|x| app.is_none_or(|n| x["name"] == n))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(name) = app {
+        if list.is_empty() {
+            bail!("no app named `{name}`");
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<12} {:<10} {:<8} {:<12} FINISHED",
+        "APP", "ENV", "STATE", "SHA", "ID"
+    );
+    for a in list {
+        let d = &a["last_deployment"];
+        println!(
+            "{:<24} {:<12} {:<10} {:<8} {:<12} {}",
+            a["name"].as_str().unwrap_or(""),
+            a["environment"].as_str().unwrap_or(""),
+            d["state"].as_str().unwrap_or("-"),
+            short(d["sha"].as_str().unwrap_or("-")),
+            d["id"]
+                .as_i64()
+                .map(|i| format!("#{i}"))
+                .unwrap_or_else(|| "-".into()),
+            d["finished_at"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn history(
+    args: &ServerArgs,
+    app: &str,
+    as_json: bool,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let list = c
+        .get(&format!("/api/v1/deployments?app={app}&limit={limit}"))
+        .await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<6} {:<11} {:<8} {:<22} {:<8} {:<16} CREATED",
+        "ID", "STATE", "SHA", "REF", "TRIGGER", "ACTOR"
+    );
+    for d in list.as_array().into_iter().flatten() {
+        println!(
+            "#{:<5} {:<11} {:<8} {:<22} {:<8} {:<16} {}",
+            d["id"].as_i64().unwrap_or(0),
+            d["state"].as_str().unwrap_or(""),
+            short(d["sha"].as_str().unwrap_or("-")),
+            d["ref"].as_str().unwrap_or(""),
+            d["trigger"].as_str().unwrap_or(""),
+            d["actor"].as_str().unwrap_or(""),
+            d["created_at"].as_str().unwrap_or(""),
+        );
+        if let Some(reason) = d["reason"].as_str() {
+            println!("       {reason}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(
+    args: &ServerArgs,
+    id: i64,
+    wait: bool,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let mut printed = std::collections::HashSet::new();
+    loop {
+        let d = c.get(&format!("/api/v1/deployments/{id}")).await?;
+        let state = d["state"].as_str().unwrap_or("").to_owned();
+        let done = matches!(state.as_str(), "succeeded" | "failed" | "superseded");
+        if wait && !as_json {
+            for s in d["steps"].as_array().into_iter().flatten() {
+                let st = s["state"].as_str().unwrap_or("");
+                let key = format!("{}:{st}", s["index"]);
+                if matches!(st, "succeeded" | "failed") && printed.insert(key) {
+                    print_step(s);
+                }
+            }
+        }
+        if done || !wait {
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                if !wait {
+                    for s in d["steps"].as_array().into_iter().flatten() {
+                        print_step(s);
+                    }
+                }
+                println!(
+                    "deployment #{id} of {} at {}: {state}{}",
+                    d["app"].as_str().unwrap_or(""),
+                    short(d["sha"].as_str().unwrap_or("-")),
+                    d["reason"]
+                        .as_str()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+            }
+            return Ok(if state == "failed" {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn print_step(s: &Value) {
+    println!(
+        "[{}] {:<15} {:<10} {}",
+        s["index"].as_u64().unwrap_or(0),
+        s["kind"].as_str().unwrap_or(""),
+        s["state"].as_str().unwrap_or(""),
+        s["outcome"].as_str().unwrap_or("")
+    );
+    if let Some(log) = s["log"].as_str().filter(|l| !l.is_empty()) {
+        for line in log.lines() {
+            println!("      | {line}");
+        }
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}

@@ -1,0 +1,189 @@
+//! The command line (clap derive): one binary, one subcommand per task. Local commands
+//! (`serve`, `init`, `validate`) run here; the others call a running daemon's API.
+
+mod client;
+mod local;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// Gantry: GitOps deployments of ECS Fargate services and S3/CloudFront sites.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, about, long_about = None)]
+pub struct Cli {
+    /// Log line format (also GANTRY_LOG_FORMAT); filter with GANTRY_LOG or RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "GANTRY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: webhook intake, deploy queue, pipelines, HTTP API.
+    Serve {
+        /// Configuration file (also GANTRY_CONFIG); optional, environment variables suffice.
+        #[arg(long, env = "GANTRY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Scaffold a minimal, valid App manifest in the manifests directory.
+    Init {
+        /// App name (lowercase letters, digits, '-').
+        app: String,
+        /// GitHub repository, OWNER/NAME.
+        #[arg(long)]
+        repo: String,
+        /// Branch whose pushes deploy the app.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Manifests directory (also GANTRY_MANIFESTS).
+        #[arg(long, env = "GANTRY_MANIFESTS", default_value = "manifests")]
+        manifests: PathBuf,
+    },
+    /// Validate the configuration and every manifest; exit 1 listing every problem.
+    Validate {
+        /// Configuration file (also GANTRY_CONFIG).
+        #[arg(long, env = "GANTRY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Manifests directory; overrides the configuration's.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+    },
+    /// Queue a deployment of APP on the running daemon.
+    Deploy {
+        app: String,
+        /// Ref to deploy (branch, tag or refs/...); default: the app's branch.
+        #[arg(long = "ref", conflicts_with = "sha")]
+        git_ref: Option<String>,
+        /// Exact 40-character commit to deploy.
+        #[arg(long)]
+        sha: Option<String>,
+        /// Wait for the deployment to finish and exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show apps and their latest deployment (or one app's).
+    Status {
+        app: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List an app's deployments, newest first.
+    History {
+        app: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one deployment with its step logs.
+    Show {
+        id: i64,
+        /// Wait until the deployment has finished.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// How to reach a running daemon.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The daemon's base URL.
+    #[arg(long, env = "GANTRY_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// API bearer token (the daemon's GANTRY_API_TOKEN).
+    #[arg(long, env = "GANTRY_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Runs the parsed command; errors are printed once, here.
+pub fn run(cli: Cli) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => local::serve(config).await,
+            Command::Init {
+                app,
+                repo,
+                branch,
+                manifests,
+            } => local::init(&app, &repo, &branch, &manifests),
+            Command::Validate { config, manifests } => local::validate(config, manifests),
+            Command::Deploy {
+                app,
+                git_ref,
+                sha,
+                wait,
+                server,
+            } => client::deploy(&server, &app, git_ref, sha, wait).await,
+            Command::Status { app, json, server } => {
+                client::status(&server, app.as_deref(), json).await
+            }
+            Command::History {
+                app,
+                json,
+                limit,
+                server,
+            } => client::history(&server, &app, json, limit).await,
+            Command::Show {
+                id,
+                wait,
+                json,
+                server,
+            } => client::show(&server, id, wait, json).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

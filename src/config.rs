@@ -1,0 +1,445 @@
+//! Gantry's own configuration: `gantry.yaml` plus environment variables, validated once at start.
+//!
+//! Precedence: built-in defaults < the file (`GANTRY_CONFIG` or `--config`) < `GANTRY_*`
+//! variables. String values in the file may use `${NAME}` to read an environment variable
+//! (`$${` writes a literal `${`). Unknown keys are rejected with their path. See
+//! docs/configuration.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::manifests::parse_duration;
+use crate::secret::{Redactor, Secret};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub manifests: PathBuf,
+    pub api_token: Option<Secret>,
+    pub github: GithubConfig,
+    pub queue: QueueConfig,
+    pub pipeline: PipelineConfig,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    /// Every secret accepted for `X-Hub-Signature-256`; more than one during rotation.
+    pub webhook_secrets: Vec<Secret>,
+    /// Token for cloning private repositories over https.
+    pub token: Option<Secret>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Deployments of different apps that may run at once.
+    pub max_concurrent: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Bytes of output kept per step log (the tail is kept).
+    pub step_log_bytes: usize,
+    /// Default build timeout when an app sets none.
+    pub build_timeout: Duration,
+    /// How long shutdown waits for running steps before leaving them to resume.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: invalid YAML: {message}")]
+    Yaml { file: PathBuf, message: String },
+    #[error("{file}: {path}: {message}")]
+    Field {
+        file: PathBuf,
+        path: String,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Value { origin: String, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    manifests: Option<PathBuf>,
+    api_token: Option<String>,
+    #[serde(default)]
+    github: RawGithub,
+    #[serde(default)]
+    queue: RawQueue,
+    #[serde(default)]
+    pipeline: RawPipeline,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawGithub {
+    webhook_secrets: Option<Vec<String>>,
+    token: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawQueue {
+    max_concurrent: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPipeline {
+    step_log_bytes: Option<usize>,
+    build_timeout: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
+
+impl Config {
+    /// Loads the configuration from `file` (if any) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::load`], reading variables through `env` (for tests).
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = file.map(Path::to_path_buf).or_else(|| {
+            env("GANTRY_CONFIG")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        });
+        let raw = match &file {
+            Some(path) => read_file(path, env)?,
+            None => RawConfig::default(),
+        };
+        Self::from_raw(raw, env)
+    }
+
+    fn from_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let pick = |var: &str, file_value: Option<String>| {
+            env(var).filter(|v| !v.is_empty()).or(file_value)
+        };
+        let listen_s = pick("GANTRY_LISTEN", raw.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_s.parse().map_err(|_| ConfigError::Value {
+            origin: "listen (GANTRY_LISTEN)".into(),
+            message: format!("`{listen_s}` is not an address like 0.0.0.0:8080"),
+        })?;
+        let data_dir = pick("GANTRY_DATA_DIR", raw.data_dir.map(path_string))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let manifests = pick("GANTRY_MANIFESTS", raw.manifests.map(path_string))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./manifests"));
+        let api_token = pick("GANTRY_API_TOKEN", raw.api_token).map(Secret::new);
+        let webhook_secrets: Vec<Secret> =
+            match env("GANTRY_GITHUB_WEBHOOK_SECRET").filter(|v| !v.is_empty()) {
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect(),
+                None => raw
+                    .github
+                    .webhook_secrets
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Secret::new)
+                    .collect(),
+            };
+        let token = pick("GANTRY_GITHUB_TOKEN", raw.github.token).map(Secret::new);
+        let max_body_bytes = number(
+            env,
+            "GANTRY_MAX_BODY_BYTES",
+            "github.maxBodyBytes",
+            raw.github.max_body_bytes,
+        )?
+        .unwrap_or(DEFAULT_MAX_BODY);
+        let max_concurrent = number(
+            env,
+            "GANTRY_MAX_CONCURRENT",
+            "queue.maxConcurrent",
+            raw.queue.max_concurrent,
+        )?
+        .unwrap_or(4);
+        if max_concurrent == 0 {
+            return Err(ConfigError::Value {
+                origin: "queue.maxConcurrent (GANTRY_MAX_CONCURRENT)".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let step_log_bytes = number(
+            env,
+            "GANTRY_STEP_LOG_BYTES",
+            "pipeline.stepLogBytes",
+            raw.pipeline.step_log_bytes,
+        )?
+        .unwrap_or(64 * 1024);
+        let build_timeout = duration(
+            "pipeline.buildTimeout (GANTRY_BUILD_TIMEOUT)",
+            pick("GANTRY_BUILD_TIMEOUT", raw.pipeline.build_timeout),
+            Duration::from_secs(30 * 60),
+        )?;
+        let shutdown_grace = duration(
+            "pipeline.shutdownGrace (GANTRY_SHUTDOWN_GRACE)",
+            pick("GANTRY_SHUTDOWN_GRACE", raw.pipeline.shutdown_grace),
+            Duration::from_secs(10),
+        )?;
+        let log_format = match env("GANTRY_LOG_FORMAT").filter(|v| !v.is_empty()) {
+            Some(v) => match v.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => {
+                    return Err(ConfigError::Value {
+                        origin: "GANTRY_LOG_FORMAT".into(),
+                        message: format!("`{other}` is not `text` or `json`"),
+                    })
+                }
+            },
+            None => raw.log_format.unwrap_or(LogFormat::Text),
+        };
+        Ok(Self {
+            listen,
+            data_dir,
+            manifests,
+            api_token,
+            github: GithubConfig {
+                webhook_secrets,
+                token,
+                max_body_bytes,
+            },
+            queue: QueueConfig { max_concurrent },
+            pipeline: PipelineConfig {
+                step_log_bytes,
+                build_timeout,
+                shutdown_grace,
+            },
+            log_format,
+        })
+    }
+
+    /// Every secret this configuration holds, for scrubbing output.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(
+            self.api_token
+                .iter()
+                .chain(self.github.token.iter())
+                .chain(self.github.webhook_secrets.iter()),
+        )
+    }
+}
+
+fn path_string(p: PathBuf) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn number(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    key: &str,
+    file_value: Option<usize>,
+) -> Result<Option<usize>, ConfigError> {
+    match env(var).filter(|v| !v.is_empty()) {
+        Some(v) => v.trim().parse().map(Some).map_err(|_| ConfigError::Value {
+            origin: var.into(),
+            message: format!("`{v}` is not a whole number (it sets {key})"),
+        }),
+        None => Ok(file_value),
+    }
+}
+
+fn duration(
+    origin: &str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse_duration(&v).ok_or_else(|| ConfigError::Value {
+            origin: origin.into(),
+            message: format!("`{v}` is not a duration like 90s, 10m or 1h"),
+        }),
+    }
+}
+
+fn read_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut value: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if value.is_null() {
+        return Ok(RawConfig::default());
+    }
+    interpolate(&mut value, "", env).map_err(|(p, message)| ConfigError::Field {
+        file: path.to_path_buf(),
+        path: p,
+        message,
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // serde_path_to_error's path already ends at an unknown field's name.
+        let p = e.path().to_string();
+        let message = e.inner().to_string();
+        ConfigError::Field {
+            file: path.to_path_buf(),
+            path: p,
+            message,
+        }
+    })
+}
+
+/// Replaces `${NAME}` in every string of `value` with the variable's value.
+fn interpolate(
+    value: &mut serde_yaml::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    use serde_yaml::Value;
+    match value {
+        Value::String(s) => {
+            *s = expand(s, env).map_err(|m| (path.to_owned(), m))?;
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = k.as_str().unwrap_or("?");
+                let child = if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
+                interpolate(v, &child, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| "unterminated `${` in value".to_string())?;
+            let name = &after[..end];
+            let value =
+                env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn starts_from_environment_alone() {
+        let env = env_of(&[
+            ("GANTRY_LISTEN", "127.0.0.1:9999"),
+            ("GANTRY_GITHUB_WEBHOOK_SECRET", "old-secret, new-secret"),
+            ("GANTRY_API_TOKEN", "tok-123"),
+        ]);
+        let c = Config::load_with(None, &env).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9999");
+        assert_eq!(c.github.webhook_secrets.len(), 2);
+        assert_eq!(c.github.webhook_secrets[1].expose(), "new-secret");
+        assert_eq!(c.github.max_body_bytes, DEFAULT_MAX_BODY);
+        assert!(!format!("{c:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn file_values_are_interpolated_and_overridden_by_env() {
+        let f = write("listen: 127.0.0.1:1\napiToken: ${MY_TOKEN}\ngithub:\n  webhookSecrets: [\"$${literal}\"]\nqueue:\n  maxConcurrent: 2\n");
+        let c = Config::load_with(
+            Some(f.path()),
+            &env_of(&[("MY_TOKEN", "abc"), ("GANTRY_LISTEN", "127.0.0.1:2")]),
+        )
+        .unwrap();
+        assert_eq!(c.api_token.unwrap().expose(), "abc");
+        assert_eq!(c.github.webhook_secrets[0].expose(), "${literal}");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(c.queue.max_concurrent, 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        let f = write("github:\n  webhookSecret: x\n");
+        let e = Config::load_with(Some(f.path()), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("github.webhookSecret: unknown field `webhookSecret`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_variable_names_the_key() {
+        let f = write("apiToken: ${NOPE}\n");
+        let e = Config::load_with(Some(f.path()), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("apiToken: environment variable `NOPE` is not set"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The App resource (`apiVersion: gantry/v1`, `kind: App`) as written in `manifests/`.
+//!
+//! Field names are camelCase in YAML, as Kubernetes-style manifests are. Every struct rejects
+//! unknown fields so a typo is an error with a path, never a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "gantry/v1";
+pub const KIND_APP: &str = "App";
+
+/// One `kind: App` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AppManifest {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: AppSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What an app is made of and where it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AppSpec {
+    /// Environment name shown in reports (`production`, `staging`, ...).
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteSpec>,
+    #[serde(default, skip_serializing_if = "Notifications::is_empty")]
+    pub notifications: Notifications,
+}
+
+fn default_environment() -> String {
+    "production".into()
+}
+
+/// The git repository an app is built from, and which pushes deploy it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Source {
+    /// `OWNER/NAME` on GitHub; webhooks are matched on it.
+    pub repo: String,
+    /// Clone URL override: `https://...`, `file:///...` or an absolute path. Default:
+    /// `https://github.com/OWNER/NAME.git`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Branch whose pushes deploy the app. Default `main`.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Glob over tag names (e.g. `v*`); when set, pushed tags that match deploy too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<String>,
+    /// Globs over changed paths; when set, a push deploys only if a changed file matches one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+/// Commands run in the checkout before images and sites are published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BuildSpec {
+    /// Shell commands (`sh -c`), run in order; the first failure stops the build.
+    pub commands: Vec<String>,
+    /// Working directory relative to the checkout root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Literal variables set for the commands (the environment is otherwise clean).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Names of Gantry's own environment variables passed through (secrets: values redacted
+    /// from logs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
+    /// Timeout for all commands together, e.g. `30s`, `10m`, `1h`. Default `30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// A container image built from the checkout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Name services refer to the image by.
+    pub name: String,
+    /// Repository, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com/api`.
+    pub repository: String,
+    /// Build context relative to the checkout. Default `.`.
+    #[serde(default = "default_context")]
+    pub context: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// `layer`, `buildah` or `kaniko`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+}
+
+fn default_context() -> String {
+    ".".into()
+}
+
+/// An ECS service rolled to the new images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceSpec {
+    pub name: String,
+    pub cluster: String,
+    /// Task definition JSON file, relative to the manifest's directory.
+    pub task_definition: String,
+    /// Container name -> image name (from `images`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerSpec>,
+    /// A one-off task (e.g. a database migration) that must exit 0 before the service rolls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkSpec {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub assign_public_ip: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadBalancerSpec {
+    pub target_group_arn: String,
+    pub container_name: String,
+    pub container_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrationSpec {
+    pub container: String,
+    pub command: Vec<String>,
+}
+
+/// A static site synced to S3 and served by CloudFront.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SiteSpec {
+    pub name: String,
+    /// Build output directory relative to the checkout (e.g. `out` for a Next.js export).
+    pub dir: String,
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<String>,
+    /// `nextjs` or `plain`.
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_control: Vec<CacheRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<HostRedirect>,
+    #[serde(default)]
+    pub pretty_urls: bool,
+}
+
+fn default_preset() -> String {
+    "plain".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheRule {
+    pub glob: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostRedirect {
+    pub from: String,
+    pub to: String,
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    301
+}
+
+/// Where results are reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Notifications {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord: Option<DiscordTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubReporting>,
+}
+
+impl Notifications {
+    pub fn is_empty(&self) -> bool {
+        self.discord.is_none() && self.github.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiscordTarget {
+    /// Channel id (bot token mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Name of the environment variable holding a channel webhook URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_env: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GithubReporting {
+    #[serde(default = "yes")]
+    pub statuses: bool,
+    #[serde(default)]
+    pub deployments: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AppSpec {
+    /// The URL `git fetch` uses for this app's repository.
+    pub fn clone_url(&self) -> String {
+        match &self.source.url {
+            Some(url) if url.starts_with('/') => format!("file://{url}"),
+            Some(url) => url.clone(),
+            None => format!("https://github.com/{}.git", self.source.repo),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Deployments, their steps and the releases they record.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::AppSpec;
+
+pub type DeploymentId = i64;
+
+/// Where a deployment's life stands. `Queued -> Running -> {Succeeded, Failed}`, or
+/// `Queued -> Superseded` when a newer one for the same app arrives first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Superseded,
+}
+
+impl DeploymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Superseded)
+    }
+}
+
+impl fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeploymentState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "superseded" => Self::Superseded,
+            other => return Err(format!("unknown deployment state `{other}`")),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for StepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            other => return Err(format!("unknown step state `{other}`")),
+        })
+    }
+}
+
+/// The kinds of pipeline step, in the order a deployment runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    FetchSource,
+    Build,
+    PublishImages,
+    RollServices,
+    SyncSites,
+    Report,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FetchSource => "fetch_source",
+            Self::Build => "build",
+            Self::PublishImages => "publish_images",
+            Self::RollServices => "roll_services",
+            Self::SyncSites => "sync_sites",
+            Self::Report => "report",
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "fetch_source" => Self::FetchSource,
+            "build" => Self::Build,
+            "publish_images" => Self::PublishImages,
+            "roll_services" => Self::RollServices,
+            "sync_sites" => Self::SyncSites,
+            "report" => Self::Report,
+            other => return Err(format!("unknown step `{other}`")),
+        })
+    }
+}
+
+/// What started a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Push,
+    Api,
+    Discord,
+    Rollback,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Api => "api",
+            Self::Discord => "discord",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "push" => Self::Push,
+            "api" => Self::Api,
+            "discord" => Self::Discord,
+            "rollback" => Self::Rollback,
+            other => return Err(format!("unknown trigger `{other}`")),
+        })
+    }
+}
+
+/// A request to deploy one app at one revision, before the store gives it an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDeployment {
+    pub app: String,
+    /// Exact commit when known (pushes); `None` means resolve `git_ref` at fetch time.
+    pub sha: Option<String>,
+    pub git_ref: String,
+    pub trigger: Trigger,
+    pub actor: String,
+    pub delivery_id: Option<String>,
+    /// The app's spec as it was when the deployment was requested: a resumed or re-read
+    /// deployment always runs what was asked for, whatever the manifests say later.
+    pub spec: AppSpec,
+}
+
+/// A deployment as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub app: String,
+    pub sha: Option<String>,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub trigger: Trigger,
+    pub actor: String,
+    pub delivery_id: Option<String>,
+    pub state: DeploymentState,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub spec: AppSpec,
+    pub steps: Vec<Step>,
+}
+
+/// One step of a deployment as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub index: u32,
+    pub kind: StepKind,
+    pub state: StepState,
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// What exactly a successful deployment put in place, so it can be reproduced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub app: String,
+    pub deployment_id: DeploymentId,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// Image name -> `repository@sha256:...`.
+    #[serde(default)]
+    pub images: std::collections::BTreeMap<String, String>,
+    /// Site name -> site release id.
+    #[serde(default)]
+    pub sites: std::collections::BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An audit record: who did what, when, with what outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+}

@@ -1,0 +1,11 @@
+//! Plain data types shared by every layer: the App spec read from manifests, deployments and
+//! their steps, releases, and the push events Gantry reacts to. No IO and no behaviour beyond
+//! small invariant-keeping helpers.
+
+pub mod app;
+pub mod deployment;
+pub mod push;
+
+pub use app::*;
+pub use deployment::*;
+pub use push::*;

@@ -1,0 +1,71 @@
+//! The parts of a GitHub `push` webhook payload Gantry acts on.
+//!
+//! Deserialising into these types is also the payload's validation: a push body missing one of
+//! the required fields is malformed.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PushEvent {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub after: String,
+    #[serde(default)]
+    pub deleted: bool,
+    pub repository: PushRepository,
+    #[serde(default)]
+    pub commits: Vec<PushCommit>,
+    #[serde(default)]
+    pub head_commit: Option<PushCommit>,
+    #[serde(default)]
+    pub pusher: Option<Pusher>,
+    #[serde(default)]
+    pub sender: Option<Sender>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PushRepository {
+    pub full_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PushCommit {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub added: Vec<String>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+    #[serde(default)]
+    pub modified: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Pusher {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Sender {
+    pub login: String,
+}
+
+impl PushEvent {
+    /// Who pushed: the pusher's name, else the sender's login.
+    pub fn actor(&self) -> String {
+        self.pusher
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or_else(|| self.sender.as_ref().map(|s| s.login.clone()))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Every path the push's commits touched, if GitHub listed them.
+    pub fn changed_paths(&self) -> impl Iterator<Item = &str> {
+        self.commits
+            .iter()
+            .chain(self.head_commit.iter())
+            .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified))
+            .map(String::as_str)
+    }
+}

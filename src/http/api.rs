@@ -1,0 +1,180 @@
+//! The JSON API under `/api/v1`, behind a bearer token. Read-only views of apps, deployments
+//! and audit records, plus `POST /api/v1/apps/{app}/deploy` for the CLI.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::{AuditRecord, Trigger};
+
+fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &s.api_token else {
+        return Err(ApiError::Unauthorized(
+            "the API is disabled: set GANTRY_API_TOKEN on the server",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("missing or wrong bearer token"))
+    }
+}
+
+pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let apps: Vec<_> = {
+        let m = s.manifests.read().expect("manifests lock poisoned");
+        m.apps.iter().map(|a| a.manifest.clone()).collect()
+    };
+    let mut out = Vec::with_capacity(apps.len());
+    for app in apps {
+        let last = s
+            .store
+            .deployments(Some(&app.metadata.name), 1)
+            .await?
+            .pop();
+        out.push(json!({
+            "name": app.metadata.name,
+            "environment": app.spec.environment,
+            "repo": app.spec.source.repo,
+            "branch": app.spec.source.branch,
+            "last_deployment": last,
+        }));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    app: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn deployments(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let list = s
+        .store
+        .deployments(q.app.as_deref(), q.limit.unwrap_or(50).min(500))
+        .await?;
+    Ok(Json(
+        serde_json::to_value(list).expect("deployments serialise"),
+    ))
+}
+
+pub async fn deployment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    match s.store.deployment(id, true).await? {
+        Some(d) => Ok(Json(
+            serde_json::to_value(d).expect("deployment serialises"),
+        )),
+        None => Err(ApiError::NotFound(format!(
+            "deployment {id} does not exist"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    target: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn audit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let list = s
+        .store
+        .audits(q.target.as_deref(), q.limit.unwrap_or(50).min(500))
+        .await?;
+    Ok(Json(serde_json::to_value(list).expect("audit serialises")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    sha: Option<String>,
+    actor: Option<String>,
+}
+
+pub async fn deploy(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Option<Json<DeployBody>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&s, &headers)?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    if body.git_ref.is_some() && body.sha.is_some() {
+        return Err(ApiError::BadRequest(
+            "give either `ref` or `sha`, not both".into(),
+        ));
+    }
+    if let Some(sha) = &body.sha {
+        if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::BadRequest(format!(
+                "`{sha}` is not a full 40-character commit sha"
+            )));
+        }
+    }
+    let manifest = {
+        let m = s.manifests.read().expect("manifests lock poisoned");
+        m.get(&app).map(|a| a.manifest.clone())
+    };
+    let Some(manifest) = manifest else {
+        return Err(ApiError::NotFound(format!(
+            "no app named `{app}` in the manifests"
+        )));
+    };
+    let git_ref = body
+        .git_ref
+        .clone()
+        .unwrap_or_else(|| format!("refs/heads/{}", manifest.spec.source.branch));
+    let actor = body.actor.clone().unwrap_or_else(|| "api".into());
+    let req = crate::queue::request(
+        &manifest,
+        body.sha.map(|s| s.to_ascii_lowercase()),
+        git_ref.clone(),
+        Trigger::Api,
+        actor.clone(),
+        None,
+    );
+    let id = s.store.enqueue(req).await?;
+    s.store
+        .audit(AuditRecord {
+            at: chrono::Utc::now(),
+            actor,
+            action: "deploy".into(),
+            target: app.clone(),
+            outcome: "queued".into(),
+            detail: Some(format!("deployment #{id} of {git_ref}")),
+        })
+        .await?;
+    s.queue.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "app": app, "ref": git_ref })),
+    ))
+}

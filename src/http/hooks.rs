@@ -1,0 +1,218 @@
+//! `POST /hooks/github`: GitHub webhook intake.
+//!
+//! Order matters: the body (already bounded by the route's limit, 413 beyond it) is verified
+//! against `X-Hub-Signature-256` before anything parses it; a bad or missing signature is 401
+//! and leaves no trace in the store. Then the delivery is recorded (by `X-GitHub-Delivery`,
+//! so a redelivery is a no-op) together with the deployments it asks for, in one transaction,
+//! and only then answered: 202 when deployments were queued, 200 otherwise.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::{PushEvent, Trigger};
+use crate::plan::intake::{plan_push, IntakeDecision};
+use crate::secret::Secret;
+use crate::store::{DeliveryOutcome, DeliveryRecord};
+
+/// Checks `X-Hub-Signature-256` (`sha256=<hex>`) against every accepted secret, in constant
+/// time per secret.
+pub fn verify_signature(secrets: &[Secret], body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    secrets.iter().any(|secret| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    })
+}
+
+/// The header value GitHub would send for `body` signed with `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tracing::instrument(skip_all, fields(delivery = tracing::field::Empty, event = tracing::field::Empty))]
+pub async fn github(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !verify_signature(
+        &s.webhook_secrets,
+        &body,
+        header(&headers, "x-hub-signature-256"),
+    ) {
+        tracing::warn!("webhook rejected: missing or invalid signature");
+        return Err(ApiError::Unauthorized(
+            "missing or invalid X-Hub-Signature-256",
+        ));
+    }
+    let delivery = header(&headers, "x-github-delivery")
+        .filter(|d| !d.is_empty() && d.len() <= 128)
+        .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Delivery header".into()))?
+        .to_owned();
+    let event = header(&headers, "x-github-event")
+        .filter(|e| !e.is_empty() && e.len() <= 64)
+        .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Event header".into()))?
+        .to_owned();
+    let span = tracing::Span::current();
+    span.record("delivery", delivery.as_str());
+    span.record("event", event.as_str());
+    if header(&headers, "content-type")
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+    {
+        return Err(ApiError::Unsupported("form-encoded payloads are not accepted: set the webhook's content type to application/json".into()));
+    }
+
+    let (record, enqueue) = match event.as_str() {
+        "push" => {
+            let push: PushEvent = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("malformed push payload: {e}")))?;
+            let decision = {
+                let manifests = s.manifests.read().expect("manifests lock poisoned");
+                match plan_push(manifests.manifests(), &push) {
+                    IntakeDecision::Deploy { apps, sha } => {
+                        let reqs = apps
+                            .iter()
+                            .filter_map(|name| manifests.get(name))
+                            .map(|app| {
+                                crate::queue::request(
+                                    &app.manifest,
+                                    Some(sha.clone()),
+                                    push.git_ref.clone(),
+                                    Trigger::Push,
+                                    push.actor(),
+                                    Some(delivery.clone()),
+                                )
+                            })
+                            .collect::<Vec<_>>();
+                        Ok(reqs)
+                    }
+                    IntakeDecision::Ignore { reason } => Err(reason),
+                }
+            };
+            let (outcome, reason, reqs) = match decision {
+                Ok(reqs) => ("queued", None, reqs),
+                Err(reason) => ("ignored", Some(reason), vec![]),
+            };
+            let record = DeliveryRecord {
+                id: delivery.clone(),
+                event: event.clone(),
+                repo: Some(push.repository.full_name.clone()),
+                git_ref: Some(push.git_ref.clone()),
+                sha: Some(push.after.clone()),
+                outcome: outcome.into(),
+                reason,
+            };
+            (record, reqs)
+        }
+        other => {
+            // Every event must at least be JSON; GitHub never sends anything else.
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON payload: {e}")))?;
+            let (outcome, reason) = if other == "ping" {
+                ("ping", None)
+            } else {
+                (
+                    "ignored",
+                    Some(format!("Gantry does not act on `{other}` events")),
+                )
+            };
+            let record = DeliveryRecord {
+                id: delivery.clone(),
+                event: event.clone(),
+                repo: None,
+                git_ref: None,
+                sha: None,
+                outcome: outcome.into(),
+                reason,
+            };
+            (record, vec![])
+        }
+    };
+    let reason = record.reason.clone();
+    let ping = record.outcome == "ping";
+    match s.store.record_delivery(record, enqueue).await? {
+        DeliveryOutcome::Duplicate => {
+            tracing::info!("redelivery of a known delivery: nothing to do");
+            Ok((
+                StatusCode::OK,
+                Json(json!({ "delivery": delivery, "duplicate": true })),
+            ))
+        }
+        DeliveryOutcome::Recorded { deployments } if !deployments.is_empty() => {
+            tracing::info!(deployments = ?deployments, "push recorded; deployments queued");
+            s.queue.wake();
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "delivery": delivery, "deployments": deployments })),
+            ))
+        }
+        DeliveryOutcome::Recorded { .. } if ping => Ok((
+            StatusCode::OK,
+            Json(json!({ "delivery": delivery, "pong": true })),
+        )),
+        DeliveryOutcome::Recorded { .. } => {
+            tracing::info!(reason = reason.as_deref().unwrap_or(""), "delivery ignored");
+            Ok((
+                StatusCode::OK,
+                Json(json!({ "delivery": delivery, "ignored": reason })),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_published_test_vector() {
+        // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+        let secret = Secret::new("It's a Secret to Everybody");
+        let header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert!(verify_signature(
+            std::slice::from_ref(&secret),
+            b"Hello, World!",
+            Some(header)
+        ));
+        assert_eq!(sign("It's a Secret to Everybody", b"Hello, World!"), header);
+        assert!(!verify_signature(
+            &[secret.clone()],
+            b"Hello, World?",
+            Some(header)
+        ));
+        assert!(!verify_signature(&[secret], b"Hello, World!", None));
+    }
+
+    #[test]
+    fn any_rotated_secret_is_accepted() {
+        let secrets = [Secret::new("old"), Secret::new("new")];
+        assert!(verify_signature(&secrets, b"x", Some(&sign("new", b"x"))));
+        assert!(!verify_signature(
+            &secrets,
+            b"x",
+            Some(&sign("other", b"x"))
+        ));
+        assert!(!verify_signature(&secrets, b"x", Some("sha256=zz")));
+    }
+}

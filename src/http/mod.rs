@@ -1,0 +1,49 @@
+//! The HTTP surface (axum): GitHub webhooks, the JSON API, health probes.
+//!
+//! Handlers verify, persist and answer; they never run deployment work themselves.
+
+mod api;
+mod error;
+mod health;
+pub mod hooks;
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::manifests::ManifestSet;
+use crate::queue::QueueHandle;
+use crate::secret::Secret;
+use crate::store::Store;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub manifests: Arc<RwLock<ManifestSet>>,
+    pub queue: QueueHandle,
+    pub webhook_secrets: Arc<Vec<Secret>>,
+    pub api_token: Option<Secret>,
+    /// Fired when shutdown begins: readiness turns false.
+    pub shutting_down: CancellationToken,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route(
+            "/hooks/github",
+            post(hooks::github).layer(DefaultBodyLimit::max(max_body_bytes)),
+        )
+        .route("/api/v1/apps", get(api::apps))
+        .route("/api/v1/apps/{app}/deploy", post(api::deploy))
+        .route("/api/v1/deployments", get(api::deployments))
+        .route("/api/v1/deployments/{id}", get(api::deployment))
+        .route("/api/v1/audit", get(api::audit))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}

@@ -1,0 +1,354 @@
+//! Loading and validating `manifests/`: Kubernetes-style YAML documents (`apiVersion: gantry/v1`,
+//! `kind: App`). Every problem is reported with file:line, the field path and a hint; loading
+//! collects all problems of all files rather than stopping at the first.
+//!
+//! This module reads files but never talks to AWS, git or the store.
+
+mod locate;
+mod validate;
+
+pub use validate::parse_duration;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::{AppManifest, AppSpec, Metadata, Source, API_VERSION, KIND_APP};
+pub use locate::Locator;
+
+/// One problem in one manifest file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// Field path inside the document, e.g. `spec.source.branch`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// All problems found while loading a manifests directory.
+#[derive(Debug, thiserror::Error)]
+pub struct ManifestErrors(pub Vec<ManifestError>);
+
+impl fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An app as loaded, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedApp {
+    pub manifest: AppManifest,
+    pub file: PathBuf,
+}
+
+/// Every app of a manifests directory, validated, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestSet {
+    pub apps: Vec<LoadedApp>,
+}
+
+impl ManifestSet {
+    pub fn get(&self, name: &str) -> Option<&LoadedApp> {
+        self.apps.iter().find(|a| a.manifest.metadata.name == name)
+    }
+
+    pub fn manifests(&self) -> impl Iterator<Item = &AppManifest> {
+        self.apps.iter().map(|a| &a.manifest)
+    }
+}
+
+/// Loads and validates every `*.yaml`/`*.yml` under `dir` (recursively, hidden entries skipped).
+pub fn load_dir(dir: &Path) -> Result<ManifestSet, ManifestErrors> {
+    let mut files = Vec::new();
+    if let Err(e) = collect_files(dir, &mut files) {
+        return Err(ManifestErrors(vec![ManifestError {
+            file: dir.to_path_buf(),
+            line: None,
+            path: String::new(),
+            message: format!("cannot read the manifests directory: {e}"),
+            hint: Some(
+                "set GANTRY_MANIFESTS or `manifests:` in gantry.yaml to an existing directory"
+                    .into(),
+            ),
+        }]));
+    }
+    files.sort();
+    let mut set = ManifestSet::default();
+    let mut errors = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => match parse_file(&file, &text) {
+                Ok(apps) => set.apps.extend(apps),
+                Err(mut es) => errors.append(&mut es),
+            },
+            Err(e) => errors.push(ManifestError {
+                file: file.clone(),
+                line: None,
+                path: String::new(),
+                message: format!("cannot read file: {e}"),
+                hint: None,
+            }),
+        }
+    }
+    errors.extend(validate::duplicate_names(&set));
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(ManifestErrors(errors))
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            collect_files(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Parses and validates every document of one file.
+pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<ManifestError>> {
+    let locator = Locator::new(text);
+    let mut apps = Vec::new();
+    let mut errors = Vec::new();
+    for (doc, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value: serde_yaml::Value = match serde_yaml::Value::deserialize(de) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(yaml_error(file, String::new(), &e));
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        let base = file.parent().unwrap_or(Path::new("."));
+        match parse_document(&value) {
+            Ok(manifest) => {
+                let problems = validate::app(&manifest, base);
+                if problems.is_empty() {
+                    apps.push(LoadedApp {
+                        manifest,
+                        file: file.to_path_buf(),
+                    });
+                }
+                for p in problems {
+                    errors.push(ManifestError {
+                        file: file.to_path_buf(),
+                        line: locator.line(doc, &p.path),
+                        path: p.path,
+                        message: p.message,
+                        hint: p.hint,
+                    });
+                }
+            }
+            Err((path, message, hint)) => errors.push(ManifestError {
+                file: file.to_path_buf(),
+                line: locator.line(doc, &path),
+                path,
+                message,
+                hint,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(apps)
+    } else {
+        Err(errors)
+    }
+}
+
+type DocError = (String, String, Option<String>);
+
+fn parse_document(value: &serde_yaml::Value) -> Result<AppManifest, DocError> {
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    if kind != KIND_APP {
+        return Err((
+            "kind".into(),
+            if kind.is_empty() {
+                "missing `kind`".into()
+            } else {
+                format!("unknown kind `{kind}`")
+            },
+            Some(format!(
+                "every document needs `apiVersion: {API_VERSION}` and `kind: {KIND_APP}`"
+            )),
+        ));
+    }
+    serde_path_to_error::deserialize::<_, AppManifest>(value.clone()).map_err(|e| {
+        // serde_path_to_error's path already ends at an unknown field's name.
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let message = e.inner().to_string();
+        let hint = hint_for(&message);
+        (path, message, hint)
+    })
+}
+
+fn hint_for(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("check the spelling; docs/manifests.md lists every field".into())
+    } else if message.starts_with("missing field") {
+        Some("add the field; docs/manifests.md shows an example".into())
+    } else if message.starts_with("invalid type") {
+        Some("check the value's type (string, number, list or mapping)".into())
+    } else {
+        None
+    }
+}
+
+fn yaml_error(file: &Path, path: String, e: &serde_yaml::Error) -> ManifestError {
+    ManifestError {
+        file: file.to_path_buf(),
+        line: e.location().map(|l| l.line()),
+        path,
+        message: format!("invalid YAML: {e}"),
+        hint: Some("check indentation and quoting around this line".into()),
+    }
+}
+
+/// A minimal valid App manifest, as `gantry init` writes it.
+pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
+    AppManifest {
+        api_version: API_VERSION.into(),
+        kind: KIND_APP.into(),
+        metadata: Metadata {
+            name: name.into(),
+            labels: Default::default(),
+        },
+        spec: AppSpec {
+            environment: "production".into(),
+            source: Source {
+                repo: repo.into(),
+                url: None,
+                branch: branch.into(),
+                tags: None,
+                paths: vec![],
+            },
+            build: Some(crate::domain::BuildSpec {
+                commands: vec!["echo \"building $GANTRY_APP at $GANTRY_SHA\"".into()],
+                workdir: None,
+                env: Default::default(),
+                pass_env: vec![],
+                timeout: Some("30m".into()),
+            }),
+            images: vec![],
+            services: vec![],
+            sites: vec![],
+            notifications: Default::default(),
+        },
+    }
+}
+
+/// Checks a name/repo pair the way loading would, for `gantry init`.
+pub fn check_scaffold(manifest: &AppManifest) -> Vec<String> {
+    validate::app(manifest, Path::new("."))
+        .into_iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        parse_file(Path::new("m.yaml"), text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_path() {
+        let text = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n    brnch: main\n";
+        let e = errs(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("m.yaml:8: spec.source.brnch: unknown field `brnch`"),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].contains("hint:"));
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_field() {
+        let text = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: Web_App\nspec:\n  source:\n    repo: acme\n";
+        let e = errs(text);
+        assert!(
+            e.iter().any(|l| l.starts_with("m.yaml:4: metadata.name:")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("m.yaml:7: spec.source.repo:")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn second_document_lines_are_absolute() {
+        let ok = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: a\nspec:\n  source:\n    repo: acme/a\n";
+        let text = format!("{ok}---\napiVersion: gantry/v1\nkind: App\nmetadata:\n  name: b\nspec:\n  source:\n    repo: acme/b\n  images: 3\n");
+        let e = errs(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("m.yaml:16: spec.images: invalid type"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn scaffold_is_valid() {
+        let m = scaffold_app("web", "acme/web", "main");
+        let text = serde_yaml::to_string(&m).unwrap();
+        assert_eq!(errs(&text), Vec::<String>::new());
+    }
+}

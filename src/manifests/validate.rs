@@ -1,0 +1,411 @@
+//! Semantic checks of a parsed App manifest: what serde's types cannot express.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use globset::Glob;
+
+use super::{ManifestError, ManifestSet};
+use crate::domain::{AppManifest, API_VERSION};
+
+/// One problem at one field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let hint: String = hint.into();
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+            hint: (!hint.is_empty()).then_some(hint),
+        });
+    }
+}
+
+pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
+    let mut p = Problems::default();
+    if m.api_version != API_VERSION {
+        p.add(
+            "apiVersion",
+            format!("unsupported apiVersion `{}`", m.api_version),
+            format!("use `apiVersion: {API_VERSION}`"),
+        );
+    }
+    if !is_dns_label(&m.metadata.name) {
+        p.add(
+            "metadata.name",
+            format!("`{}` is not a valid app name", m.metadata.name),
+            "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+        );
+    }
+    let s = &m.spec;
+    if !is_dns_label(&s.environment) {
+        p.add(
+            "spec.environment",
+            format!("`{}` is not a valid environment name", s.environment),
+            "use lowercase letters, digits and '-', e.g. `production`",
+        );
+    }
+    source(&mut p, m);
+    if let Some(b) = &s.build {
+        if b.commands.is_empty() || b.commands.iter().any(|c| c.trim().is_empty()) {
+            p.add(
+                "spec.build.commands",
+                "build commands must be non-empty",
+                "list shell commands, e.g. `- npm ci && npm run build`, or remove `build`",
+            );
+        }
+        if let Some(t) = &b.timeout {
+            if parse_duration(t).is_none() {
+                p.add(
+                    "spec.build.timeout",
+                    format!("`{t}` is not a duration"),
+                    "use e.g. `90s`, `10m` or `1h30m`",
+                );
+            }
+        }
+        if let Some(w) = &b.workdir {
+            if !is_relative_inside(w) {
+                p.add(
+                    "spec.build.workdir",
+                    format!("`{w}` must be a relative path inside the checkout"),
+                    "drop leading `/` and `..`",
+                );
+            }
+        }
+        for k in b.env.keys() {
+            if !is_env_name(k) {
+                p.add(
+                    format!("spec.build.env.{k}"),
+                    format!("`{k}` is not a valid variable name"),
+                    "use letters, digits and '_', not starting with a digit",
+                );
+            }
+        }
+        for (i, k) in b.pass_env.iter().enumerate() {
+            if !is_env_name(k) {
+                p.add(
+                    format!("spec.build.passEnv[{i}]"),
+                    format!("`{k}` is not a valid variable name"),
+                    "",
+                );
+            }
+        }
+    }
+    let mut image_names = BTreeSet::new();
+    for (i, img) in s.images.iter().enumerate() {
+        let at = format!("spec.images[{i}]");
+        if !image_names.insert(img.name.as_str()) {
+            p.add(
+                format!("{at}.name"),
+                format!("image `{}` is declared twice", img.name),
+                "give each image a unique name",
+            );
+        }
+        if img.repository.trim().is_empty() || img.repository.contains(char::is_whitespace) {
+            p.add(
+                format!("{at}.repository"),
+                "repository must be a registry path without spaces",
+                "e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com/api`",
+            );
+        }
+        if let Some(b) = &img.builder {
+            if !matches!(b.as_str(), "layer" | "buildah" | "kaniko") {
+                p.add(
+                    format!("{at}.builder"),
+                    format!("unknown builder `{b}`"),
+                    "use `layer`, `buildah` or `kaniko`",
+                );
+            }
+        }
+        if !is_relative_inside(&img.context) {
+            p.add(
+                format!("{at}.context"),
+                "context must be a relative path inside the checkout",
+                "",
+            );
+        }
+    }
+    let mut service_names = BTreeSet::new();
+    for (i, svc) in s.services.iter().enumerate() {
+        let at = format!("spec.services[{i}]");
+        if !service_names.insert(svc.name.as_str()) {
+            p.add(
+                format!("{at}.name"),
+                format!("service `{}` is declared twice", svc.name),
+                "give each service a unique name",
+            );
+        }
+        if svc.cluster.trim().is_empty() {
+            p.add(
+                format!("{at}.cluster"),
+                "cluster must not be empty",
+                "name the ECS cluster or give its ARN",
+            );
+        }
+        let td = manifest_dir.join(&svc.task_definition);
+        if !td.is_file() {
+            p.add(
+                format!("{at}.taskDefinition"),
+                format!("task definition file `{}` does not exist", td.display()),
+                "give a path relative to this manifest's directory",
+            );
+        }
+        for (container, image) in &svc.containers {
+            if !image_names.contains(image.as_str()) {
+                p.add(
+                    format!("{at}.containers.{container}"),
+                    format!("image `{image}` is not declared in spec.images"),
+                    format!(
+                        "declare it under spec.images or use one of: {}",
+                        join(&image_names)
+                    ),
+                );
+            }
+        }
+        if let Some(n) = &svc.network {
+            if n.subnets.is_empty() {
+                p.add(
+                    format!("{at}.network.subnets"),
+                    "a Fargate service needs at least one subnet",
+                    "",
+                );
+            }
+        }
+    }
+    let mut site_names = BTreeSet::new();
+    for (i, site) in s.sites.iter().enumerate() {
+        let at = format!("spec.sites[{i}]");
+        if !site_names.insert(site.name.as_str()) {
+            p.add(
+                format!("{at}.name"),
+                format!("site `{}` is declared twice", site.name),
+                "give each site a unique name",
+            );
+        }
+        if !is_bucket_name(&site.bucket) {
+            p.add(
+                format!("{at}.bucket"),
+                format!("`{}` is not a valid S3 bucket name", site.bucket),
+                "3-63 lowercase letters, digits, '.' and '-'",
+            );
+        }
+        if !matches!(site.preset.as_str(), "nextjs" | "plain") {
+            p.add(
+                format!("{at}.preset"),
+                format!("unknown preset `{}`", site.preset),
+                "use `nextjs` or `plain`",
+            );
+        }
+        if !is_relative_inside(&site.dir) {
+            p.add(
+                format!("{at}.dir"),
+                "dir must be a relative path inside the checkout",
+                "e.g. `out` for a Next.js static export",
+            );
+        }
+        for (j, rule) in site.cache_control.iter().enumerate() {
+            if Glob::new(&rule.glob).is_err() {
+                p.add(
+                    format!("{at}.cacheControl[{j}].glob"),
+                    format!("`{}` is not a valid glob", rule.glob),
+                    "e.g. `_next/static/**`",
+                );
+            }
+        }
+        for (j, r) in site.redirects.iter().enumerate() {
+            if !matches!(r.status, 301 | 302 | 307 | 308) {
+                p.add(
+                    format!("{at}.redirects[{j}].status"),
+                    format!("{} is not a redirect status", r.status),
+                    "use 301, 302, 307 or 308",
+                );
+            }
+        }
+    }
+    if let Some(d) = &s.notifications.discord {
+        if d.channel.is_some() == d.webhook_env.is_some() {
+            p.add(
+                "spec.notifications.discord",
+                "set exactly one of `channel` and `webhookEnv`",
+                "`channel: \"1234\"` with a bot token, or `webhookEnv: DISCORD_WEBHOOK_URL`",
+            );
+        }
+    }
+    p.0
+}
+
+fn source(p: &mut Problems, m: &AppManifest) {
+    let src = &m.spec.source;
+    let parts: Vec<&str> = src.repo.split('/').collect();
+    if parts.len() != 2
+        || parts
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        p.add(
+            "spec.source.repo",
+            format!("`{}` is not OWNER/NAME", src.repo),
+            "write the GitHub repository as `owner/name`",
+        );
+    }
+    if let Some(url) = &src.url {
+        let ok_scheme =
+            url.starts_with("https://") || url.starts_with("file://") || url.starts_with('/');
+        if !ok_scheme {
+            p.add(
+                "spec.source.url",
+                format!("unsupported clone URL `{}`", redact_userinfo(url)),
+                "use https://, file:// or an absolute path",
+            );
+        } else if url.starts_with("https://")
+            && url["https://".len()..]
+                .split('/')
+                .next()
+                .is_some_and(|h| h.contains('@'))
+        {
+            p.add(
+                "spec.source.url",
+                "credentials must not be written in the clone URL",
+                "remove `user:token@`; set GANTRY_GITHUB_TOKEN instead",
+            );
+        }
+    }
+    if src.branch.trim().is_empty() || Glob::new(&src.branch).is_err() {
+        p.add(
+            "spec.source.branch",
+            format!("`{}` is not a valid branch name or glob", src.branch),
+            "e.g. `main`",
+        );
+    }
+    if let Some(t) = &src.tags {
+        if Glob::new(t).is_err() {
+            p.add(
+                "spec.source.tags",
+                format!("`{t}` is not a valid glob"),
+                "e.g. `v*`",
+            );
+        }
+    }
+    for (i, g) in src.paths.iter().enumerate() {
+        if Glob::new(g).is_err() {
+            p.add(
+                format!("spec.source.paths[{i}]"),
+                format!("`{g}` is not a valid glob"),
+                "e.g. `api/**`",
+            );
+        }
+    }
+}
+
+pub(super) fn duplicate_names(set: &ManifestSet) -> Vec<ManifestError> {
+    let mut seen: HashMap<&str, &Path> = HashMap::new();
+    let mut errors = Vec::new();
+    for app in &set.apps {
+        let name = app.manifest.metadata.name.as_str();
+        if let Some(first) = seen.insert(name, &app.file) {
+            let text = std::fs::read_to_string(&app.file).unwrap_or_default();
+            errors.push(ManifestError {
+                file: app.file.clone(),
+                line: super::Locator::new(&text).line(0, "metadata.name"),
+                path: "metadata.name".into(),
+                message: format!("app `{name}` is also defined in {}", first.display()),
+                hint: Some("app names must be unique across the manifests directory".into()),
+            });
+        }
+    }
+    errors
+}
+
+/// Parses `90s`, `10m`, `1h30m`, `2h`.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return None,
+        };
+        any = true;
+    }
+    (num.is_empty() && any).then(|| std::time::Duration::from_secs(total))
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+fn is_relative_inside(p: &str) -> bool {
+    let path = Path::new(p);
+    !path.is_absolute()
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
+fn join(names: &BTreeSet<&str>) -> String {
+    if names.is_empty() {
+        "(none declared)".into()
+    } else {
+        names.iter().copied().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}[redacted]{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert!(parse_duration("10").is_none());
+        assert!(parse_duration("5d").is_none());
+    }
+}

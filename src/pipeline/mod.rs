@@ -1,0 +1,204 @@
+//! The deployment engine: runs a deployment's recorded steps in order, each idempotent,
+//! recording start, end, outcome and a bounded log for every one.
+//!
+//! A step that already succeeded is skipped, so a deployment resumed after a crash continues
+//! at its first unfinished step. Shutdown has two phases: `stop` (no new step starts) and
+//! `abort` (the running step is killed and left `running`, to be resumed on restart).
+//! The engine never decides what to deploy; the queue hands it deployments.
+
+pub mod log;
+pub mod ports;
+mod steps;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PipelineConfig;
+use crate::domain::{Deployment, DeploymentState, StepState};
+use crate::secret::Redactor;
+use crate::store::{StepEnd, Store, StoreError};
+use log::StepLog;
+use ports::{CommandRunner, SourceFetcher};
+pub use steps::StepError;
+
+/// How a run of the engine ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded,
+    Failed(String),
+    /// Stopped by shutdown; the deployment stays `running` and resumes on restart.
+    Interrupted,
+}
+
+/// Cancellation for one run: `stop` lets the current step finish, `abort` kills it.
+#[derive(Clone, Default)]
+pub struct Cancel {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    fetcher: Arc<dyn SourceFetcher>,
+    runner: Arc<dyn CommandRunner>,
+    work_dir: PathBuf,
+    config: PipelineConfig,
+    redactor: Redactor,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        fetcher: Arc<dyn SourceFetcher>,
+        runner: Arc<dyn CommandRunner>,
+        work_dir: PathBuf,
+        config: PipelineConfig,
+        redactor: Redactor,
+    ) -> Self {
+        Self {
+            store,
+            fetcher,
+            runner,
+            work_dir,
+            config,
+            redactor,
+        }
+    }
+
+    /// Runs (or resumes) a deployment that the store has marked `running`.
+    #[tracing::instrument(skip_all, fields(deployment.id = dep.id, app = %dep.app))]
+    pub async fn run(&self, mut dep: Deployment, cancel: Cancel) -> Result<RunOutcome, StoreError> {
+        let workspace = self.work_dir.join(dep.id.to_string());
+        let started = std::time::Instant::now();
+        for i in 0..dep.steps.len() {
+            let step = dep.steps[i].clone();
+            if step.state == StepState::Succeeded {
+                continue;
+            }
+            if cancel.stop.is_cancelled() {
+                tracing::info!(step = %step.kind, "shutting down before step; deployment will resume");
+                return Ok(RunOutcome::Interrupted);
+            }
+            let attempt = self.store.step_started(dep.id, step.index).await?;
+            let log = StepLog::new(self.config.step_log_bytes, self.redactor.clone());
+            if attempt > 1 {
+                log.line(format!("resuming {}: attempt {attempt}", step.kind));
+            }
+            tracing::info!(step = %step.kind, attempt, git.sha = dep.sha.as_deref().unwrap_or(""), "step started");
+            let step_started = std::time::Instant::now();
+            let ctx = steps::StepContext {
+                dep: &dep,
+                workspace: &workspace,
+                log: &log,
+                abort: &cancel.abort,
+                fetcher: self.fetcher.as_ref(),
+                runner: self.runner.as_ref(),
+                store: self.store.as_ref(),
+                config: &self.config,
+            };
+            let result = self
+                .with_log_flusher(&dep, step.index, &log, steps::run(step.kind, ctx))
+                .await;
+            let duration_ms = step_started.elapsed().as_millis() as u64;
+            match result {
+                Ok(out) => {
+                    if let Some(sha) = out.sha {
+                        self.store.set_sha(dep.id, &sha).await?;
+                        dep.sha = Some(sha);
+                    }
+                    tracing::info!(step = %step.kind, duration_ms, outcome = %out.summary, "step succeeded");
+                    self.store
+                        .step_finished(
+                            dep.id,
+                            step.index,
+                            StepEnd {
+                                state: StepState::Succeeded,
+                                outcome: out.summary,
+                                log: log.snapshot(),
+                            },
+                        )
+                        .await?;
+                }
+                Err(StepError::Cancelled) => {
+                    log.line("interrupted by shutdown; this step runs again on restart");
+                    self.store
+                        .step_log(dep.id, step.index, log.snapshot())
+                        .await?;
+                    tracing::info!(step = %step.kind, duration_ms, "step interrupted; deployment will resume");
+                    return Ok(RunOutcome::Interrupted);
+                }
+                Err(err) => {
+                    let reason = format!(
+                        "step {} failed: {}",
+                        step.kind,
+                        self.redactor.redact(&err.to_string())
+                    );
+                    tracing::warn!(step = %step.kind, duration_ms, error = %reason, "step failed");
+                    self.store
+                        .step_finished(
+                            dep.id,
+                            step.index,
+                            StepEnd {
+                                state: StepState::Failed,
+                                outcome: reason.clone(),
+                                log: log.snapshot(),
+                            },
+                        )
+                        .await?;
+                    self.store
+                        .finish(dep.id, DeploymentState::Failed, Some(reason.clone()))
+                        .await?;
+                    self.cleanup(&workspace).await;
+                    return Ok(RunOutcome::Failed(reason));
+                }
+            }
+        }
+        self.store
+            .finish(dep.id, DeploymentState::Succeeded, None)
+            .await?;
+        tracing::info!(
+            duration_ms = started.elapsed().as_millis() as u64,
+            "deployment succeeded"
+        );
+        self.cleanup(&workspace).await;
+        Ok(RunOutcome::Succeeded)
+    }
+
+    /// Runs `fut` while persisting the log every second, so a crash keeps what was printed.
+    async fn with_log_flusher<F: std::future::Future>(
+        &self,
+        dep: &Deployment,
+        index: u32,
+        log: &StepLog,
+        fut: F,
+    ) -> F::Output {
+        let flush = async {
+            let mut seen = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let v = log.version();
+                if v != seen {
+                    seen = v;
+                    if let Err(e) = self.store.step_log(dep.id, index, log.snapshot()).await {
+                        tracing::warn!(error = %e, "cannot persist step log");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            out = fut => out,
+            _ = flush => unreachable!("the flusher never ends"),
+        }
+    }
+
+    async fn cleanup(&self, workspace: &std::path::Path) {
+        if workspace.exists() {
+            if let Err(e) = tokio::fs::remove_dir_all(workspace).await {
+                tracing::warn!(error = %e, path = %workspace.display(), "cannot remove workspace");
+            }
+        }
+    }
+}

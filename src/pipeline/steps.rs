@@ -1,0 +1,219 @@
+//! The step implementations. Each re-reads the world before acting and can run twice: fetch
+//! reuses a checkout already at the commit, build re-verifies the checkout first, report
+//! upserts the release.
+
+use std::path::Path;
+
+use crate::config::PipelineConfig;
+use crate::domain::{Deployment, Release, StepKind};
+use crate::manifests::parse_duration;
+use crate::store::Store;
+
+use super::log::StepLog;
+use super::ports::{
+    CommandError, CommandRunner, CommandSpec, FetchError, FetchRequest, Revision, SourceFetcher,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("command `{command}` {source}\n--- last output ---\n{tail}")]
+    Command {
+        command: String,
+        source: CommandError,
+        tail: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the {0} step is not available in this version of Gantry")]
+    Unsupported(StepKind),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub struct StepContext<'a> {
+    pub dep: &'a Deployment,
+    pub workspace: &'a Path,
+    pub log: &'a StepLog,
+    pub abort: &'a tokio_util::sync::CancellationToken,
+    pub fetcher: &'a dyn SourceFetcher,
+    pub runner: &'a dyn CommandRunner,
+    pub store: &'a dyn Store,
+    pub config: &'a PipelineConfig,
+}
+
+pub struct StepOutput {
+    pub summary: String,
+    /// The commit the step resolved, when it resolved one.
+    pub sha: Option<String>,
+}
+
+pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, StepError> {
+    match kind {
+        StepKind::FetchSource => fetch(&ctx).await,
+        StepKind::Build => build(&ctx).await,
+        StepKind::Report => report(&ctx).await,
+        other @ (StepKind::PublishImages | StepKind::RollServices | StepKind::SyncSites) => {
+            Err(StepError::Unsupported(other))
+        }
+    }
+}
+
+fn checkout_dir(ctx: &StepContext<'_>) -> std::path::PathBuf {
+    ctx.workspace.join("src")
+}
+
+fn fetch_request(ctx: &StepContext<'_>) -> FetchRequest {
+    let dep = ctx.dep;
+    FetchRequest {
+        repo: dep.spec.source.repo.clone(),
+        url: dep.spec.clone_url(),
+        revision: match &dep.sha {
+            Some(sha) => Revision::Sha(sha.clone()),
+            None => Revision::Ref(dep.git_ref.clone()),
+        },
+        dest: checkout_dir(ctx),
+    }
+}
+
+async fn fetch(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    let req = fetch_request(ctx);
+    let commit = tokio::select! {
+        r = ctx.fetcher.fetch(&req, ctx.log) => r?,
+        _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
+    };
+    Ok(StepOutput {
+        summary: format!(
+            "{} {} ({})",
+            short(&commit.sha),
+            commit.title,
+            commit.author
+        ),
+        sha: Some(commit.sha),
+    })
+}
+
+async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    let Some(spec) = &ctx.dep.spec.build else {
+        return Ok(StepOutput {
+            summary: "nothing to build".into(),
+            sha: None,
+        });
+    };
+    // The checkout may be gone (a restart on a fresh disk) or dirty (an interrupted build):
+    // make it exactly the commit again before building.
+    let commit = {
+        let req = fetch_request(ctx);
+        let _ = std::fs::remove_dir_all(&req.dest);
+        tokio::select! {
+            r = ctx.fetcher.fetch(&req, ctx.log) => r?,
+            _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
+        }
+    };
+    let timeout = match &spec.timeout {
+        Some(t) => parse_duration(t)
+            .ok_or_else(|| StepError::Invalid(format!("build timeout `{t}` is not a duration")))?,
+        None => ctx.config.build_timeout,
+    };
+    let cwd = match &spec.workdir {
+        Some(w) => checkout_dir(ctx).join(w),
+        None => checkout_dir(ctx),
+    };
+    let home = ctx.workspace.join("home");
+    std::fs::create_dir_all(&home)
+        .map_err(|e| StepError::Invalid(format!("cannot create {}: {e}", home.display())))?;
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        ),
+        ("HOME".into(), home.display().to_string()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("CI".into(), "true".into()),
+        ("GANTRY_APP".into(), ctx.dep.app.clone()),
+        ("GANTRY_DEPLOYMENT_ID".into(), ctx.dep.id.to_string()),
+        ("GANTRY_SHA".into(), commit.sha.clone()),
+        ("GANTRY_REF".into(), ctx.dep.git_ref.clone()),
+        ("SOURCE_DATE_EPOCH".into(), commit.time.to_string()),
+    ];
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut passed = Vec::new();
+    for name in &spec.pass_env {
+        match std::env::var(name) {
+            Ok(v) => {
+                passed.push(v.clone());
+                env.push((name.clone(), v));
+            }
+            Err(_) => {
+                return Err(StepError::Invalid(format!(
+                    "build.passEnv names `{name}`, which is not set in Gantry's environment"
+                )))
+            }
+        }
+    }
+    let log = ctx.log.scrubbing(passed);
+    let deadline = std::time::Instant::now() + timeout;
+    for command in &spec.commands {
+        log.line(format!("$ {command}"));
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        let cmd = CommandSpec {
+            command: command.clone(),
+            cwd: cwd.clone(),
+            env: env.clone(),
+            timeout: remaining,
+        };
+        match ctx.runner.run(&cmd, &log, ctx.abort).await {
+            Ok(()) => {}
+            Err(CommandError::Cancelled) => return Err(StepError::Cancelled),
+            Err(CommandError::Timeout(_)) => {
+                return Err(StepError::Command {
+                    command: command.clone(),
+                    source: CommandError::Timeout(timeout),
+                    tail: log.tail(20),
+                })
+            }
+            Err(source) => {
+                return Err(StepError::Command {
+                    command: command.clone(),
+                    source,
+                    tail: log.tail(20),
+                })
+            }
+        }
+    }
+    Ok(StepOutput {
+        summary: format!("{} command(s) succeeded", spec.commands.len()),
+        sha: None,
+    })
+}
+
+async fn report(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    let dep = ctx.dep;
+    let sha = dep
+        .sha
+        .clone()
+        .ok_or_else(|| StepError::Invalid("no commit was resolved for this deployment".into()))?;
+    let release = Release {
+        app: dep.app.clone(),
+        deployment_id: dep.id,
+        sha: sha.clone(),
+        git_ref: dep.git_ref.clone(),
+        images: Default::default(),
+        sites: Default::default(),
+        created_at: chrono::Utc::now(),
+    };
+    ctx.store.record_release(release).await?;
+    ctx.log
+        .line(format!("recorded release of {} at {sha}", dep.app));
+    Ok(StepOutput {
+        summary: format!("release recorded at {}", short(&sha)),
+        sha: None,
+    })
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}

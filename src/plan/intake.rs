@@ -1,0 +1,197 @@
+//! Decides which apps a push deploys.
+//!
+//! Rules: a deleted ref never deploys; `refs/heads/B` deploys apps whose source repo is the
+//! pushed repo and whose branch is `B`; `refs/tags/T` deploys only apps whose `tags` glob
+//! matches `T`; an app with path filters deploys only when a changed file matches one of them
+//! (when GitHub lists no files, e.g. for a tag, the filters cannot be checked and do not block).
+
+use globset::Glob;
+
+use crate::domain::{AppManifest, PushEvent};
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// The outcome of planning one push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeDecision {
+    /// Deploy these apps (names, in manifest order) at `sha`.
+    Deploy { apps: Vec<String>, sha: String },
+    /// Deploy nothing, for this reason.
+    Ignore { reason: String },
+}
+
+pub fn plan_push<'a>(
+    apps: impl IntoIterator<Item = &'a AppManifest>,
+    push: &PushEvent,
+) -> IntakeDecision {
+    if push.deleted || push.after == ZERO_SHA {
+        return IntakeDecision::Ignore {
+            reason: format!("{} was deleted", push.git_ref),
+        };
+    }
+    let target = match RefTarget::parse(&push.git_ref) {
+        Some(t) => t,
+        None => {
+            return IntakeDecision::Ignore {
+                reason: format!("{} is neither a branch nor a tag", push.git_ref),
+            }
+        }
+    };
+    let mut tracked_ref = false;
+    let mut filtered = Vec::new();
+    let mut matched = Vec::new();
+    for app in apps {
+        let src = &app.spec.source;
+        if !src.repo.eq_ignore_ascii_case(&push.repository.full_name) {
+            continue;
+        }
+        let tracks = match target {
+            RefTarget::Branch(b) => glob_or_eq(&src.branch, b),
+            RefTarget::Tag(t) => src.tags.as_deref().is_some_and(|p| glob_or_eq(p, t)),
+        };
+        if !tracks {
+            continue;
+        }
+        tracked_ref = true;
+        if paths_match(&src.paths, push) {
+            matched.push(app.metadata.name.clone());
+        } else {
+            filtered.push(app.metadata.name.clone());
+        }
+    }
+    if !matched.is_empty() {
+        return IntakeDecision::Deploy {
+            apps: matched,
+            sha: push.after.clone(),
+        };
+    }
+    let reason = if tracked_ref {
+        format!(
+            "no changed file matches the path filters of {}",
+            filtered.join(", ")
+        )
+    } else {
+        format!(
+            "no app tracks {} {}",
+            push.repository.full_name, push.git_ref
+        )
+    };
+    IntakeDecision::Ignore { reason }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RefTarget<'a> {
+    Branch(&'a str),
+    Tag(&'a str),
+}
+
+impl<'a> RefTarget<'a> {
+    fn parse(r: &'a str) -> Option<Self> {
+        if let Some(b) = r.strip_prefix("refs/heads/") {
+            Some(Self::Branch(b))
+        } else {
+            r.strip_prefix("refs/tags/").map(Self::Tag)
+        }
+    }
+}
+
+fn glob_or_eq(pattern: &str, value: &str) -> bool {
+    if !pattern.contains(['*', '?', '[', '{']) {
+        return pattern == value;
+    }
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher().is_match(value))
+        .unwrap_or(false)
+}
+
+fn paths_match(filters: &[String], push: &PushEvent) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let mut changed = push.changed_paths().peekable();
+    if changed.peek().is_none() {
+        return true;
+    }
+    let mut builder = globset::GlobSetBuilder::new();
+    for f in filters {
+        if let Ok(g) = Glob::new(f) {
+            builder.add(g);
+        }
+    }
+    let Ok(set) = builder.build() else {
+        return true;
+    };
+    changed.any(|p| set.is_match(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::scaffold_app;
+
+    fn app(name: &str, repo: &str, branch: &str) -> AppManifest {
+        scaffold_app(name, repo, branch)
+    }
+
+    fn push(r: &str, files: &[&str]) -> PushEvent {
+        serde_json::from_value(serde_json::json!({
+            "ref": r, "after": "a".repeat(40), "deleted": false,
+            "repository": {"full_name": "Acme/Web"},
+            "commits": [{"id": "x", "added": [], "removed": [], "modified": files}],
+            "pusher": {"name": "octo"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn branch_push_deploys_tracking_apps_only() {
+        let apps = [
+            app("web", "acme/web", "main"),
+            app("other", "acme/web", "dev"),
+            app("x", "acme/api", "main"),
+        ];
+        assert_eq!(
+            plan_push(&apps, &push("refs/heads/main", &[])),
+            IntakeDecision::Deploy {
+                apps: vec!["web".into()],
+                sha: "a".repeat(40)
+            }
+        );
+    }
+
+    #[test]
+    fn deletions_and_untracked_tags_never_deploy() {
+        let apps = [app("web", "acme/web", "main")];
+        let mut p = push("refs/heads/main", &[]);
+        p.deleted = true;
+        assert!(matches!(
+            plan_push(&apps, &p),
+            IntakeDecision::Ignore { .. }
+        ));
+        assert!(matches!(
+            plan_push(&apps, &push("refs/tags/v1", &[])),
+            IntakeDecision::Ignore { .. }
+        ));
+        let mut tagged = app("web", "acme/web", "main");
+        tagged.spec.source.tags = Some("v*".into());
+        assert!(matches!(
+            plan_push([&tagged], &push("refs/tags/v1", &[])),
+            IntakeDecision::Deploy { .. }
+        ));
+    }
+
+    #[test]
+    fn path_filters_gate_deploys() {
+        let mut a = app("api", "acme/web", "main");
+        a.spec.source.paths = vec!["api/**".into()];
+        let d = plan_push([&a], &push("refs/heads/main", &["web/index.html"]));
+        assert!(
+            matches!(&d, IntakeDecision::Ignore { reason } if reason.contains("path filters")),
+            "{d:?}"
+        );
+        assert!(matches!(
+            plan_push([&a], &push("refs/heads/main", &["api/main.py"])),
+            IntakeDecision::Deploy { .. }
+        ));
+    }
+}

@@ -1,0 +1,40 @@
+//! The ordered steps a deployment of an app runs, derived from what its spec declares.
+
+use crate::domain::{AppSpec, StepKind};
+
+/// Steps in execution order: fetch, then build, images, services and sites when declared,
+/// then report (which records the release).
+pub fn steps_for(spec: &AppSpec) -> Vec<StepKind> {
+    let mut steps = vec![StepKind::FetchSource];
+    if spec.build.is_some() {
+        steps.push(StepKind::Build);
+    }
+    if !spec.images.is_empty() {
+        steps.push(StepKind::PublishImages);
+    }
+    if !spec.services.is_empty() {
+        steps.push(StepKind::RollServices);
+    }
+    if !spec.sites.is_empty() {
+        steps.push(StepKind::SyncSites);
+    }
+    steps.push(StepKind::Report);
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::scaffold_app;
+
+    #[test]
+    fn minimal_app_fetches_and_reports() {
+        let app = scaffold_app("web", "acme/web", "main");
+        let mut spec = app.spec;
+        spec.build = None;
+        assert_eq!(
+            steps_for(&spec),
+            vec![StepKind::FetchSource, StepKind::Report]
+        );
+    }
+}

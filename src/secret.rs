@@ -1,0 +1,112 @@
+//! Secret values (tokens, webhook secrets) and the redactor that keeps them out of output.
+//!
+//! A [`Secret`] never prints its value through `Debug`, `Display` or `Serialize`; code that needs
+//! the value calls [`Secret::expose`] at the point of use. [`Redactor`] scrubs known secret values
+//! from free text (build output, error messages) before it is stored or shown.
+
+use std::fmt;
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A secret string. Its value is only reachable through [`Secret::expose`].
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    /// The secret's value, for the one call that needs it (a header, an HMAC key).
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// Replaces every occurrence of known secret values in text with `[redacted]`.
+///
+/// Values shorter than 4 characters are not scrubbed: they would mangle ordinary text and are
+/// not secrets worth the name.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    values: Arc<Vec<String>>,
+}
+
+impl Redactor {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+        let mut values: Vec<String> = secrets
+            .into_iter()
+            .map(|s| s.expose().to_owned())
+            .filter(|v| v.len() >= 4)
+            .collect();
+        // Longest first, so a secret that contains another is scrubbed whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Self {
+            values: Arc::new(values),
+        }
+    }
+
+    /// A redactor that also scrubs `extra` (e.g. variables passed to one build).
+    pub fn with(&self, extra: impl IntoIterator<Item = String>) -> Self {
+        let mut values: Vec<String> = self.values.as_ref().clone();
+        values.extend(extra.into_iter().filter(|v| v.len() >= 4));
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Self {
+            values: Arc::new(values),
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for v in self.values.iter() {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_hide_the_value() {
+        let s = Secret::new("hunter2-token");
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
+    }
+
+    #[test]
+    fn redactor_scrubs_every_known_value() {
+        let a = Secret::new("abcd1234");
+        let b = Secret::new("abcd1234-longer");
+        let r = Redactor::new([&a, &b]).with(["npm-xyz".to_string()]);
+        assert_eq!(
+            r.redact("x abcd1234-longer y abcd1234 z npm-xyz"),
+            "x [redacted] y [redacted] z [redacted]"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Durable state: deliveries, deployments and their steps, releases, audit records.
+//!
+//! [`Store`] is the port the rest of Gantry uses; [`sqlite::SqliteStore`] is the embedded
+//! default. This module tree is the only code that speaks SQL. The store decides nothing: it
+//! records transitions atomically and answers queries.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AuditRecord, Deployment, DeploymentId, DeploymentState, NewDeployment, Release, StepKind,
+    StepState,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("cannot open the store at {path}: {message}")]
+    Open { path: String, message: String },
+}
+
+/// A webhook delivery as recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub event: String,
+    pub repo: Option<String>,
+    pub git_ref: Option<String>,
+    pub sha: Option<String>,
+    /// `queued`, `ignored` or `ping`.
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
+/// A deployment to create together with the steps it will run.
+#[derive(Debug, Clone)]
+pub struct Enqueue {
+    pub deployment: NewDeployment,
+    pub steps: Vec<StepKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// First sighting: recorded, with the deployments it created.
+    Recorded { deployments: Vec<DeploymentId> },
+    /// This delivery id was recorded before; nothing changed.
+    Duplicate,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone)]
+pub struct StepEnd {
+    pub state: StepState,
+    pub outcome: String,
+    pub log: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the store can serve reads and writes.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Atomically records a delivery and the deployments it asks for, superseding queued
+    /// deployments of the same apps. A delivery id seen before changes nothing.
+    async fn record_delivery(
+        &self,
+        delivery: DeliveryRecord,
+        deployments: Vec<Enqueue>,
+    ) -> Result<DeliveryOutcome, StoreError>;
+
+    /// Queues one deployment (API, CLI, chat), superseding queued ones of the same app.
+    async fn enqueue(&self, e: Enqueue) -> Result<DeploymentId, StoreError>;
+
+    /// Claims up to `limit` deployments to start: for each app with nothing running, its
+    /// newest queued deployment becomes `running` and older queued ones `superseded`.
+    async fn claim(&self, limit: usize) -> Result<Vec<Deployment>, StoreError>;
+
+    /// Deployments left `running` (by a crash or a shutdown), oldest first.
+    async fn running(&self) -> Result<Vec<Deployment>, StoreError>;
+
+    /// Marks a step running and returns its attempt number (1 for the first run).
+    async fn step_started(&self, id: DeploymentId, index: u32) -> Result<u32, StoreError>;
+
+    /// Appends to a running step's log (so a crash keeps what was printed).
+    async fn step_log(&self, id: DeploymentId, index: u32, log: String) -> Result<(), StoreError>;
+
+    async fn step_finished(
+        &self,
+        id: DeploymentId,
+        index: u32,
+        end: StepEnd,
+    ) -> Result<(), StoreError>;
+
+    /// Records the exact commit a ref resolved to.
+    async fn set_sha(&self, id: DeploymentId, sha: &str) -> Result<(), StoreError>;
+
+    /// Ends a deployment. Only a non-terminal deployment changes.
+    async fn finish(
+        &self,
+        id: DeploymentId,
+        state: DeploymentState,
+        reason: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Records (or replaces) the release a deployment produced.
+    async fn record_release(&self, release: Release) -> Result<(), StoreError>;
+
+    async fn releases(&self, app: &str, limit: usize) -> Result<Vec<Release>, StoreError>;
+
+    async fn deployment(
+        &self,
+        id: DeploymentId,
+        with_logs: bool,
+    ) -> Result<Option<Deployment>, StoreError>;
+
+    /// Newest first.
+    async fn deployments(
+        &self,
+        app: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError>;
+
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    async fn deliveries_count(&self) -> Result<u64, StoreError>;
+
+    async fn audit(&self, record: AuditRecord) -> Result<(), StoreError>;
+
+    /// Newest first.
+    async fn audits(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+}

@@ -1,0 +1,670 @@
+//! The embedded SQLite store (WAL, `synchronous=FULL`).
+//!
+//! Writes go through one writer thread that groups whatever jobs are waiting into a single
+//! transaction (group commit): each job runs inside its own savepoint, so one failing job does
+//! not undo the others, and no caller hears "done" before the transaction holding its job has
+//! committed. Reads use a separate connection, which WAL lets proceed alongside the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{DeliveryOutcome, DeliveryRecord, Enqueue, StepEnd, Store, StoreError};
+use crate::domain::{
+    AppSpec, AuditRecord, Deployment, DeploymentId, DeploymentState, Release, Step,
+};
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+/// Most jobs one transaction carries.
+const MAX_GROUP: usize = 256;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+pub struct SqliteStore {
+    jobs: mpsc::UnboundedSender<Job>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let writer = Connection::open(path).map_err(open_err)?;
+        configure(&writer).map_err(open_err)?;
+        migrate(&writer).map_err(open_err)?;
+        let reader = Connection::open(path).map_err(open_err)?;
+        configure(&reader).map_err(open_err)?;
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name("gantry-store-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            jobs: tx,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<R, StoreError>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = run_in_savepoint(conn, f);
+            Box::new(move |commit: Result<(), String>| {
+                let out = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(out);
+            })
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+            f(&conn)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn run_in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = f(conn);
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE job")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
+    }
+    result
+}
+
+/// Runs until every sender is gone: take what is waiting, one transaction, reply after commit.
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string());
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
+        let committed = began.and_then(|_| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn ts(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.and_then(|m| Utc.timestamp_millis_opt(m).single())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<DeploymentId, StoreError> {
+    let d = &e.deployment;
+    let spec = serde_json::to_string(&d.spec).map_err(corrupt)?;
+    conn.execute(
+        "INSERT INTO deployments (app, sha, git_ref, trigger, actor, delivery_id, state, spec, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8)",
+        params![d.app, d.sha, d.git_ref, d.trigger.as_str(), d.actor, d.delivery_id, spec, now],
+    )?;
+    let id = conn.last_insert_rowid();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO steps (deployment_id, idx, kind, state) VALUES (?1, ?2, ?3, 'pending')",
+    )?;
+    for (i, kind) in e.steps.iter().enumerate() {
+        stmt.execute(params![id, i as i64, kind.as_str()])?;
+    }
+    conn.execute(
+        "UPDATE deployments SET state = 'superseded', reason = ?1, finished_at = ?2
+         WHERE app = ?3 AND state = 'queued' AND id < ?4",
+        params![format!("superseded by #{id}"), now, d.app, id],
+    )?;
+    Ok(id)
+}
+
+const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at";
+
+fn deployment_row(r: &Row<'_>) -> rusqlite::Result<(Deployment, String)> {
+    let trigger: String = r.get(4)?;
+    let state: String = r.get(7)?;
+    let spec: String = r.get(9)?;
+    let d = Deployment {
+        id: r.get(0)?,
+        app: r.get(1)?,
+        sha: r.get(2)?,
+        git_ref: r.get(3)?,
+        trigger: trigger.parse().unwrap_or(crate::domain::Trigger::Api),
+        actor: r.get(5)?,
+        delivery_id: r.get(6)?,
+        state: state.parse().unwrap_or(DeploymentState::Failed),
+        reason: r.get(8)?,
+        created_at: ts(r.get(10)?).unwrap_or_default(),
+        started_at: ts(r.get(11)?),
+        finished_at: ts(r.get(12)?),
+        spec: placeholder_spec(),
+        steps: vec![],
+    };
+    Ok((d, spec))
+}
+
+fn placeholder_spec() -> AppSpec {
+    crate::manifests::scaffold_app("x", "x/x", "main").spec
+}
+
+fn load_deployments(
+    conn: &Connection,
+    where_sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+    with_logs: bool,
+) -> Result<Vec<Deployment>, StoreError> {
+    let sql = format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments {where_sql}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params, deployment_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (mut d, spec) in rows {
+        d.spec = serde_json::from_str(&spec).map_err(corrupt)?;
+        d.steps = load_steps(conn, d.id, with_logs)?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn load_steps(
+    conn: &Connection,
+    id: DeploymentId,
+    with_logs: bool,
+) -> Result<Vec<Step>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, kind, state, attempts, started_at, finished_at, outcome, log
+         FROM steps WHERE deployment_id = ?1 ORDER BY idx",
+    )?;
+    let steps = stmt
+        .query_map([id], |r| {
+            let kind: String = r.get(1)?;
+            let state: String = r.get(2)?;
+            Ok((
+                r.get::<_, i64>(0)? as u32,
+                kind,
+                state,
+                r.get::<_, i64>(3)? as u32,
+                ts(r.get(4)?),
+                ts(r.get(5)?),
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    steps
+        .into_iter()
+        .map(
+            |(index, kind, state, attempts, started_at, finished_at, outcome, log)| {
+                Ok(Step {
+                    index,
+                    kind: kind.parse().map_err(corrupt)?,
+                    state: state.parse().map_err(corrupt)?,
+                    attempts,
+                    started_at,
+                    finished_at,
+                    outcome,
+                    log: if with_logs {
+                        Some(log.unwrap_or_default())
+                    } else {
+                        None
+                    },
+                })
+            },
+        )
+        .collect()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await?;
+        self.write(|_| Ok(())).await
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: DeliveryRecord,
+        deployments: Vec<Enqueue>,
+    ) -> Result<DeliveryOutcome, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let inserted = conn.execute(
+                "INSERT INTO deliveries (id, event, received_at, repo, git_ref, sha, outcome, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+                params![
+                    delivery.id,
+                    delivery.event,
+                    now,
+                    delivery.repo,
+                    delivery.git_ref,
+                    delivery.sha,
+                    delivery.outcome,
+                    delivery.reason
+                ],
+            )?;
+            if inserted == 0 {
+                return Ok(DeliveryOutcome::Duplicate);
+            }
+            let ids = deployments
+                .iter()
+                .map(|e| insert_deployment(conn, e, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(DeliveryOutcome::Recorded { deployments: ids })
+        })
+        .await
+    }
+
+    async fn enqueue(&self, e: Enqueue) -> Result<DeploymentId, StoreError> {
+        self.write(move |conn| insert_deployment(conn, &e, now_ms()))
+            .await
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<Deployment>, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(
+                "SELECT app, MAX(id) FROM deployments d WHERE state = 'queued'
+                 AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.app = d.app AND r.state = 'running')
+                 GROUP BY app ORDER BY MIN(id) LIMIT ?1",
+            )?;
+            let picks = stmt
+                .query_map([limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut claimed = Vec::new();
+            for (app, id) in picks {
+                conn.execute(
+                    "UPDATE deployments SET state = 'superseded', reason = ?1, finished_at = ?2
+                     WHERE app = ?3 AND state = 'queued' AND id < ?4",
+                    params![format!("superseded by #{id}"), now, app, id],
+                )?;
+                conn.execute(
+                    "UPDATE deployments SET state = 'running', started_at = ?1 WHERE id = ?2",
+                    params![now, id],
+                )?;
+                claimed.extend(load_deployments(conn, "WHERE id = ?1", &[&id], false)?);
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn running(&self) -> Result<Vec<Deployment>, StoreError> {
+        self.read(|c| load_deployments(c, "WHERE state = 'running' ORDER BY id", &[], false))
+            .await
+    }
+
+    async fn step_started(&self, id: DeploymentId, index: u32) -> Result<u32, StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE steps SET state = 'running', attempts = attempts + 1, started_at = ?1,
+                 finished_at = NULL, outcome = NULL WHERE deployment_id = ?2 AND idx = ?3",
+                params![now_ms(), id, index],
+            )?;
+            Ok(conn.query_row(
+                "SELECT attempts FROM steps WHERE deployment_id = ?1 AND idx = ?2",
+                params![id, index],
+                |r| r.get::<_, i64>(0),
+            )? as u32)
+        })
+        .await
+    }
+
+    async fn step_log(&self, id: DeploymentId, index: u32, log: String) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE steps SET log = ?1 WHERE deployment_id = ?2 AND idx = ?3",
+                params![log, id, index],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn step_finished(
+        &self,
+        id: DeploymentId,
+        index: u32,
+        end: StepEnd,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE steps SET state = ?1, outcome = ?2, log = ?3, finished_at = ?4
+                 WHERE deployment_id = ?5 AND idx = ?6",
+                params![
+                    end.state.as_str(),
+                    end.outcome,
+                    end.log,
+                    now_ms(),
+                    id,
+                    index
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_sha(&self, id: DeploymentId, sha: &str) -> Result<(), StoreError> {
+        let sha = sha.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE deployments SET sha = ?1 WHERE id = ?2",
+                params![sha, id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        id: DeploymentId,
+        state: DeploymentState,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE deployments SET state = ?1, reason = ?2, finished_at = ?3
+                 WHERE id = ?4 AND state IN ('queued', 'running')",
+                params![state.as_str(), reason, now_ms(), id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_release(&self, release: Release) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let content = serde_json::to_string(&release).map_err(corrupt)?;
+            conn.execute(
+                "INSERT INTO releases (deployment_id, app, sha, git_ref, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (deployment_id) DO UPDATE SET content = excluded.content",
+                params![
+                    release.deployment_id,
+                    release.app,
+                    release.sha,
+                    release.git_ref,
+                    content,
+                    release.created_at.timestamp_millis()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn releases(&self, app: &str, limit: usize) -> Result<Vec<Release>, StoreError> {
+        let app = app.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT content FROM releases WHERE app = ?1 ORDER BY deployment_id DESC LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![app, limit as i64], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.iter()
+                .map(|s| serde_json::from_str(s).map_err(corrupt))
+                .collect()
+        })
+        .await
+    }
+
+    async fn deployment(
+        &self,
+        id: DeploymentId,
+        with_logs: bool,
+    ) -> Result<Option<Deployment>, StoreError> {
+        self.read(move |c| Ok(load_deployments(c, "WHERE id = ?1", &[&id], with_logs)?.pop()))
+            .await
+    }
+
+    async fn deployments(
+        &self,
+        app: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let app = app.map(str::to_owned);
+        self.read(move |c| {
+            let limit = limit as i64;
+            match &app {
+                Some(a) => load_deployments(
+                    c,
+                    "WHERE app = ?1 ORDER BY id DESC LIMIT ?2",
+                    &[a, &limit],
+                    false,
+                ),
+                None => load_deployments(c, "ORDER BY id DESC LIMIT ?1", &[&limit], false),
+            }
+        })
+        .await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, event, repo, git_ref, sha, outcome, reason FROM deliveries WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(DeliveryRecord {
+                        id: r.get(0)?,
+                        event: r.get(1)?,
+                        repo: r.get(2)?,
+                        git_ref: r.get(3)?,
+                        sha: r.get(4)?,
+                        outcome: r.get(5)?,
+                        reason: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn deliveries_count(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+        .await
+    }
+
+    async fn audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    record.at.timestamp_millis(),
+                    record.actor,
+                    record.action,
+                    record.target,
+                    record.outcome,
+                    record.detail
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audits(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let target = target.map(str::to_owned);
+        self.read(move |c| {
+            let map = |r: &Row<'_>| {
+                Ok(AuditRecord {
+                    at: ts(r.get(0)?).unwrap_or_default(),
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                    outcome: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            };
+            let cols = "SELECT at, actor, action, target, outcome, detail FROM audit";
+            let rows = match &target {
+                Some(t) => c
+                    .prepare_cached(&format!(
+                        "{cols} WHERE target = ?1 ORDER BY id DESC LIMIT ?2"
+                    ))?
+                    .query_map(params![t, limit as i64], map)?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => c
+                    .prepare_cached(&format!("{cols} ORDER BY id DESC LIMIT ?1"))?
+                    .query_map(params![limit as i64], map)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{NewDeployment, StepKind, Trigger};
+
+    fn enqueue(app: &str) -> Enqueue {
+        Enqueue {
+            deployment: NewDeployment {
+                app: app.into(),
+                sha: Some("a".repeat(40)),
+                git_ref: "refs/heads/main".into(),
+                trigger: Trigger::Push,
+                actor: "octo".into(),
+                delivery_id: None,
+                spec: placeholder_spec(),
+            },
+            steps: vec![StepKind::FetchSource, StepKind::Report],
+        }
+    }
+
+    #[tokio::test]
+    async fn newest_queued_wins_and_older_are_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("g.db")).unwrap();
+        let a1 = store.enqueue(enqueue("a")).await.unwrap();
+        let claimed = store.claim(10).await.unwrap();
+        assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a1]);
+        let a2 = store.enqueue(enqueue("a")).await.unwrap();
+        let a3 = store.enqueue(enqueue("a")).await.unwrap();
+        let b1 = store.enqueue(enqueue("b")).await.unwrap();
+        // a is running: only b can start.
+        let claimed = store.claim(10).await.unwrap();
+        assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![b1]);
+        let d2 = store.deployment(a2, false).await.unwrap().unwrap();
+        assert_eq!(d2.state, DeploymentState::Superseded);
+        assert_eq!(
+            d2.reason.as_deref(),
+            Some(format!("superseded by #{a3}").as_str())
+        );
+        store
+            .finish(a1, DeploymentState::Succeeded, None)
+            .await
+            .unwrap();
+        let claimed = store.claim(10).await.unwrap();
+        assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a3]);
+        assert_eq!(claimed[0].steps.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("g.db")).unwrap();
+        let rec = DeliveryRecord {
+            id: "d-1".into(),
+            event: "push".into(),
+            repo: None,
+            git_ref: None,
+            sha: None,
+            outcome: "queued".into(),
+            reason: None,
+        };
+        let first = store
+            .record_delivery(rec.clone(), vec![enqueue("a")])
+            .await
+            .unwrap();
+        assert!(
+            matches!(first, DeliveryOutcome::Recorded { ref deployments } if deployments.len() == 1)
+        );
+        let again = store
+            .record_delivery(rec, vec![enqueue("a")])
+            .await
+            .unwrap();
+        assert_eq!(again, DeliveryOutcome::Duplicate);
+        assert_eq!(store.deployments(Some("a"), 10).await.unwrap().len(), 1);
+    }
+}
