@@ -22,6 +22,9 @@ impl CommandRunner for ShellRunner {
         log: &StepLog,
         cancel: &CancellationToken,
     ) -> Result<(), CommandError> {
+        if let Some(pid_file) = &spec.pid_file {
+            kill_leftover(pid_file);
+        }
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(&spec.command)
@@ -35,6 +38,9 @@ impl CommandRunner for ShellRunner {
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(CommandError::Spawn)?;
         let pgid = child.id().map(|p| p as i32);
+        if let (Some(pid_file), Some(pgid)) = (&spec.pid_file, pgid) {
+            let _ = std::fs::write(pid_file, pgid.to_string());
+        }
         let out = pump(child.stdout.take(), log.clone());
         let err = pump(child.stderr.take(), log.clone());
         let result = tokio::select! {
@@ -55,6 +61,9 @@ impl CommandRunner for ShellRunner {
         }
         // The pipes close once every process of the group is gone.
         let _ = tokio::join!(out, err);
+        if let Some(pid_file) = &spec.pid_file {
+            let _ = std::fs::remove_file(pid_file);
+        }
         result
     }
 }
@@ -67,6 +76,21 @@ pub fn kill_group(pgid: Option<i32>) {
             libc::killpg(pgid, libc::SIGKILL);
         }
     }
+}
+
+/// Kills the process group recorded in `pid_file` by an earlier run that never cleaned up.
+fn kill_leftover(pid_file: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return;
+    };
+    if let Ok(pgid) = text.trim().parse::<i32>() {
+        tracing::warn!(
+            pgid,
+            "killing the process group of an interrupted earlier attempt"
+        );
+        kill_group(Some(pgid));
+    }
+    let _ = std::fs::remove_file(pid_file);
 }
 
 fn pump<R: AsyncRead + Unpin + Send + 'static>(

@@ -197,7 +197,7 @@ mod tests {
         ));
         assert_eq!(sign("It's a Secret to Everybody", b"Hello, World!"), header);
         assert!(!verify_signature(
-            &[secret.clone()],
+            std::slice::from_ref(&secret),
             b"Hello, World?",
             Some(header)
         ));

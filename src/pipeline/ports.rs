@@ -65,6 +65,10 @@ pub struct CommandSpec {
     /// The complete environment: nothing is inherited.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Where the runner records the command's process group while it runs. A group left
+    /// there by a crashed daemon is killed before the command starts again, so a resumed
+    /// step never races its orphaned previous attempt.
+    pub pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

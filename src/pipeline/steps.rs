@@ -164,6 +164,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             cwd: cwd.clone(),
             env: env.clone(),
             timeout: remaining,
+            pid_file: Some(ctx.workspace.join("build.pgid")),
         };
         match ctx.runner.run(&cmd, &log, ctx.abort).await {
             Ok(()) => {}

@@ -1,1 +1,11 @@
+//! Gantry's integration tests: one binary, real parts (git repositories, SQLite, the real
+//! `gantry` binary where a process boundary matters). GitHub is faked only at the wire, with
+//! payloads from `@octokit/webhooks-examples` signed exactly as GitHub signs them.
 
+mod support;
+
+mod cli;
+mod crash;
+mod pipeline;
+mod queue;
+mod webhooks;

@@ -1,0 +1,141 @@
+//! The `gantry` binary's local commands: `--help`, `init`, `validate`.
+
+use std::process::Command;
+
+fn gantry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+}
+
+#[test]
+fn validate_reports_file_line_path_and_hint_then_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n    brnch: main\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad-values.yaml"),
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: Api_Server\nspec:\n  source:\n    repo: acme/api\n  build:\n    commands: [make]\n    timeout: soon\n",
+    )
+    .unwrap();
+    let out = gantry()
+        .args(["validate", "--manifests"])
+        .arg(dir.path())
+        .env_remove("GANTRY_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let broken = dir.path().join("broken.yaml");
+    assert!(
+        stderr.contains(&format!(
+            "{}:8: spec.source.brnch: unknown field `brnch`",
+            broken.display()
+        )),
+        "{stderr}"
+    );
+    let bad = dir.path().join("bad-values.yaml");
+    assert!(
+        stderr.contains(&format!(
+            "{}:4: metadata.name: `Api_Server` is not a valid app name",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:10: spec.build.timeout: `soon` is not a duration",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: use e.g. `90s`"), "{stderr}");
+    assert!(stderr.contains("3 problem(s) found"), "{stderr}");
+}
+
+#[test]
+fn init_scaffolds_a_manifest_that_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    let out = gantry()
+        .args([
+            "init",
+            "shop",
+            "--repo",
+            "acme/shop",
+            "--branch",
+            "trunk",
+            "--manifests",
+        ])
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(m.join("shop.yaml")).unwrap();
+    assert!(text.contains("branch: trunk"), "{text}");
+    let out = gantry()
+        .args(["validate", "--manifests"])
+        .arg(&m)
+        .env_remove("GANTRY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 app(s) valid"));
+    // A second init of the same app refuses to overwrite.
+    let again = gantry()
+        .args(["init", "shop", "--repo", "acme/shop", "--manifests"])
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let bad = gantry()
+        .args(["init", "Bad_Name", "--repo", "nope", "--manifests"])
+        .arg(&m)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("metadata.name") && err.contains("spec.source.repo"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_repository_manifests_validate() {
+    let root = crate::support::root();
+    let out = gantry()
+        .args(["validate", "--manifests"])
+        .arg(root.join("manifests"))
+        .env_remove("GANTRY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        "serve", "init", "validate", "deploy", "status", "history", "show",
+    ] {
+        let out = gantry().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub} --help");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: gantry"),
+            "{sub}"
+        );
+    }
+}

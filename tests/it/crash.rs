@@ -1,0 +1,194 @@
+//! Crash safety with the real binary: SIGKILL during a build step, restart, and the
+//! deployment finishes exactly once; no accepted delivery is lost.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{app_manifest, push_body, wait_for, GitRepo, SECRET, TOKEN};
+
+struct Daemon {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(data: &std::path::Path, manifests: &std::path::Path, port: u16) -> Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.with_extension("log"))
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("serve")
+        .env_remove("GANTRY_CONFIG")
+        .env("GANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GANTRY_DATA_DIR", data)
+        .env("GANTRY_MANIFESTS", manifests)
+        .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("GANTRY_API_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Daemon {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+impl Daemon {
+    async fn ready(&self, http: &reqwest::Client) {
+        let url = format!("{}/readyz", self.base);
+        wait_for(Duration::from_secs(20), "the daemon to be ready", || {
+            let http = http.clone();
+            let url = url.clone();
+            async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+    }
+
+    async fn deployment(&self, http: &reqwest::Client, id: i64) -> Value {
+        http.get(format!("{}/api/v1/deployments/{id}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn push(&self, http: &reqwest::Client, delivery: &str, body: &[u8]) -> Value {
+        let r = http
+            .post(format!("{}/hooks/github", self.base))
+            .header("x-github-event", "push")
+            .header("x-github-delivery", delivery)
+            .header(
+                "x-hub-signature-256",
+                gantry::http::hooks::sign(SECRET, body),
+            )
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json().await.unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigkill_mid_step_then_restart_finishes_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("web"));
+    let sha = repo.commit(&[("a", "1")], "init");
+    let runs = tmp.path().join("runs.txt");
+    let manifests = tmp.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    // The build appends a line when it starts and one when it completes.
+    let cmd = format!(
+        "echo start-$GANTRY_DEPLOYMENT_ID >> {0}; sleep 5; echo done-$GANTRY_DEPLOYMENT_ID >> {0}",
+        runs.display()
+    );
+    std::fs::write(
+        manifests.join("web.yaml"),
+        app_manifest("web", "acme/web", &repo.path, "main", &[&cmd]),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let http = reqwest::Client::new();
+    let port = free_port();
+
+    let mut first = spawn(&data, &manifests, port);
+    first.ready(&http).await;
+    let a = first
+        .push(
+            &http,
+            "crash-a",
+            &push_body("acme/web", "refs/heads/main", &sha),
+        )
+        .await;
+    let a_id = a["deployments"][0].as_i64().unwrap();
+    wait_for(Duration::from_secs(20), "the build step to run", || {
+        let runs = runs.clone();
+        async move { std::fs::read_to_string(&runs).is_ok_and(|s| s.contains(&format!("start-{a_id}"))) }
+    })
+    .await;
+    // Accepted while the first deployment runs: must survive the crash.
+    let b = first
+        .push(
+            &http,
+            "crash-b",
+            &push_body("acme/web", "refs/heads/main", &sha),
+        )
+        .await;
+    let b_id = b["deployments"][0].as_i64().unwrap();
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+
+    let second = spawn(&data, &manifests, port);
+    second.ready(&http).await;
+    wait_for(
+        Duration::from_secs(60),
+        "both deployments to finish",
+        || {
+            let (http, second) = (&http, &second);
+            async move {
+                let a = second.deployment(http, a_id).await;
+                let b = second.deployment(http, b_id).await;
+                a["state"] == "succeeded" && b["state"] == "succeeded"
+            }
+        },
+    )
+    .await;
+    let a = second.deployment(&http, a_id).await;
+    let steps = a["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["kind"], "fetch_source");
+    assert_eq!(steps[0]["attempts"], 1, "a finished step is not run again");
+    assert_eq!(
+        steps[1]["attempts"], 2,
+        "the interrupted build resumed: {a:#}"
+    );
+    assert!(steps[1]["log"]
+        .as_str()
+        .unwrap()
+        .contains("resuming build: attempt 2"));
+    assert_eq!(steps[2]["attempts"], 1);
+    // Exactly two deployments, each completed exactly once.
+    let list: Value = http
+        .get(format!("{}/api/v1/deployments?app=web", second.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    // The build orphaned by the SIGKILL was killed on resume: each build completed once.
+    let log = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(log.matches(&format!("start-{a_id}")).count(), 2, "{log}");
+    assert_eq!(log.matches(&format!("done-{a_id}")).count(), 1, "{log}");
+    assert_eq!(log.matches(&format!("done-{b_id}")).count(), 1, "{log}");
+    // Its process group is gone, so nothing can append later.
+    assert!(!tmp
+        .path()
+        .join(format!("data/work/{a_id}/build.pgid"))
+        .exists());
+}

@@ -1,0 +1,274 @@
+//! Test helpers: a daemon per test on port 0 with its own temp dir, signed webhook posting,
+//! real git repositories, and polling with deadlines (never bare sleeps).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gantry::app::Running;
+use gantry::config::Config;
+use gantry::http::hooks::sign;
+use serde_json::Value;
+
+pub const SECRET: &str = "test-webhook-secret";
+pub const TOKEN: &str = "test-api-token-0123";
+
+/// A real git repository with commits made by the test.
+pub struct GitRepo {
+    pub path: PathBuf,
+}
+
+impl GitRepo {
+    pub fn new(path: &Path) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        git(path, &["init", "-q", "-b", "main"]);
+        git(path, &["config", "user.email", "dev@example.com"]);
+        git(path, &["config", "user.name", "Dev Eloper"]);
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Writes files and commits them; returns the new commit's sha.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (name, body) in files {
+            let p = self.path.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        git(&self.path, &["add", "-A"]);
+        git(&self.path, &["commit", "-q", "-m", message]);
+        git(&self.path, &["rev-parse", "HEAD"])
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git is installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// An App manifest tracking a local repository.
+pub fn app_manifest(name: &str, repo: &str, url: &Path, branch: &str, build: &[&str]) -> String {
+    let mut s = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  source:\n    repo: {repo}\n    url: {}\n    branch: {branch}\n",
+        url.display()
+    );
+    if !build.is_empty() {
+        s.push_str("  build:\n    commands:\n");
+        for c in build {
+            s.push_str(&format!("      - {}\n", serde_json::to_string(c).unwrap()));
+        }
+    }
+    s
+}
+
+/// A push payload as GitHub sends it (fields Gantry reads, shape from GitHub's docs).
+pub fn push_body(repo: &str, git_ref: &str, sha: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ref": git_ref,
+        "before": "0000000000000000000000000000000000000000",
+        "after": sha,
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "repository": { "full_name": repo, "name": repo.split('/').nth(1).unwrap() },
+        "pusher": { "name": "octocat", "email": "octocat@github.com" },
+        "sender": { "login": "octocat" },
+        "commits": [],
+        "head_commit": null
+    }))
+    .unwrap()
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    running: Option<Running>,
+}
+
+pub struct Options {
+    pub env: HashMap<String, String>,
+}
+
+impl TestApp {
+    /// Starts a daemon with these manifests (file name -> YAML) and extra env settings.
+    pub async fn start(manifests: &[(&str, String)]) -> Self {
+        Self::start_with(manifests, &[]).await
+    }
+
+    pub async fn start_with(manifests: &[(&str, String)], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, manifests, env).await
+    }
+
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        manifests: &[(&str, String)],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mdir = dir.path().join("manifests");
+        std::fs::create_dir_all(&mdir).unwrap();
+        for (name, text) in manifests {
+            std::fs::write(mdir.join(name), text).unwrap();
+        }
+        let mut vars: HashMap<String, String> = [
+            ("GANTRY_LISTEN", "127.0.0.1:0".to_string()),
+            (
+                "GANTRY_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+            ("GANTRY_MANIFESTS", mdir.display().to_string()),
+            ("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET.to_string()),
+            ("GANTRY_API_TOKEN", TOKEN.to_string()),
+            ("GANTRY_SHUTDOWN_GRACE", "1s".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in env {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config =
+            Config::load_with(None, &|k| vars.get(k).cloned()).expect("test config is valid");
+        let running = gantry::app::start(config).await.expect("daemon starts");
+        Self {
+            addr: running.addr,
+            dir,
+            http: reqwest::Client::new(),
+            running: Some(running),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn store(&self) -> &std::sync::Arc<dyn gantry::store::Store> {
+        &self.running.as_ref().expect("running").store
+    }
+
+    /// Posts a webhook signed with the test secret.
+    pub async fn hook(&self, event: &str, delivery: &str, body: &[u8]) -> (u16, Value) {
+        self.hook_signed(event, delivery, body, Some(&sign(SECRET, body)))
+            .await
+    }
+
+    pub async fn hook_signed(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(self.url("/hooks/github"))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header("user-agent", "GitHub-Hookshot/044aadd")
+            .body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn api(&self, path: &str) -> Value {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn deployments(&self, app: &str) -> Vec<Value> {
+        self.api(&format!("/api/v1/deployments?app={app}&limit=500"))
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until no deployment is queued or running.
+    pub async fn wait_idle(&self, timeout: Duration) {
+        let store = self.store().clone();
+        wait_for(timeout, "all deployments to finish", || {
+            let store = store.clone();
+            async move {
+                let all = store.deployments(None, 10_000).await.unwrap();
+                all.iter().all(|d| d.state.is_terminal())
+            }
+        })
+        .await;
+    }
+
+    /// Checks that no work is left queued or running, then shuts the daemon down.
+    pub async fn finish(mut self) {
+        let running = self.running.take().expect("running");
+        let left: Vec<_> = running
+            .store
+            .deployments(None, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| !d.state.is_terminal())
+            .map(|d| (d.id, d.app, d.state))
+            .collect();
+        running.shutdown().await;
+        assert!(left.is_empty(), "work left queued or running: {left:?}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.running.is_some() && !std::thread::panicking() {
+            panic!("TestApp dropped without finish(): call it so leftover work fails the test");
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes (then panics naming `what`).
+pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
