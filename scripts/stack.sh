@@ -3,7 +3,10 @@
 # tests talk to, all on loopback, all state under .stack/ (gitignored):
 #
 #   moto (AWS: S3, ECR, ECS, CloudFront, EventBridge, ...)  http://127.0.0.1:5055
-#       .stack/venv/bin/moto_server, log .stack/moto.log, pid .stack/moto.pid
+#       run by tests/support/moto_launcher.py (moto's own server, with Gantry's
+#       patches for moto gaps applied in-process; see its docstring) with the
+#       venv's python, log .stack/moto.log (one line per request, like
+#       moto_server), pid .stack/moto.pid; answers GET /gantry-launcher/health
 #   docker-registry (distribution 2.8) standing in for ECR    127.0.0.1:5056 (HTTP)
 #       storage .stack/registry/data, basic auth (htpasswd, bcrypt) as user AWS /
 #       password 123456789012-auth-token — exactly what moto's ECR
@@ -12,6 +15,9 @@
 #
 #   start    idempotent: a service that is already running and healthy is left
 #            alone; otherwise it is (re)started and waited for (30 s deadline).
+#            A plain moto_server started by an older version of this script
+#            (pid file) is replaced by the launcher; a moto on the port that is
+#            not the launcher and not ours is reported, not killed.
 #            Also writes the test environment to .stack/env.
 #   stop     kills the services named in the pid files (only those).
 #   restart  stop, then start.
@@ -29,6 +35,12 @@ MOTO_PORT=5055
 MOTO_URL="http://$MOTO_HOST:$MOTO_PORT"
 MOTO_PID="$STACK/moto.pid"
 MOTO_LOG="$STACK/moto.log"
+MOTO_PYTHON="$STACK/venv/bin/python"
+MOTO_LAUNCHER="$ROOT/tests/support/moto_launcher.py"
+# live_pid patterns (grep BRE on the command line): our launcher, and either it
+# or a plain moto_server (what this script used to start).
+MOTO_PATTERN='moto_launcher\.py'
+MOTO_ANY_PATTERN='moto_launcher\.py\|moto_server'
 
 REG_ADDR=127.0.0.1:5056
 REG_DIR="$STACK/registry"
@@ -59,8 +71,25 @@ live_pid() {
   echo "$pid"
 }
 
-moto_healthy() {
+# Something that speaks moto answers on the port (launcher or plain moto).
+moto_answers() {
   [ "$(http_code "$MOTO_URL/moto-api/")" = 200 ]
+}
+
+# The launcher answers: moto plus its own health endpoint (a plain moto_server
+# would treat /gantry-launcher/health as an S3 bucket and not answer 200).
+moto_healthy() {
+  moto_answers && [ "$(http_code "$MOTO_URL/gantry-launcher/health")" = 200 ]
+}
+
+# wait until nothing answers on the moto port (after stopping a process).
+wait_port_free() {
+  local end=$((SECONDS + DEADLINE_SECS))
+  while [ "$SECONDS" -lt "$end" ]; do
+    [ "$(http_code "$MOTO_URL/")" = 000 ] && return 0
+    sleep 0.2
+  done
+  die "port $MOTO_PORT still answers ${DEADLINE_SECS}s after stopping moto"
 }
 
 registry_healthy() {
@@ -106,24 +135,34 @@ stop_one() {
 
 start_moto() {
   local pid
-  [ -x "$STACK/venv/bin/moto_server" ] || die "moto_server missing: run scripts/setup.sh"
-  if pid=$(live_pid "$MOTO_PID" moto_server); then
-    if moto_healthy; then log "moto already running (pid $pid) at $MOTO_URL"; return 0; fi
+  [ -x "$MOTO_PYTHON" ] || die "$MOTO_PYTHON missing: run scripts/setup.sh"
+  [ -f "$MOTO_LAUNCHER" ] || die "$MOTO_LAUNCHER missing"
+  if pid=$(live_pid "$MOTO_PID" "$MOTO_PATTERN"); then
+    if moto_healthy; then log "moto launcher already running (pid $pid) at $MOTO_URL"; return 0; fi
     # Alive but not answering: maybe still starting; give it the deadline.
-    log "moto (pid $pid) not answering yet; waiting"
+    log "moto launcher (pid $pid) not answering yet; waiting"
     wait_healthy moto moto_healthy "$pid" "$MOTO_LOG"
     log "moto ready at $MOTO_URL"; return 0
+  fi
+  if pid=$(live_pid "$MOTO_PID" moto_server); then
+    # Started by an older stack.sh: a plain moto without Gantry's patches.
+    log "moto (pid $pid) is a plain moto_server, not the launcher; restarting it"
+    stop_one moto "$MOTO_PID" moto_server
+    wait_port_free
   fi
   rm -f "$MOTO_PID"
   if [ "$(http_code "$MOTO_URL/")" != 000 ]; then
     if moto_healthy; then
-      log "moto: something already serves moto on $MOTO_URL (not started by this checkout); using it"
+      log "moto: a Gantry moto launcher already serves $MOTO_URL (not started by this checkout); using it"
       return 0
+    fi
+    if moto_answers; then
+      die "a moto that is not Gantry's launcher (no $MOTO_URL/gantry-launcher/health) serves port $MOTO_PORT and was not started by this checkout (no live pid in $MOTO_PID); stop it and run $0 start again"
     fi
     die "port $MOTO_PORT is taken by something that is not moto"
   fi
-  log "starting moto on $MOTO_URL (log $MOTO_LOG)"
-  spawn "$MOTO_PID" "$MOTO_LOG" "$STACK/venv/bin/moto_server" -H "$MOTO_HOST" -p "$MOTO_PORT"
+  log "starting moto launcher on $MOTO_URL (log $MOTO_LOG)"
+  spawn "$MOTO_PID" "$MOTO_LOG" "$MOTO_PYTHON" "$MOTO_LAUNCHER" -H "$MOTO_HOST" -p "$MOTO_PORT"
   wait_healthy moto moto_healthy "$(cat "$MOTO_PID")" "$MOTO_LOG"
   log "moto ready at $MOTO_URL (pid $(cat "$MOTO_PID"))"
 }
@@ -203,9 +242,12 @@ VARS
 
 status() {
   local pid
-  if pid=$(live_pid "$MOTO_PID" moto_server) && moto_healthy; then
-    log "moto: up (pid $pid) $MOTO_URL"
-  elif moto_healthy; then log "moto: up (foreign, no pid file) $MOTO_URL"
+  if pid=$(live_pid "$MOTO_PID" "$MOTO_PATTERN") && moto_healthy; then
+    log "moto: up (launcher, pid $pid) $MOTO_URL"
+  elif moto_healthy; then log "moto: up (launcher, foreign, no pid file) $MOTO_URL"
+  elif pid=$(live_pid "$MOTO_PID" moto_server) && moto_answers; then
+    log "moto: up but plain moto_server, not the launcher (pid $pid); '$0 start' replaces it"
+  elif moto_answers; then log "moto: up but not the launcher (foreign, no pid file) $MOTO_URL"
   else log "moto: down"; fi
   if pid=$(live_pid "$REG_PID" docker-registry) && registry_healthy; then
     log "registry: up (pid $pid) $REG_ADDR"
@@ -225,7 +267,7 @@ case "$cmd" in
     log "environment written to $STACK/env (source it)"
     ;;
   stop)
-    stop_one moto "$MOTO_PID" moto_server
+    stop_one moto "$MOTO_PID" "$MOTO_ANY_PATTERN"
     stop_one registry "$REG_PID" docker-registry
     ;;
   restart)

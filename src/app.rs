@@ -13,12 +13,14 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 
+use crate::adapters::cloudfront::CloudFront;
 use crate::adapters::git::GitFetcher;
 use crate::adapters::process::ShellRunner;
+use crate::adapters::s3::S3Store;
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::manifests;
-use crate::pipeline::{Cancel, Engine};
+use crate::pipeline::{Cancel, Engine, SitePorts};
 use crate::queue::Queue;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -68,14 +70,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.github.token.clone(),
         redactor.clone(),
     ));
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        fetcher,
-        Arc::new(ShellRunner),
-        config.data_dir.join("work"),
-        config.pipeline.clone(),
-        redactor,
-    ));
+    let aws = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
+    let sites = SitePorts {
+        objects: Arc::new(S3Store::new(&aws)),
+        cdn: Arc::new(CloudFront::new(&aws)),
+    };
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            fetcher,
+            Arc::new(ShellRunner),
+            config.data_dir.join("work"),
+            config.pipeline.clone(),
+            redactor,
+        )
+        .with_sites(sites),
+    );
     let cancel = Cancel::default();
     let queue = Queue::new(
         store.clone(),

@@ -25,6 +25,9 @@ pub struct Config {
     pub queue: QueueConfig,
     pub pipeline: PipelineConfig,
     pub log_format: LogFormat,
+    /// Endpoint for every AWS service (an emulator such as moto); normally unset, so the
+    /// standard AWS configuration applies (`AWS_ENDPOINT_URL`, profiles, task role).
+    pub aws_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +88,7 @@ struct RawConfig {
     #[serde(default)]
     pipeline: RawPipeline,
     log_format: Option<LogFormat>,
+    aws_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +239,7 @@ impl Config {
                 shutdown_grace,
             },
             log_format,
+            aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
         })
     }
 

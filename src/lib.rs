@@ -14,5 +14,6 @@ pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod secret;
+pub mod sites;
 pub mod store;
 pub mod telemetry;

@@ -1,5 +1,8 @@
-//! Adapters: the only code that talks to the outside world (processes, git, and later AWS,
+//! Adapters: the only code that talks to the outside world (processes, git, AWS, and later
 //! registries, GitHub and Discord). Each implements a narrow port owned by the core.
 
+pub mod aws;
+pub mod cloudfront;
 pub mod git;
 pub mod process;
+pub mod s3;

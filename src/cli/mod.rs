@@ -3,6 +3,7 @@
 
 mod client;
 mod local;
+mod site;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,6 +99,11 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Static sites on S3/CloudFront.
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
     /// Show one deployment with its step logs.
     Show {
         id: i64,
@@ -109,6 +115,13 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Sync a build output directory to S3: content-addressed, assets before pages, stale
+    /// objects kept for a grace period, CloudFront invalidated for changed pages only.
+    Sync(site::SyncArgs),
 }
 
 /// How to reach a running daemon.
@@ -166,6 +179,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 json,
                 server,
             } => client::show(&server, id, wait, json).await,
+            Command::Site {
+                command: SiteCommand::Sync(args),
+            } => site::run(args).await,
         }
     });
     match result {

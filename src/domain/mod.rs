@@ -5,7 +5,9 @@
 pub mod app;
 pub mod deployment;
 pub mod push;
+pub mod site;
 
 pub use app::*;
 pub use deployment::*;
 pub use push::*;
+pub use site::*;

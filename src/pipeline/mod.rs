@@ -40,8 +40,16 @@ pub struct Cancel {
     pub abort: CancellationToken,
 }
 
+/// The site ports, when the daemon has AWS configured.
+#[derive(Clone)]
+pub struct SitePorts {
+    pub objects: Arc<dyn crate::sites::ObjectStore>,
+    pub cdn: Arc<dyn crate::sites::Cdn>,
+}
+
 pub struct Engine {
     store: Arc<dyn Store>,
+    sites: Option<SitePorts>,
     fetcher: Arc<dyn SourceFetcher>,
     runner: Arc<dyn CommandRunner>,
     work_dir: PathBuf,
@@ -60,12 +68,19 @@ impl Engine {
     ) -> Self {
         Self {
             store,
+            sites: None,
             fetcher,
             runner,
             work_dir,
             config,
             redactor,
         }
+    }
+
+    /// Lets `sync_sites` steps reach S3 and CloudFront.
+    pub fn with_sites(mut self, ports: SitePorts) -> Self {
+        self.sites = Some(ports);
+        self
     }
 
     /// Runs (or resumes) a deployment that the store has marked `running`.
@@ -97,6 +112,7 @@ impl Engine {
                 fetcher: self.fetcher.as_ref(),
                 runner: self.runner.as_ref(),
                 store: self.store.as_ref(),
+                sites: self.sites.as_ref(),
                 config: &self.config,
             };
             let result = self

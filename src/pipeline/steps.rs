@@ -28,6 +28,8 @@ pub enum StepError {
     Invalid(String),
     #[error("the {0} step is not available in this version of Gantry")]
     Unsupported(StepKind),
+    #[error("site `{site}`: {message}")]
+    Site { site: String, message: String },
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("cancelled")]
@@ -42,6 +44,7 @@ pub struct StepContext<'a> {
     pub fetcher: &'a dyn SourceFetcher,
     pub runner: &'a dyn CommandRunner,
     pub store: &'a dyn Store,
+    pub sites: Option<&'a super::SitePorts>,
     pub config: &'a PipelineConfig,
 }
 
@@ -56,7 +59,8 @@ pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, Ste
         StepKind::FetchSource => fetch(&ctx).await,
         StepKind::Build => build(&ctx).await,
         StepKind::Report => report(&ctx).await,
-        other @ (StepKind::PublishImages | StepKind::RollServices | StepKind::SyncSites) => {
+        StepKind::SyncSites => sync_sites(&ctx).await,
+        other @ (StepKind::PublishImages | StepKind::RollServices) => {
             Err(StepError::Unsupported(other))
         }
     }
@@ -197,20 +201,116 @@ async fn report(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         .sha
         .clone()
         .ok_or_else(|| StepError::Invalid("no commit was resolved for this deployment".into()))?;
-    let release = Release {
-        app: dep.app.clone(),
-        deployment_id: dep.id,
-        sha: sha.clone(),
-        git_ref: dep.git_ref.clone(),
-        images: Default::default(),
-        sites: Default::default(),
-        created_at: chrono::Utc::now(),
-    };
+    let mut release = current_release(ctx, &sha).await?;
+    release.created_at = chrono::Utc::now();
     ctx.store.record_release(release).await?;
     ctx.log
         .line(format!("recorded release of {} at {sha}", dep.app));
     Ok(StepOutput {
         summary: format!("release recorded at {}", short(&sha)),
+        sha: None,
+    })
+}
+
+/// This deployment's release as recorded so far (steps add to it), or a fresh one.
+async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, StepError> {
+    let dep = ctx.dep;
+    let recorded = ctx
+        .store
+        .releases(&dep.app, 20)
+        .await?
+        .into_iter()
+        .find(|r| r.deployment_id == dep.id);
+    Ok(recorded.unwrap_or_else(|| Release {
+        app: dep.app.clone(),
+        deployment_id: dep.id,
+        sha: sha.to_owned(),
+        git_ref: dep.git_ref.clone(),
+        images: Default::default(),
+        sites: Default::default(),
+        created_at: chrono::Utc::now(),
+    }))
+}
+
+async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    use crate::plan::edge::{function_name, EdgeRules};
+    use crate::plan::headers::HeaderRules;
+    use crate::sites::{sync, sync::LogProgress, S3Target, SyncOptions};
+
+    let ports = ctx.sites.ok_or_else(|| {
+        StepError::Invalid("this daemon has no AWS configuration for site syncs".into())
+    })?;
+    let sha =
+        ctx.dep.sha.clone().ok_or_else(|| {
+            StepError::Invalid("no commit was resolved for this deployment".into())
+        })?;
+    let mut summaries = Vec::new();
+    for site in &ctx.dep.spec.sites {
+        let err = |message: String| StepError::Site {
+            site: site.name.clone(),
+            message,
+        };
+        let dir = checkout_dir(ctx).join(&site.dir);
+        if !dir.is_dir() {
+            return Err(err(format!(
+                "the build output `{}` does not exist; does the build write it?",
+                site.dir
+            )));
+        }
+        let user: Vec<(String, String)> = site
+            .cache_control
+            .iter()
+            .map(|r| (r.glob.clone(), r.value.clone()))
+            .collect();
+        let rules = HeaderRules::new(&site.preset, &user, None).map_err(|e| err(e.to_string()))?;
+        let edge = EdgeRules {
+            redirects: site.redirects.clone(),
+            pretty_urls: site.pretty_urls,
+        };
+        let opts = SyncOptions {
+            target: S3Target::new(&site.bucket, &site.prefix),
+            rules,
+            grace: Default::default(),
+            concurrency: 16,
+            dry_run: false,
+            distribution: site.distribution.clone(),
+            max_invalidation_paths: 100,
+            wait_invalidation: None,
+            edge: (!edge.is_empty()).then(|| (function_name(&ctx.dep.app, &site.name), edge)),
+        };
+        let progress = LogProgress::default();
+        let cdn: Option<&dyn crate::sites::Cdn> =
+            site.distribution.as_ref().map(|_| ports.cdn.as_ref());
+        let report = tokio::select! {
+            r = sync(&dir, &opts, ports.objects.as_ref(), cdn, chrono::Utc::now(), &progress) => r.map_err(|e| err(e.to_string()))?,
+            _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
+        };
+        let line = format!(
+            "{}: {} files, {} uploaded, {} header updates, {} unchanged, {} stale kept, {} deleted, {} invalidation paths, release {}",
+            report.target,
+            report.files,
+            report.uploads.len(),
+            report.header_updates.len(),
+            report.unchanged,
+            report.newly_stale.len(),
+            report.deletes.len(),
+            report.invalidation_paths.len(),
+            report.release
+        );
+        ctx.log.line(&line);
+        if let Some(e) = &report.edge_function {
+            ctx.log.line(format!("edge function {e}"));
+        }
+        let mut release = current_release(ctx, &sha).await?;
+        release.sites.insert(
+            site.name.clone(),
+            format!("{}#{}", report.target, report.release),
+        );
+        ctx.store.record_release(release).await?;
+        summaries.push(format!("{} release {}", site.name, report.release));
+    }
+    Ok(StepOutput {
+        summary: summaries.join(", "),
         sha: None,
     })
 }

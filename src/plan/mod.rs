@@ -2,6 +2,13 @@
 //!
 //! - [`intake`]: which apps a GitHub push deploys, or why it deploys none.
 //! - [`steps`]: the ordered steps a deployment of an app runs.
+//! - [`site`], [`headers`], [`invalidation`]: static-site sync plans, object headers and CDN
+//!   invalidation paths.
+//! - [`edge`]: the CloudFront Function generated from a site's redirect and rewrite rules.
 
+pub mod edge;
+pub mod headers;
 pub mod intake;
+pub mod invalidation;
+pub mod site;
 pub mod steps;

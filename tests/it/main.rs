@@ -6,6 +6,9 @@ mod support;
 
 mod cli;
 mod crash;
+mod edge;
 mod pipeline;
 mod queue;
+mod s3proxy;
+mod sites;
 mod webhooks;

@@ -1,0 +1,97 @@
+//! Static-site sync data: the local tree, the remote state, and the manifest object Gantry
+//! keeps beside a site (`<prefix>/.gantry/manifest.json`) recording what it uploaded.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where Gantry keeps its own objects under a site's prefix.
+pub const GANTRY_DIR: &str = ".gantry/";
+pub const MANIFEST_KEY: &str = ".gantry/manifest.json";
+
+/// Response headers Gantry sets on an object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectHeaders {
+    pub content_type: String,
+    pub cache_control: String,
+}
+
+impl ObjectHeaders {
+    /// Immutable objects (content-hashed assets) never need a CDN invalidation.
+    pub fn is_immutable(&self) -> bool {
+        self.cache_control.contains("immutable")
+    }
+}
+
+/// One file of the local build output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    /// Key relative to the site root, `/`-separated (`_next/static/x.js`).
+    pub key: String,
+    pub sha256: String,
+    /// Hex MD5, to recognise objects another tool uploaded (single-part ETags).
+    pub md5: String,
+    pub size: u64,
+    pub headers: ObjectHeaders,
+}
+
+/// One object as a listing reports it (key relative to the site root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteObject {
+    pub key: String,
+    pub size: u64,
+    /// The ETag without quotes.
+    pub etag: String,
+}
+
+/// What Gantry recorded for an object it put in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestEntry {
+    pub sha256: String,
+    pub size: u64,
+    pub etag: String,
+    #[serde(flatten)]
+    pub headers: ObjectHeaders,
+}
+
+/// An object no longer in the build, kept for the grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleEntry {
+    pub since: DateTime<Utc>,
+    pub since_release: u64,
+}
+
+/// The manifest object: the site's state as Gantry last left it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteManifest {
+    pub version: u32,
+    /// Increments with every sync that changed something.
+    pub release: u64,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Objects of the current release.
+    pub files: BTreeMap<String, ManifestEntry>,
+    /// Objects of earlier releases still kept (hashed assets cached pages may reference).
+    #[serde(default)]
+    pub stale: BTreeMap<String, StaleEntry>,
+}
+
+/// How long objects that left the build are kept: both bounds must pass before deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grace {
+    pub days: i64,
+    pub releases: u64,
+}
+
+impl Default for Grace {
+    fn default() -> Self {
+        Self {
+            days: 7,
+            releases: 3,
+        }
+    }
+}

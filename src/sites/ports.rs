@@ -1,0 +1,96 @@
+//! The ports a site sync needs: an object store and a CDN. Adapters implement them for S3
+//! and CloudFront; keys here are full object keys.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{ObjectHeaders, RemoteObject};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectStoreError {
+    #[error("{operation} {key}: {message}")]
+    Request {
+        operation: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Every object under `prefix` (full keys), however many pages that takes.
+    async fn list(&self, bucket: &str, prefix: &str)
+        -> Result<Vec<RemoteObject>, ObjectStoreError>;
+    /// An object's body, or `None` when it does not exist.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, ObjectStoreError>;
+    /// Uploads a file (multipart above the adapter's threshold); returns the new ETag.
+    async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        size: u64,
+        headers: &ObjectHeaders,
+    ) -> Result<String, ObjectStoreError>;
+    async fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        headers: &ObjectHeaders,
+    ) -> Result<String, ObjectStoreError>;
+    /// Replaces an object's headers without re-uploading its body; returns the ETag.
+    async fn retag(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &ObjectHeaders,
+    ) -> Result<String, ObjectStoreError>;
+    async fn delete(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectStoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CdnError {
+    #[error("CloudFront {operation}: {message}")]
+    Request {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("invalidation {id} did not complete within {timeout:?}")]
+    Timeout { id: String, timeout: Duration },
+}
+
+/// What ensuring the edge function did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeOutcome {
+    Unchanged,
+    Created,
+    Updated,
+}
+
+#[async_trait]
+pub trait Cdn: Send + Sync {
+    /// Creates an invalidation for `paths`; returns its id.
+    async fn invalidate(&self, distribution: &str, paths: &[String]) -> Result<String, CdnError>;
+    async fn wait_invalidation(
+        &self,
+        distribution: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(), CdnError>;
+    /// Makes the named viewer-request function hold `code`, published, and associated with
+    /// the distribution's default behaviour. Changes nothing when all of that already holds.
+    async fn ensure_edge_function(
+        &self,
+        distribution: &str,
+        name: &str,
+        code: &str,
+    ) -> Result<EdgeOutcome, CdnError>;
+}

@@ -1,0 +1,140 @@
+//! A recording, fault-injecting HTTP proxy in front of moto: each test gets its own, so it can
+//! count exactly the requests its sync made and inject S3 `503 SlowDown` answers.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub copy: bool,
+    pub status: u16,
+}
+
+#[derive(Clone)]
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// PUTs still to be answered with 503 SlowDown.
+    fail_puts: Arc<Mutex<usize>>,
+}
+
+pub struct S3Proxy {
+    pub url: String,
+    shared: Shared,
+}
+
+impl S3Proxy {
+    pub async fn start(upstream: &str) -> Self {
+        let shared = Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            seen: Arc::default(),
+            fail_puts: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .fallback(forward)
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, shared }
+    }
+
+    /// Answers the next `n` PUT requests with 503 SlowDown.
+    pub fn fail_next_puts(&self, n: usize) {
+        *self.shared.fail_puts.lock().unwrap() = n;
+    }
+
+    pub fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.shared.seen.lock().unwrap())
+    }
+}
+
+/// Body uploads: PUTs without a copy source (multipart parts included).
+pub fn uploads(seen: &[Seen]) -> Vec<&Seen> {
+    seen.iter()
+        .filter(|s| s.method == "PUT" && !s.copy && s.status < 300)
+        .collect()
+}
+
+pub fn copies(seen: &[Seen]) -> Vec<&Seen> {
+    seen.iter()
+        .filter(|s| s.method == "PUT" && s.copy && s.status < 300)
+        .collect()
+}
+
+/// Requests that change the bucket.
+pub fn writes(seen: &[Seen]) -> Vec<&Seen> {
+    seen.iter()
+        .filter(|s| matches!(s.method.as_str(), "PUT" | "POST" | "DELETE"))
+        .collect()
+}
+
+async fn forward(
+    State(s): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let copy = headers.contains_key("x-amz-copy-source");
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or("").to_owned();
+    let record = |status: u16| {
+        s.seen.lock().unwrap().push(Seen {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            copy,
+            status,
+        });
+    };
+    if method == Method::PUT {
+        let mut left = s.fail_puts.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            drop(left);
+            record(503);
+            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            return Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header("content-type", "application/xml")
+                .body(Body::from(xml))
+                .unwrap();
+        }
+    }
+    let url = format!(
+        "{}{}",
+        s.upstream,
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut req = s.http.request(method.clone(), url).body(body);
+    for (k, v) in headers.iter() {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    let resp = req.send().await.expect("moto answers");
+    let status = resp.status();
+    record(status.as_u16());
+    let mut builder = Response::builder().status(status);
+    for (k, v) in resp.headers() {
+        // The body is re-framed here, except for HEAD, whose length describes the object.
+        if k != "transfer-encoding" && (k != "content-length" || method == Method::HEAD) {
+            builder = builder.header(k, v);
+        }
+    }
+    builder
+        .body(Body::from(resp.bytes().await.unwrap()))
+        .unwrap()
+}
