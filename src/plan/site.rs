@@ -86,7 +86,6 @@ pub fn plan_sync(
         .filter(|o| !o.key.starts_with(GANTRY_DIR))
         .map(|o| (o.key.as_str(), o))
         .collect();
-    let release = manifest.release + 1;
     let mut assets = Vec::new();
     let mut documents = Vec::new();
     let mut invalidate = Vec::new();
@@ -137,6 +136,10 @@ pub fn plan_sync(
             }
         }
     }
+    // A release is a change of content; deleting expired objects alone makes none. Deciding
+    // expiry against the release this sync makes keeps re-planning after applying a no-op.
+    let content_changed = !assets.is_empty() || !documents.is_empty() || files != manifest.files;
+    let release = manifest.release + u64::from(content_changed);
     let local_keys: BTreeSet<&str> = local.iter().map(|f| f.key.as_str()).collect();
     let mut stale = BTreeMap::new();
     let mut deletes = Vec::new();
@@ -145,8 +148,7 @@ pub fn plan_sync(
         match manifest.stale.get(*key) {
             Some(entry) => {
                 let old_enough = now.signed_duration_since(entry.since).num_days() >= grace.days;
-                let enough_releases =
-                    (manifest.release + 1).saturating_sub(entry.since_release) >= grace.releases;
+                let enough_releases = release.saturating_sub(entry.since_release) >= grace.releases;
                 if old_enough && enough_releases {
                     deletes.push((*key).to_owned());
                 } else {
@@ -165,11 +167,7 @@ pub fn plan_sync(
             }
         }
     }
-    let changed = !assets.is_empty()
-        || !documents.is_empty()
-        || !deletes.is_empty()
-        || stale != manifest.stale
-        || files != manifest.files;
+    let changed = content_changed || !deletes.is_empty() || stale != manifest.stale;
     let next = if changed {
         SiteManifest {
             version: 1,
@@ -210,7 +208,7 @@ mod tests {
         LocalFile {
             key: key.into(),
             sha256: hex::encode(sha2::Sha256::digest(body.as_bytes())),
-            md5: format!("md5-{body}"),
+            md5: format!("md5x{body}"),
             size: body.len() as u64,
             headers: headers(cc),
         }
@@ -278,12 +276,12 @@ mod tests {
             RemoteObject {
                 key: "a.html".into(),
                 size: 1,
-                etag: "md5-a".into(),
+                etag: "md5xa".into(),
             },
             RemoteObject {
                 key: "b.bin".into(),
                 size: 1,
-                etag: "md5-b-2".into(),
+                etag: "md5xb-2".into(),
             },
         ];
         let p = plan_sync(
