@@ -5,7 +5,9 @@
 #   3. makes a real git repository holding the demo app (demo/app) and its manifest
 #   4. starts `gantry serve` from environment variables alone (embedded SQLite store)
 #   5. commits a change and delivers a push webhook signed exactly as GitHub signs it
-#   6. follows the deployment to its verdict and prints the app's history
+#   6. follows the deployment to its verdict: build, S3 sync (checked with HEAD requests against
+#      moto), CloudFront edge function and invalidation; then a second push changes one page
+#   7. prints the app's history
 # Everything lives under .stack/demo and is recreated on each run.
 set -euo pipefail
 
@@ -33,7 +35,15 @@ cp -R demo/app "$REPO"
 git -C "$REPO" init -q -b main
 git -C "$REPO" -c user.name="Demo Dev" -c user.email=dev@example.com add -A
 git -C "$REPO" -c user.name="Demo Dev" -c user.email=dev@example.com commit -q -m "Initial demo app"
-sed "s|__REPO_PATH__|$REPO|" demo/manifests/demo.yaml > "$DEMO/manifests/demo.yaml"
+MOTO="$GANTRY_TEST_MOTO_URL"
+AWS=(.stack/venv/bin/aws --endpoint-url "$MOTO")
+BUCKET="gantry-demo-$(date +%s)"
+"${AWS[@]}" s3api create-bucket --bucket "$BUCKET" >/dev/null
+DIST=$("${AWS[@]}" cloudfront create-distribution --origin-domain-name "$BUCKET.s3.amazonaws.com" \
+  --query Distribution.Id --output text)
+echo "bucket $BUCKET, CloudFront distribution $DIST (moto at $MOTO)"
+sed -e "s|__REPO_PATH__|$REPO|" -e "s|__BUCKET__|$BUCKET|" -e "s|__DISTRIBUTION__|$DIST|" \
+  demo/manifests/demo.yaml > "$DEMO/manifests/demo.yaml"
 "$GANTRY" validate --manifests "$DEMO/manifests"
 
 PORT="${GANTRY_DEMO_PORT:-18080}"
@@ -43,6 +53,7 @@ export GANTRY_MANIFESTS="$DEMO/manifests"
 export GANTRY_GITHUB_WEBHOOK_SECRET="demo-webhook-secret"
 export GANTRY_API_TOKEN="demo-api-token"
 export GANTRY_SERVER="http://127.0.0.1:$PORT"
+export GANTRY_AWS_ENDPOINT_URL="$MOTO"
 unset GANTRY_CONFIG
 
 phase "start gantry serve (log: $DEMO/gantry.log)"
@@ -56,26 +67,53 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$GANTRY_SERVER/readyz"; echo
 
+# Commits the change made to the demo repository and delivers a signed push webhook;
+# prints the id of the deployment it queued.
+push() {
+  local message=$1 sha before body sig delivery resp
+  git -C "$REPO" -c user.name="Demo Dev" -c user.email=dev@example.com commit -q -am "$message"
+  sha=$(git -C "$REPO" rev-parse HEAD)
+  before=$(git -C "$REPO" rev-parse HEAD~1)
+  body=$(printf '{"ref":"refs/heads/main","before":"%s","after":"%s","created":false,"deleted":false,"forced":false,"repository":{"full_name":"gantry-demo/portfolio","name":"portfolio"},"pusher":{"name":"demo-dev","email":"dev@example.com"},"sender":{"login":"demo-dev"},"commits":[{"id":"%s","message":"%s","added":[],"removed":[],"modified":["headline.txt"]}],"head_commit":null}' \
+    "$before" "$sha" "$sha" "$message")
+  sig="sha256=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$GANTRY_GITHUB_WEBHOOK_SECRET" -r | cut -d' ' -f1)"
+  delivery="demo-$(date +%s%N)"
+  resp=$(curl -sS -w '\n%{http_code}' -X POST "$GANTRY_SERVER/hooks/github" \
+    -H "Content-Type: application/json" -H "X-GitHub-Event: push" \
+    -H "X-GitHub-Delivery: $delivery" -H "X-Hub-Signature-256: $sig" --data-binary "$body")
+  echo "webhook answered: $(echo "$resp" | tr '\n' ' ')" >&2
+  [ "$(echo "$resp" | tail -n1)" = "202" ] || { echo "push was not accepted" >&2; exit 1; }
+  echo "$resp" | head -n1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["deployments"][0])'
+}
+
+# HEAD requests against moto's S3 for the synced site.
+check_site() {
+  for key in index.html about.html assets/site.css assets/app.js; do
+    printf '  HEAD s3://%s/%-18s ' "$BUCKET" "$key"
+    curl -sSfI "$MOTO/$BUCKET/$key" | tr -d '\r' | grep -iE '^(content-type|cache-control):' | tr '\n' ' '
+    echo
+  done
+}
+
 phase "commit a change and push it (signed webhook)"
 echo "Hello from Gantry at $(date -u +%H:%M:%S)" > "$REPO/headline.txt"
-git -C "$REPO" -c user.name="Demo Dev" -c user.email=dev@example.com commit -q -am "Change the headline"
-SHA=$(git -C "$REPO" rev-parse HEAD)
-BODY=$(printf '{"ref":"refs/heads/main","before":"%s","after":"%s","created":false,"deleted":false,"forced":false,"repository":{"full_name":"gantry-demo/portfolio","name":"portfolio"},"pusher":{"name":"demo-dev","email":"dev@example.com"},"sender":{"login":"demo-dev"},"commits":[{"id":"%s","message":"Change the headline","added":[],"removed":[],"modified":["headline.txt"]}],"head_commit":null}' \
-  "$(git -C "$REPO" rev-parse HEAD~1)" "$SHA" "$SHA")
-SIG="sha256=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$GANTRY_GITHUB_WEBHOOK_SECRET" -r | cut -d' ' -f1)"
-DELIVERY="demo-$(date +%s%N)"
-RESP=$(curl -sS -w '\n%{http_code}' -X POST "$GANTRY_SERVER/hooks/github" \
-  -H "Content-Type: application/json" -H "X-GitHub-Event: push" \
-  -H "X-GitHub-Delivery: $DELIVERY" -H "X-Hub-Signature-256: $SIG" --data-binary "$BODY")
-echo "$RESP"
-[ "$(echo "$RESP" | tail -n1)" = "202" ] || { echo "push was not accepted"; exit 1; }
-ID=$(echo "$RESP" | head -n1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["deployments"][0])')
+ID=$(push "Change the headline")
 
 phase "follow deployment #$ID"
 "$GANTRY" show "$ID" --wait
+
+phase "the site in S3 (moto), checked with HEAD requests"
+check_site
+curl -sSf "$MOTO/$BUCKET/index.html" | grep -q "Hello from Gantry" || { echo "index.html does not hold the new headline"; exit 1; }
+
+phase "change one page: only that page is uploaded and invalidated"
+echo "Second headline at $(date -u +%H:%M:%S)" > "$REPO/headline.txt"
+ID2=$(push "Change the headline again")
+"$GANTRY" show "$ID2" --wait | grep -E "sync_sites|invalidation|uploaded|deployment #"
+check_site
 
 phase "history"
 "$GANTRY" history demo
 "$GANTRY" status
 
-phase "done: the demo deployed commit ${SHA:0:7} end to end"
+phase "done: two pushes deployed end to end (deployments #$ID and #$ID2)"

@@ -13,7 +13,6 @@ use serde::Deserialize;
 
 use crate::manifests::parse_duration;
 use crate::secret::{Redactor, Secret};
-use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,7 +23,6 @@ pub struct Config {
     pub github: GithubConfig,
     pub queue: QueueConfig,
     pub pipeline: PipelineConfig,
-    pub log_format: LogFormat,
     /// Endpoint for every AWS service (an emulator such as moto); normally unset, so the
     /// standard AWS configuration applies (`AWS_ENDPOINT_URL`, profiles, task role).
     pub aws_endpoint: Option<String>,
@@ -87,7 +85,6 @@ struct RawConfig {
     queue: RawQueue,
     #[serde(default)]
     pipeline: RawPipeline,
-    log_format: Option<LogFormat>,
     aws_endpoint: Option<String>,
 }
 
@@ -209,19 +206,6 @@ impl Config {
             pick("GANTRY_SHUTDOWN_GRACE", raw.pipeline.shutdown_grace),
             Duration::from_secs(10),
         )?;
-        let log_format = match env("GANTRY_LOG_FORMAT").filter(|v| !v.is_empty()) {
-            Some(v) => match v.as_str() {
-                "json" => LogFormat::Json,
-                "text" => LogFormat::Text,
-                other => {
-                    return Err(ConfigError::Value {
-                        origin: "GANTRY_LOG_FORMAT".into(),
-                        message: format!("`{other}` is not `text` or `json`"),
-                    })
-                }
-            },
-            None => raw.log_format.unwrap_or(LogFormat::Text),
-        };
         Ok(Self {
             listen,
             data_dir,
@@ -238,7 +222,6 @@ impl Config {
                 build_timeout,
                 shutdown_grace,
             },
-            log_format,
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
         })
     }
@@ -326,7 +309,13 @@ fn interpolate(
     use serde_yaml::Value;
     match value {
         Value::String(s) => {
-            *s = expand(s, env).map_err(|m| (path.to_owned(), m))?;
+            let whole = s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
+            let expanded = expand(s, env).map_err(|m| (path.to_owned(), m))?;
+            // `key: ${N}` takes the variable's value as YAML would, so numbers stay numbers.
+            *value = match serde_yaml::from_str::<serde_yaml::Value>(&expanded) {
+                Ok(v @ (Value::Number(_) | Value::Bool(_))) if whole => v,
+                _ => Value::String(expanded),
+            };
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -412,10 +401,14 @@ mod tests {
 
     #[test]
     fn file_values_are_interpolated_and_overridden_by_env() {
-        let f = write("listen: 127.0.0.1:1\napiToken: ${MY_TOKEN}\ngithub:\n  webhookSecrets: [\"$${literal}\"]\nqueue:\n  maxConcurrent: 2\n");
+        let f = write("listen: 127.0.0.1:1\napiToken: ${MY_TOKEN}\ngithub:\n  webhookSecrets: [\"$${literal}\"]\nqueue:\n  maxConcurrent: ${N}\n");
         let c = Config::load_with(
             Some(f.path()),
-            &env_of(&[("MY_TOKEN", "abc"), ("GANTRY_LISTEN", "127.0.0.1:2")]),
+            &env_of(&[
+                ("MY_TOKEN", "abc"),
+                ("N", "2"),
+                ("GANTRY_LISTEN", "127.0.0.1:2"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.api_token.unwrap().expose(), "abc");

@@ -252,13 +252,14 @@ impl ObjectStore for S3Store {
         Ok(unquote(out.e_tag()))
     }
 
-    async fn retag(
+    async fn copy(
         &self,
         bucket: &str,
+        source: &str,
         key: &str,
         headers: &ObjectHeaders,
     ) -> Result<String, ObjectStoreError> {
-        let source = format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE));
+        let source = format!("{bucket}/{}", utf8_percent_encode(source, COPY_SOURCE));
         let out = self
             .client
             .copy_object()

@@ -122,6 +122,8 @@ pub enum SiteCommand {
     /// Sync a build output directory to S3: content-addressed, assets before pages, stale
     /// objects kept for a grace period, CloudFront invalidated for changed pages only.
     Sync(site::SyncArgs),
+    /// Restore a site's previous release from content kept in the bucket, without rebuilding.
+    Rollback(site::RollbackArgs),
 }
 
 /// How to reach a running daemon.
@@ -182,6 +184,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Site {
                 command: SiteCommand::Sync(args),
             } => site::run(args).await,
+            Command::Site {
+                command: SiteCommand::Rollback(args),
+            } => site::rollback(args).await,
         }
     });
     match result {

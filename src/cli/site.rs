@@ -75,6 +75,55 @@ fn pairs(list: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The site, `s3://BUCKET[/PREFIX]`.
+    pub target: String,
+    /// CloudFront distribution to invalidate for the restored pages.
+    #[arg(long)]
+    pub distribution: Option<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gantry site rollback`: restore the previous release from retained content.
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let opts = SyncOptions {
+        target: S3Target::parse(&args.target).map_err(anyhow::Error::msg)?,
+        rules: HeaderRules::new("plain", &[], None)?,
+        grace: Grace::default(),
+        concurrency: 32,
+        dry_run: args.dry_run,
+        distribution: args.distribution.clone(),
+        max_invalidation_paths: 100,
+        wait_invalidation: None,
+        edge: None,
+    };
+    let config = aws::load(None).await;
+    let store = S3Store::new(&config);
+    let cdn = CloudFront::new(&config);
+    let cdn_ref: Option<&dyn Cdn> = args.distribution.as_ref().map(|_| &cdn as &dyn Cdn);
+    let started = std::time::Instant::now();
+    let report = crate::sites::rollback(
+        &opts,
+        &store,
+        cdn_ref,
+        chrono::Utc::now(),
+        &LogProgress::default(),
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, started.elapsed());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let target = S3Target::parse(&args.target).map_err(anyhow::Error::msg)?;
     let rules = HeaderRules::new(
@@ -145,6 +194,9 @@ fn print_report(r: &SyncReport, took: Duration) {
         for k in &r.header_updates {
             println!("headers {k}");
         }
+        for k in &r.restored {
+            println!("restore {k}");
+        }
         for k in &r.newly_stale {
             println!("stale   {k} (kept for the grace period)");
         }
@@ -156,12 +208,13 @@ fn print_report(r: &SyncReport, took: Duration) {
         }
     }
     println!(
-        "{}: {} files; {verb} upload {} ({} bytes), update headers of {}, keep {} unchanged, mark {} stale, delete {}; invalidation paths: {}{}",
+        "{}: {} files; {verb} upload {} ({} bytes), update headers of {}, restore {}, keep {} unchanged, mark {} stale, delete {}; invalidation paths: {}{}",
         r.target,
         r.files,
         r.uploads.len(),
         r.bytes_uploaded,
         r.header_updates.len(),
+        r.restored.len(),
         r.unchanged,
         r.newly_stale.len(),
         r.deletes.len(),

@@ -63,6 +63,14 @@ pub struct ManifestEntry {
 pub struct StaleEntry {
     pub since: DateTime<Utc>,
     pub since_release: u64,
+    /// The object's content when it became stale, if Gantry knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// Where a retained copy of overwritten content is kept, by its sha256.
+pub fn blob_key(sha256: &str) -> String {
+    format!("{GANTRY_DIR}blobs/{sha256}")
 }
 
 /// The manifest object: the site's state as Gantry last left it.
@@ -78,6 +86,22 @@ pub struct SiteManifest {
     /// Objects of earlier releases still kept (hashed assets cached pages may reference).
     #[serde(default)]
     pub stale: BTreeMap<String, StaleEntry>,
+    /// Content overwritten in place, kept at `.gantry/blobs/<sha256>` for the grace period so
+    /// an earlier release can be restored without rebuilding.
+    #[serde(default)]
+    pub blobs: BTreeMap<String, StaleEntry>,
+    /// The release before this one, for `gantry site rollback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<SiteRelease>,
+}
+
+/// Every object of one release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteRelease {
+    pub release: u64,
+    pub at: Option<DateTime<Utc>>,
+    pub files: BTreeMap<String, ManifestEntry>,
 }
 
 /// How long objects that left the build are kept: both bounds must pass before deletion.

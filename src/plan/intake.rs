@@ -3,7 +3,8 @@
 //! Rules: a deleted ref never deploys; `refs/heads/B` deploys apps whose source repo is the
 //! pushed repo and whose branch is `B`; `refs/tags/T` deploys only apps whose `tags` glob
 //! matches `T`; an app with path filters deploys only when a changed file matches one of them
-//! (when GitHub lists no files, e.g. for a tag, the filters cannot be checked and do not block).
+//! (when GitHub lists no files, e.g. a push of more commits than it lists, the filters cannot
+//! be checked and do not block).
 
 use globset::Glob;
 

@@ -6,42 +6,54 @@
 //! live before what it references; the manifest last; objects that left the build are only
 //! deleted after the grace period (both `days` and `releases` must have passed).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Grace, LocalFile, ManifestEntry, RemoteObject, SiteManifest, StaleEntry, GANTRY_DIR,
+    blob_key, Grace, LocalFile, ManifestEntry, ObjectHeaders, RemoteObject, SiteManifest,
+    SiteRelease, StaleEntry, GANTRY_DIR,
 };
 
-/// What to do with one local file.
+/// What to do with one object of the new release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Upload the body (new or changed content).
     Upload(LocalFile),
-    /// Same content, new headers: copy the object onto itself with replaced metadata.
-    Retag(LocalFile),
+    /// Server-side copy of `source` (a site-relative key; the file's own key for a header-only
+    /// change) to the file's key, with the file's headers. No body is transferred.
+    Copy { file: LocalFile, source: String },
 }
 
 impl Action {
     pub fn file(&self) -> &LocalFile {
         match self {
-            Self::Upload(f) | Self::Retag(f) => f,
+            Self::Upload(f) | Self::Copy { file: f, .. } => f,
         }
     }
 }
 
+/// Content about to be overwritten in place, copied to `.gantry/blobs/<sha256>` first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preserve {
+    pub key: String,
+    pub sha256: String,
+    pub headers: ObjectHeaders,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SitePlan {
-    /// Non-document actions: run first.
+    /// Retained copies of content this plan overwrites: made before anything else.
+    pub preserve: Vec<Preserve>,
+    /// Non-document actions: run next.
     pub assets: Vec<Action>,
     /// HTML and `.txt` actions: run after every asset is in place.
     pub documents: Vec<Action>,
-    /// Keys whose grace period is over: deleted after the manifest is written.
+    /// Site-relative keys whose grace period is over: deleted after the manifest is written.
     pub deletes: Vec<String>,
-    /// Keys that left the build in this sync (kept for the grace period).
+    /// Keys that left the release in this sync (kept for the grace period).
     pub newly_stale: Vec<String>,
-    /// The manifest after this sync. Entries of uploaded files carry an empty ETag until the
+    /// The manifest after this sync. Entries of written objects carry an empty ETag until the
     /// executor fills in what the store returned.
     pub manifest: SiteManifest,
     /// Whether anything changes (and so whether the manifest is written).
@@ -61,9 +73,9 @@ impl SitePlan {
             .count()
     }
 
-    pub fn retags(&self) -> usize {
+    pub fn copies(&self) -> usize {
         self.actions()
-            .filter(|a| matches!(a, Action::Retag(_)))
+            .filter(|a| matches!(a, Action::Copy { .. }))
             .count()
     }
 }
@@ -74,6 +86,7 @@ pub fn is_document(key: &str) -> bool {
     k.ends_with(".html") || k.ends_with(".htm") || k.ends_with(".txt")
 }
 
+/// Plans publishing `local` (the build output).
 pub fn plan_sync(
     local: &[LocalFile],
     remote: &[RemoteObject],
@@ -81,112 +94,288 @@ pub fn plan_sync(
     now: DateTime<Utc>,
     grace: Grace,
 ) -> SitePlan {
-    let listing: BTreeMap<&str, &RemoteObject> = remote
-        .iter()
-        .filter(|o| !o.key.starts_with(GANTRY_DIR))
-        .map(|o| (o.key.as_str(), o))
-        .collect();
-    let mut assets = Vec::new();
-    let mut documents = Vec::new();
-    let mut invalidate = Vec::new();
-    let mut files = BTreeMap::new();
+    let listing = listing(remote);
+    let mut b = Builder::new(manifest, &listing);
     for f in local {
         let known = manifest.files.get(&f.key);
         let remote = listing.get(f.key.as_str());
+        let retag = || {
+            Some(Action::Copy {
+                file: f.clone(),
+                source: f.key.clone(),
+            })
+        };
         let action = match (remote, known) {
             (None, _) => Some(Action::Upload(f.clone())),
             (Some(r), Some(m)) if m.size == r.size && m.etag == r.etag => {
                 if m.sha256 != f.sha256 {
                     Some(Action::Upload(f.clone()))
                 } else if m.headers != f.headers {
-                    Some(Action::Retag(f.clone()))
+                    retag()
                 } else {
                     None
                 }
             }
             // Not as Gantry left it (or never seen): only a single-part ETag equal to the MD5
             // proves equal content; headers are then unknown, so they are re-applied.
-            (Some(r), _) if !r.etag.contains('-') && r.etag == f.md5 && r.size == f.size => {
-                Some(Action::Retag(f.clone()))
-            }
+            (Some(r), _) if !r.etag.contains('-') && r.etag == f.md5 && r.size == f.size => retag(),
             (Some(_), _) => Some(Action::Upload(f.clone())),
         };
-        let etag = match (&action, remote) {
-            (None, Some(r)) => r.etag.clone(),
-            _ => String::new(),
+        b.add(f, action, remote.map(|r| r.etag.as_str()));
+    }
+    b.finish(now, grace)
+}
+
+/// A release that cannot be restored: these keys' content is no longer retained.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("release {release} cannot be restored: the content of {} is no longer retained (first: {})", missing.len(), missing.first().map(String::as_str).unwrap_or(""))]
+pub struct Unrestorable {
+    pub release: u64,
+    pub missing: Vec<String>,
+}
+
+/// Plans putting an earlier release (`target`) back in place from what the bucket still holds:
+/// the objects themselves, stale objects kept for the grace period, and retained blobs.
+pub fn plan_restore(
+    target: &SiteRelease,
+    remote: &[RemoteObject],
+    manifest: &SiteManifest,
+    now: DateTime<Utc>,
+    grace: Grace,
+) -> Result<SitePlan, Unrestorable> {
+    let listing = listing(remote);
+    // Where each sha can be copied from, besides the retained blobs.
+    let mut present: BTreeMap<&str, &str> = BTreeMap::new();
+    for (key, e) in &manifest.files {
+        if listing.contains_key(key.as_str()) {
+            present.entry(e.sha256.as_str()).or_insert(key.as_str());
+        }
+    }
+    for (key, e) in &manifest.stale {
+        if let (Some(sha), true) = (&e.sha256, listing.contains_key(key.as_str())) {
+            present.entry(sha.as_str()).or_insert(key.as_str());
+        }
+    }
+    let mut b = Builder::new(manifest, &listing);
+    let mut missing = Vec::new();
+    for (key, want) in &target.files {
+        let f = LocalFile {
+            key: key.clone(),
+            sha256: want.sha256.clone(),
+            md5: String::new(),
+            size: want.size,
+            headers: want.headers.clone(),
         };
-        files.insert(
+        let current = manifest
+            .files
+            .get(key)
+            .filter(|_| listing.contains_key(key.as_str()));
+        let stale_here = manifest.stale.get(key).filter(|e| {
+            e.sha256.as_deref() == Some(want.sha256.as_str()) && listing.contains_key(key.as_str())
+        });
+        let action = match current {
+            Some(c) if c.sha256 == want.sha256 && c.headers == want.headers => None,
+            Some(c) if c.sha256 == want.sha256 => Some(Action::Copy {
+                file: f.clone(),
+                source: key.clone(),
+            }),
+            _ if stale_here.is_some() => Some(Action::Copy {
+                file: f.clone(),
+                source: key.clone(),
+            }),
+            _ => {
+                let source = if manifest.blobs.contains_key(&want.sha256) {
+                    Some(blob_key(&want.sha256))
+                } else {
+                    present.get(want.sha256.as_str()).map(|k| (*k).to_owned())
+                };
+                match source {
+                    Some(source) => Some(Action::Copy {
+                        file: f.clone(),
+                        source,
+                    }),
+                    None => {
+                        missing.push(key.clone());
+                        continue;
+                    }
+                }
+            }
+        };
+        let etag = current.filter(|_| action.is_none()).map(|c| c.etag.clone());
+        b.add(&f, action, etag.as_deref());
+    }
+    if !missing.is_empty() {
+        return Err(Unrestorable {
+            release: target.release,
+            missing,
+        });
+    }
+    Ok(b.finish(now, grace))
+}
+
+fn listing(remote: &[RemoteObject]) -> BTreeMap<&str, &RemoteObject> {
+    remote
+        .iter()
+        .filter(|o| !o.key.starts_with(GANTRY_DIR))
+        .map(|o| (o.key.as_str(), o))
+        .collect()
+}
+
+/// Accumulates the actions of a plan and derives the rest (stale objects, retained blobs,
+/// expiry, the next manifest) the same way for syncs and restores.
+struct Builder<'a> {
+    manifest: &'a SiteManifest,
+    listing: &'a BTreeMap<&'a str, &'a RemoteObject>,
+    preserve: Vec<Preserve>,
+    assets: Vec<Action>,
+    documents: Vec<Action>,
+    invalidate: Vec<String>,
+    files: BTreeMap<String, ManifestEntry>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(manifest: &'a SiteManifest, listing: &'a BTreeMap<&'a str, &'a RemoteObject>) -> Self {
+        Self {
+            manifest,
+            listing,
+            preserve: vec![],
+            assets: vec![],
+            documents: vec![],
+            invalidate: vec![],
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Records one object of the new release; `etag` is the object's current ETag.
+    fn add(&mut self, f: &LocalFile, action: Option<Action>, etag: Option<&str>) {
+        let recorded_etag = match &action {
+            None => etag.unwrap_or_default().to_owned(),
+            Some(_) => String::new(),
+        };
+        self.files.insert(
             f.key.clone(),
             ManifestEntry {
                 sha256: f.sha256.clone(),
                 size: f.size,
-                etag,
+                etag: recorded_etag,
                 headers: f.headers.clone(),
             },
         );
-        if let Some(a) = action {
-            let existed = remote.is_some();
-            if existed && !f.headers.is_immutable() {
-                invalidate.push(f.key.clone());
-            }
-            if is_document(&f.key) {
-                documents.push(a);
-            } else {
-                assets.push(a);
+        let Some(action) = action else { return };
+        let existed = self.listing.contains_key(f.key.as_str());
+        // Keep the content being overwritten, so its release can be restored.
+        if let Some(old) = self.manifest.files.get(&f.key) {
+            let overwrites = existed && old.sha256 != f.sha256;
+            let kept = self.manifest.blobs.contains_key(&old.sha256)
+                || self.preserve.iter().any(|p| p.sha256 == old.sha256);
+            if overwrites && !kept {
+                self.preserve.push(Preserve {
+                    key: f.key.clone(),
+                    sha256: old.sha256.clone(),
+                    headers: old.headers.clone(),
+                });
             }
         }
+        if existed && !f.headers.is_immutable() {
+            self.invalidate.push(f.key.clone());
+        }
+        if is_document(&f.key) {
+            self.documents.push(action);
+        } else {
+            self.assets.push(action);
+        }
     }
-    // A release is a change of content; deleting expired objects alone makes none. Deciding
-    // expiry against the release this sync makes keeps re-planning after applying a no-op.
-    let content_changed = !assets.is_empty() || !documents.is_empty() || files != manifest.files;
-    let release = manifest.release + u64::from(content_changed);
-    let local_keys: BTreeSet<&str> = local.iter().map(|f| f.key.as_str()).collect();
-    let mut stale = BTreeMap::new();
-    let mut deletes = Vec::new();
-    let mut newly_stale = Vec::new();
-    for key in listing.keys().filter(|k| !local_keys.contains(*k)) {
-        match manifest.stale.get(*key) {
-            Some(entry) => {
-                let old_enough = now.signed_duration_since(entry.since).num_days() >= grace.days;
-                let enough_releases = release.saturating_sub(entry.since_release) >= grace.releases;
-                if old_enough && enough_releases {
-                    deletes.push((*key).to_owned());
-                } else {
-                    stale.insert((*key).to_owned(), entry.clone());
+
+    fn finish(self, now: DateTime<Utc>, grace: Grace) -> SitePlan {
+        let m = self.manifest;
+        // A release is a change of content; deleting expired objects alone makes none. Deciding
+        // expiry against the release this sync makes keeps re-planning after applying a no-op.
+        let content_changed =
+            !self.assets.is_empty() || !self.documents.is_empty() || self.files != m.files;
+        let release = m.release + u64::from(content_changed);
+        let expired = |e: &StaleEntry| {
+            now.signed_duration_since(e.since).num_days() >= grace.days
+                && release.saturating_sub(e.since_release) >= grace.releases
+        };
+        let mut stale = BTreeMap::new();
+        let mut deletes = Vec::new();
+        let mut newly_stale = Vec::new();
+        for key in self
+            .listing
+            .keys()
+            .filter(|k| !self.files.contains_key(**k))
+        {
+            match m.stale.get(*key) {
+                Some(e) if expired(e) => deletes.push((*key).to_owned()),
+                Some(e) => {
+                    stale.insert((*key).to_owned(), e.clone());
+                }
+                None => {
+                    newly_stale.push((*key).to_owned());
+                    let sha256 = m.files.get(*key).map(|e| e.sha256.clone());
+                    stale.insert(
+                        (*key).to_owned(),
+                        StaleEntry {
+                            since: now,
+                            since_release: release,
+                            sha256,
+                        },
+                    );
                 }
             }
-            None => {
-                newly_stale.push((*key).to_owned());
-                stale.insert(
-                    (*key).to_owned(),
-                    StaleEntry {
-                        since: now,
-                        since_release: release,
-                    },
-                );
+        }
+        let mut blobs = BTreeMap::new();
+        for (sha, e) in &m.blobs {
+            if expired(e) {
+                deletes.push(blob_key(sha));
+            } else {
+                blobs.insert(sha.clone(), e.clone());
             }
         }
-    }
-    let changed = content_changed || !deletes.is_empty() || stale != manifest.stale;
-    let next = if changed {
-        SiteManifest {
-            version: 1,
-            release,
-            updated_at: Some(now),
-            files,
-            stale,
+        for p in &self.preserve {
+            blobs.insert(
+                p.sha256.clone(),
+                StaleEntry {
+                    since: now,
+                    since_release: release,
+                    sha256: None,
+                },
+            );
         }
-    } else {
-        manifest.clone()
-    };
-    SitePlan {
-        assets,
-        documents,
-        deletes,
-        newly_stale,
-        manifest: next,
-        changed,
-        invalidate,
+        let changed =
+            content_changed || !deletes.is_empty() || stale != m.stale || blobs != m.blobs;
+        let previous = if content_changed {
+            Some(SiteRelease {
+                release: m.release,
+                at: m.updated_at,
+                files: m.files.clone(),
+            })
+        } else {
+            m.previous.clone()
+        };
+        let next = if changed {
+            SiteManifest {
+                version: 1,
+                release,
+                updated_at: Some(now),
+                files: self.files,
+                stale,
+                blobs,
+                previous,
+            }
+        } else {
+            m.clone()
+        };
+        SitePlan {
+            preserve: self.preserve,
+            assets: self.assets,
+            documents: self.documents,
+            deletes,
+            newly_stale,
+            manifest: next,
+            changed,
+            invalidate: self.invalidate,
+        }
     }
 }
 
@@ -217,14 +406,21 @@ mod tests {
     /// Applies a plan to an in-memory bucket the way the executor does against S3.
     fn apply(plan: &SitePlan, bucket: &mut BTreeMap<String, RemoteObject>) -> SiteManifest {
         let mut manifest = plan.manifest.clone();
+        for p in &plan.preserve {
+            let o = bucket[&p.key].clone();
+            bucket.insert(
+                blob_key(&p.sha256),
+                RemoteObject {
+                    key: blob_key(&p.sha256),
+                    ..o
+                },
+            );
+        }
         for a in plan.actions() {
             let f = a.file();
             let etag = match a {
                 Action::Upload(_) => f.md5.clone(),
-                Action::Retag(_) => bucket
-                    .get(&f.key)
-                    .map(|o| o.etag.clone())
-                    .unwrap_or_default(),
+                Action::Copy { source, .. } => bucket[source].etag.clone(),
             };
             bucket.insert(
                 f.key.clone(),
@@ -262,10 +458,10 @@ mod tests {
         let m1 = apply(&p1, &mut bucket);
         let listing: Vec<_> = bucket.values().cloned().collect();
         let p2 = plan_sync(&v1, &listing, &m1, Utc::now(), Grace::default());
-        assert!(!p2.changed && p2.uploads() == 0 && p2.retags() == 0);
+        assert!(!p2.changed && p2.uploads() == 0 && p2.copies() == 0);
         let v2 = vec![file("index.html", "a", "x2"), file("app.js", "b", "y")];
         let p3 = plan_sync(&v2, &listing, &m1, Utc::now(), Grace::default());
-        assert_eq!((p3.uploads(), p3.retags()), (0, 1));
+        assert_eq!((p3.uploads(), p3.copies()), (0, 1));
         assert_eq!(p3.invalidate, vec!["index.html".to_string()]);
     }
 
@@ -291,7 +487,13 @@ mod tests {
             Utc::now(),
             Grace::default(),
         );
-        assert_eq!(p.documents, vec![Action::Retag(v[0].clone())]);
+        assert_eq!(
+            p.documents,
+            vec![Action::Copy {
+                file: v[0].clone(),
+                source: "a.html".into()
+            }]
+        );
         assert_eq!(p.assets, vec![Action::Upload(v[1].clone())]);
     }
 
@@ -331,7 +533,73 @@ mod tests {
         ];
         let listing: Vec<_> = bucket.values().cloned().collect();
         let p = plan_sync(&new, &listing, &m, t0 + chrono::Duration::days(8), grace);
-        assert_eq!(p.deletes, vec!["_next/static/a.js".to_string()]);
+        // The stale asset and the retained copy of the first index.html expire together.
+        assert_eq!(
+            p.deletes,
+            vec!["_next/static/a.js".to_string(), blob_key(&old[0].sha256)]
+        );
+    }
+
+    #[test]
+    fn the_previous_release_is_restored_from_retained_content() {
+        let t0 = Utc::now();
+        let grace = Grace::default();
+        let mut bucket = BTreeMap::new();
+        let v1 = vec![
+            file("index.html", "one", "x"),
+            file("a-1.js", "a1", "immutable"),
+        ];
+        let m1 = apply(
+            &plan_sync(&v1, &[], &SiteManifest::default(), t0, grace),
+            &mut bucket,
+        );
+        let v2 = vec![
+            file("index.html", "two", "x"),
+            file("a-2.js", "a2", "immutable"),
+        ];
+        let listing: Vec<_> = bucket.values().cloned().collect();
+        let p2 = plan_sync(&v2, &listing, &m1, t0, grace);
+        assert_eq!(p2.preserve.len(), 1, "the overwritten index.html is kept");
+        let m2 = apply(&p2, &mut bucket);
+        let target = m2
+            .previous
+            .clone()
+            .expect("the previous release is recorded");
+        assert_eq!(target.release, 1);
+        let listing: Vec<_> = bucket.values().cloned().collect();
+        let restore = plan_restore(&target, &listing, &m2, t0, grace).unwrap();
+        assert_eq!(restore.uploads(), 0, "nothing is rebuilt or uploaded");
+        let sources: Vec<_> = restore
+            .actions()
+            .map(|a| match a {
+                Action::Copy { source, .. } => source.clone(),
+                Action::Upload(_) => unreachable!(),
+            })
+            .collect();
+        assert!(sources.contains(&blob_key(&v1[0].sha256)), "{sources:?}");
+        assert!(
+            sources.contains(&"a-1.js".to_string()),
+            "the stale asset is reused in place: {sources:?}"
+        );
+        let m3 = apply(&restore, &mut bucket);
+        let files: Vec<_> = m3
+            .files
+            .iter()
+            .map(|(k, e)| (k.clone(), e.sha256.clone()))
+            .collect();
+        assert_eq!(
+            files,
+            v1.iter()
+                .map(|f| (f.key.clone(), f.sha256.clone()))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        // Once the retained content has expired, the release cannot be restored.
+        let mut gone = m2.clone();
+        gone.blobs.clear();
+        let err = plan_restore(&target, &listing, &gone, t0, grace).unwrap_err();
+        assert_eq!(err.missing, vec!["index.html".to_string()]);
     }
 
     fn arb_tree() -> impl Strategy<Value = Vec<LocalFile>> {
@@ -362,7 +630,7 @@ mod tests {
                 let listing: Vec<_> = bucket.values().cloned().collect();
                 let again = plan_sync(tree, &listing, &manifest, at, grace);
                 prop_assert!(!again.changed, "{again:?}");
-                prop_assert_eq!(again.uploads() + again.retags() + again.deletes.len(), 0);
+                prop_assert_eq!(again.uploads() + again.copies() + again.deletes.len() + again.preserve.len(), 0);
                 // Every local file is in the bucket afterwards.
                 for f in tree.iter() {
                     prop_assert!(bucket.contains_key(&f.key));

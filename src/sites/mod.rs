@@ -7,7 +7,7 @@ pub mod scan;
 pub mod sync;
 
 pub use ports::{Cdn, CdnError, EdgeOutcome, ObjectStore, ObjectStoreError};
-pub use sync::{sync, SiteError, SyncOptions, SyncReport};
+pub use sync::{rollback, sync, SiteError, SyncOptions, SyncReport};
 
 /// `s3://bucket/prefix` split into its parts; the prefix is empty or ends with `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

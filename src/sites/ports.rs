@@ -46,11 +46,13 @@ pub trait ObjectStore: Send + Sync {
         body: Vec<u8>,
         headers: &ObjectHeaders,
     ) -> Result<String, ObjectStoreError>;
-    /// Replaces an object's headers without re-uploading its body; returns the ETag.
-    async fn retag(
+    /// Server-side copy of `source` to `dest` with `headers` (`source == dest` replaces an
+    /// object's headers without re-uploading its body); returns the ETag.
+    async fn copy(
         &self,
         bucket: &str,
-        key: &str,
+        source: &str,
+        dest: &str,
         headers: &ObjectHeaders,
     ) -> Result<String, ObjectStoreError>;
     async fn delete(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectStoreError>;

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,11 +15,11 @@ use serde::Serialize;
 use super::ports::{Cdn, CdnError, EdgeOutcome, ObjectStore, ObjectStoreError};
 use super::scan::{scan, ScanError, Scanned};
 use super::S3Target;
-use crate::domain::{Grace, ObjectHeaders, RemoteObject, SiteManifest, MANIFEST_KEY};
+use crate::domain::{blob_key, Grace, ObjectHeaders, RemoteObject, SiteManifest, MANIFEST_KEY};
 use crate::plan::edge::{function_code, EdgeRules};
 use crate::plan::headers::HeaderRules;
 use crate::plan::invalidation::plan_invalidation;
-use crate::plan::site::{plan_sync, Action};
+use crate::plan::site::{plan_restore, plan_sync, Action, SitePlan};
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -49,6 +48,10 @@ pub enum SiteError {
     CorruptManifest { key: String, message: String },
     #[error("the site has edge rules but no CloudFront distribution is configured")]
     EdgeWithoutDistribution,
+    #[error("no previous release is recorded for this site")]
+    NoPreviousRelease,
+    #[error(transparent)]
+    Unrestorable(#[from] crate::plan::site::Unrestorable),
 }
 
 /// What a sync did (or, with `dry_run`, would do).
@@ -59,7 +62,11 @@ pub struct SyncReport {
     pub files: usize,
     pub uploads: Vec<String>,
     pub header_updates: Vec<String>,
+    /// Objects put back from retained content (rollback).
+    pub restored: Vec<String>,
     pub unchanged: usize,
+    /// Objects whose overwritten content was kept for rollback.
+    pub retained: Vec<String>,
     pub newly_stale: Vec<String>,
     pub deletes: Vec<String>,
     pub invalidation_paths: Vec<String>,
@@ -127,20 +134,61 @@ pub async fn sync(
     let scanned = tokio::task::spawn_blocking(move || scan(&root, &rules))
         .await
         .expect("scan task panicked")?;
-    let t = &opts.target;
+    let (remote, manifest) = read_remote(store, &opts.target).await?;
+    let local: Vec<_> = scanned.iter().map(|s| s.file.clone()).collect();
+    let plan = plan_sync(&local, &remote, &manifest, now, opts.grace);
+    let paths: BTreeMap<String, PathBuf> = scanned
+        .into_iter()
+        .map(|s: Scanned| (s.file.key, s.path))
+        .collect();
+    carry_out(plan, local.len(), &paths, opts, store, cdn, progress).await
+}
+
+/// Puts the site's previous release back in place from what the bucket still holds (objects
+/// kept for the grace period and retained copies of overwritten ones), without rebuilding.
+pub async fn rollback(
+    opts: &SyncOptions,
+    store: &dyn ObjectStore,
+    cdn: Option<&dyn Cdn>,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Result<SyncReport, SiteError> {
+    let (remote, manifest) = read_remote(store, &opts.target).await?;
+    let target = manifest
+        .previous
+        .clone()
+        .ok_or(SiteError::NoPreviousRelease)?;
+    let plan = plan_restore(&target, &remote, &manifest, now, opts.grace)?;
+    carry_out(
+        plan,
+        target.files.len(),
+        &BTreeMap::new(),
+        opts,
+        store,
+        cdn,
+        progress,
+    )
+    .await
+}
+
+/// The listing (keys relative to the prefix) and Gantry's manifest object.
+async fn read_remote(
+    store: &dyn ObjectStore,
+    t: &S3Target,
+) -> Result<(Vec<RemoteObject>, SiteManifest), SiteError> {
     let manifest_key = format!("{}{MANIFEST_KEY}", t.prefix);
-    let (listing, manifest_body) = tokio::try_join!(
+    let (listing, body) = tokio::try_join!(
         store.list(&t.bucket, &t.prefix),
         store.get(&t.bucket, &manifest_key)
     )?;
-    let manifest: SiteManifest = match manifest_body {
+    let manifest = match body {
         Some(body) => serde_json::from_slice(&body).map_err(|e| SiteError::CorruptManifest {
-            key: manifest_key.clone(),
+            key: manifest_key,
             message: e.to_string(),
         })?,
         None => SiteManifest::default(),
     };
-    let remote: Vec<RemoteObject> = listing
+    let remote = listing
         .into_iter()
         .filter_map(|o| {
             o.key.strip_prefix(&t.prefix).map(|k| RemoteObject {
@@ -149,47 +197,74 @@ pub async fn sync(
             })
         })
         .collect();
-    let local: Vec<_> = scanned.iter().map(|s| s.file.clone()).collect();
-    let plan = plan_sync(&local, &remote, &manifest, now, opts.grace);
+    Ok((remote, manifest))
+}
+
+/// Runs a plan in the safe order and reports what it did (or would do, for a dry run).
+async fn carry_out(
+    plan: SitePlan,
+    files: usize,
+    paths: &BTreeMap<String, PathBuf>,
+    opts: &SyncOptions,
+    store: &dyn ObjectStore,
+    cdn: Option<&dyn Cdn>,
+    progress: &dyn Progress,
+) -> Result<SyncReport, SiteError> {
+    let t = &opts.target;
     let invalidation = match &opts.distribution {
         Some(_) => plan_invalidation(&plan.invalidate, opts.max_invalidation_paths),
         None => vec![],
     };
+    let keys = |f: &dyn Fn(&Action) -> bool| {
+        plan.actions()
+            .filter(|a| f(a))
+            .map(|a| a.file().key.clone())
+            .collect::<Vec<_>>()
+    };
     let mut report = SyncReport {
         target: t.to_string(),
         dry_run: opts.dry_run,
-        files: local.len(),
-        uploads: plan
-            .actions()
-            .filter(|a| matches!(a, Action::Upload(_)))
-            .map(|a| a.file().key.clone())
-            .collect(),
-        header_updates: plan
-            .actions()
-            .filter(|a| matches!(a, Action::Retag(_)))
-            .map(|a| a.file().key.clone())
-            .collect(),
-        unchanged: local.len() - plan.assets.len() - plan.documents.len(),
+        files,
+        uploads: keys(&|a| matches!(a, Action::Upload(_))),
+        header_updates: keys(
+            &|a| matches!(a, Action::Copy { file, source } if *source == file.key),
+        ),
+        restored: keys(&|a| matches!(a, Action::Copy { file, source } if *source != file.key)),
+        unchanged: files - plan.assets.len() - plan.documents.len(),
+        retained: plan.preserve.iter().map(|p| p.key.clone()).collect(),
         newly_stale: plan.newly_stale.clone(),
         deletes: plan.deletes.clone(),
         invalidation_paths: invalidation.clone(),
         release: plan.manifest.release,
+        bytes_uploaded: plan
+            .actions()
+            .filter(|a| matches!(a, Action::Upload(_)))
+            .map(|a| a.file().size)
+            .sum(),
         ..Default::default()
     };
     if opts.dry_run {
         return Ok(report);
     }
-    let paths: BTreeMap<&str, &PathBuf> = scanned
-        .iter()
-        .map(|s: &Scanned| (s.file.key.as_str(), &s.path))
-        .collect();
+    let written = AtomicU64::new(0);
+    // Overwritten content is kept first, so an interrupted sync can still be rolled back.
+    for p in &plan.preserve {
+        store
+            .copy(
+                &t.bucket,
+                &format!("{}{}", t.prefix, p.key),
+                &format!("{}{}", t.prefix, blob_key(&p.sha256)),
+                &p.headers,
+            )
+            .await?;
+        written.fetch_add(1, Ordering::Relaxed);
+    }
     let mut manifest = plan.manifest.clone();
-    let written = Arc::new(AtomicU64::new(0));
     for (phase, actions) in [("assets", &plan.assets), ("documents", &plan.documents)] {
         let etags = execute(
             phase,
             actions,
-            &paths,
+            paths,
             t,
             opts.concurrency,
             store,
@@ -203,14 +278,21 @@ pub async fn sync(
             }
         }
     }
-    report.bytes_uploaded = plan
-        .actions()
-        .filter(|a| matches!(a, Action::Upload(_)))
-        .map(|a| a.file().size)
-        .sum();
     if plan.changed {
-        write_manifest(store, t, &manifest).await?;
-        written.fetch_add(2, Ordering::Relaxed);
+        let headers = ObjectHeaders {
+            content_type: "application/json".into(),
+            cache_control: "no-store".into(),
+        };
+        let body = serde_json::to_vec(&manifest).expect("manifest serialises");
+        store
+            .put_bytes(
+                &t.bucket,
+                &format!("{}{MANIFEST_KEY}", t.prefix),
+                body,
+                &headers,
+            )
+            .await?;
+        written.fetch_add(1, Ordering::Relaxed);
     }
     if !plan.deletes.is_empty() {
         let keys: Vec<String> = plan
@@ -226,14 +308,12 @@ pub async fn sync(
             let outcome = cdn
                 .ensure_edge_function(dist, name, &function_code(rules))
                 .await?;
-            report.edge_function = Some(format!(
-                "{name}: {}",
-                match outcome {
-                    EdgeOutcome::Unchanged => "unchanged",
-                    EdgeOutcome::Created => "created and published",
-                    EdgeOutcome::Updated => "updated and published",
-                }
-            ));
+            let what = match outcome {
+                EdgeOutcome::Unchanged => "unchanged",
+                EdgeOutcome::Created => "created and published",
+                EdgeOutcome::Updated => "updated and published",
+            };
+            report.edge_function = Some(format!("{name}: {what}"));
         }
         if !invalidation.is_empty() {
             let id = cdn.invalidate(dist, &invalidation).await?;
@@ -251,7 +331,7 @@ pub async fn sync(
 async fn execute(
     phase: &str,
     actions: &[Action],
-    paths: &BTreeMap<&str, &PathBuf>,
+    paths: &BTreeMap<String, PathBuf>,
     t: &S3Target,
     concurrency: usize,
     store: &dyn ObjectStore,
@@ -268,10 +348,19 @@ async fn execute(
             let etag = match a {
                 Action::Upload(_) => {
                     store
-                        .put_file(&t.bucket, &key, paths[f.key.as_str()], f.size, &f.headers)
+                        .put_file(&t.bucket, &key, &paths[&f.key], f.size, &f.headers)
                         .await?
                 }
-                Action::Retag(_) => store.retag(&t.bucket, &key, &f.headers).await?,
+                Action::Copy { source, .. } => {
+                    store
+                        .copy(
+                            &t.bucket,
+                            &format!("{}{source}", t.prefix),
+                            &key,
+                            &f.headers,
+                        )
+                        .await?
+                }
             };
             written.fetch_add(1, Ordering::Relaxed);
             progress.advance(&f.key);
@@ -284,36 +373,4 @@ async fn execute(
         .await;
     progress.finish();
     results
-}
-
-/// The manifest, and a release record (`.gantry/releases/<n>.json`) for rollback and audit.
-async fn write_manifest(
-    store: &dyn ObjectStore,
-    t: &S3Target,
-    manifest: &SiteManifest,
-) -> Result<(), ObjectStoreError> {
-    let headers = ObjectHeaders {
-        content_type: "application/json".into(),
-        cache_control: "no-store".into(),
-    };
-    let body = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
-    let release_key = format!("{}.gantry/releases/{:08}.json", t.prefix, manifest.release);
-    let release = serde_json::to_vec_pretty(&serde_json::json!({
-        "release": manifest.release,
-        "at": manifest.updated_at,
-        "files": manifest.files.iter().map(|(k, e)| (k.clone(), e.sha256.clone())).collect::<BTreeMap<_, _>>(),
-    }))
-    .expect("release serialises");
-    store
-        .put_bytes(&t.bucket, &release_key, release, &headers)
-        .await?;
-    store
-        .put_bytes(
-            &t.bucket,
-            &format!("{}{MANIFEST_KEY}", t.prefix),
-            body,
-            &headers,
-        )
-        .await?;
-    Ok(())
 }

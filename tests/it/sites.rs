@@ -324,10 +324,13 @@ async fn stale_hashed_assets_survive_until_the_grace_period_passes() {
             t0 + chrono::Duration::days(8),
         )
         .await;
-    assert_eq!(
-        r.deletes,
-        vec!["_next/static/chunks/app-3f2a.js".to_string()]
-    );
+    // Retained copies of overwritten pages (under .gantry/) expire along with it.
+    let site_deletes: Vec<_> = r
+        .deletes
+        .iter()
+        .filter(|k| !k.starts_with(".gantry/"))
+        .collect();
+    assert_eq!(site_deletes, ["_next/static/chunks/app-3f2a.js"]);
     assert!(env.head("_next/static/chunks/app-3f2a.js").await.is_none());
     assert!(env.head("_next/static/chunks/app-77c0.js").await.is_some());
 }
@@ -752,4 +755,70 @@ async fn a_deployment_builds_and_syncs_its_site() {
         format!("s3://{}/live/#1", env.bucket)
     );
     app.finish().await;
+}
+
+#[tokio::test]
+async fn rollback_restores_the_previous_release_without_uploading() {
+    let env = Env::new("rollback").await;
+    let t0 = Utc::now();
+    let v1 = tempfile::tempdir().unwrap();
+    next_export(v1.path(), "v1");
+    env.sync(v1.path(), &env.opts("nextjs"), t0).await;
+    let v2 = tempfile::tempdir().unwrap();
+    next_export(v2.path(), "v2");
+    std::fs::rename(
+        v2.path().join("_next/static/chunks/app-3f2a.js"),
+        v2.path().join("_next/static/chunks/app-77c0.js"),
+    )
+    .unwrap();
+    let r2 = env.sync(v2.path(), &env.opts("nextjs"), t0).await;
+    assert_eq!(
+        r2.retained,
+        vec!["index.html".to_string()],
+        "the overwritten page is kept"
+    );
+    env.proxy.take();
+    let body = |key: &'static str| {
+        let s3 = env.s3.clone();
+        let bucket = env.bucket.clone();
+        async move {
+            let o = s3
+                .get_object()
+                .bucket(bucket)
+                .key(format!("site/{key}"))
+                .send()
+                .await
+                .unwrap();
+            String::from_utf8(o.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
+        }
+    };
+    assert_eq!(body("index.html").await, "<html>home v2</html>");
+    let r = gantry::sites::rollback(
+        &env.opts("nextjs"),
+        &env.store,
+        None,
+        t0,
+        &LogProgress::default(),
+    )
+    .await
+    .unwrap();
+    assert!(r.uploads.is_empty(), "nothing rebuilt or uploaded: {r:?}");
+    assert_eq!(r.restored, vec!["index.html".to_string()]);
+    let seen = env.proxy.take();
+    assert!(
+        uploads(&seen)
+            .iter()
+            .all(|s| s.path.ends_with(".gantry/manifest.json")),
+        "{seen:?}"
+    );
+    assert_eq!(body("index.html").await, "<html>home v1</html>");
+    assert_eq!(env.head("index.html").await.unwrap().1, REVALIDATE);
+    assert!(env.head("_next/static/chunks/app-3f2a.js").await.is_some());
+    // Syncing v1 again now has nothing to do: the bucket is v1.
+    let again = env.sync(v1.path(), &env.opts("nextjs"), t0).await;
+    assert_eq!(
+        again.uploads.len() + again.header_updates.len(),
+        0,
+        "{again:?}"
+    );
 }
