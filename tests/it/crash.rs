@@ -192,3 +192,58 @@ async fn sigkill_mid_step_then_restart_finishes_exactly_once() {
         .join(format!("data/work/{a_id}/build.pgid"))
         .exists());
 }
+
+#[tokio::test]
+async fn graceful_shutdown_leaves_the_running_step_resumable() {
+    use crate::support::TestApp;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("web"));
+    let sha = repo.commit(&[("a", "1")], "init");
+    let marker = tmp.path().join("started");
+    // The first attempt marks that it started and runs long; a resumed attempt is quick.
+    let cmd = format!(
+        "if [ -e {0} ]; then echo resumed; else touch {0}; sleep 30; fi",
+        marker.display()
+    );
+    let manifests = [(
+        "web.yaml",
+        app_manifest("web", "acme/web", &repo.path, "main", &[&cmd]),
+    )];
+    let app = TestApp::start(&manifests).await;
+    let (_, r) = app
+        .hook(
+            "push",
+            "term-1",
+            &push_body("acme/web", "refs/heads/main", &sha),
+        )
+        .await;
+    let id = r["deployments"][0].as_i64().unwrap();
+    wait_for(Duration::from_secs(20), "the build to start", || {
+        let marker = marker.clone();
+        async move { marker.exists() }
+    })
+    .await;
+    // Shutdown: no new work, the build gets the 1 s grace, then is killed and left running.
+    let started = std::time::Instant::now();
+    let dir = app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    // A new daemon on the same data resumes the build step and finishes.
+    let app = TestApp::start_in(dir, &manifests, &[]).await;
+    app.wait_idle(Duration::from_secs(30)).await;
+    let d = app.api(&format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    assert_eq!(d["steps"][0]["attempts"], 1, "{d:#}");
+    assert_eq!(d["steps"][1]["attempts"], 2, "{d:#}");
+    assert!(
+        d["steps"][1]["log"]
+            .as_str()
+            .unwrap()
+            .contains("resuming build"),
+        "{d:#}"
+    );
+    app.finish().await;
+}

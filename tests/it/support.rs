@@ -224,6 +224,15 @@ impl TestApp {
         .await;
     }
 
+    /// Shuts the daemon down as SIGTERM does, whatever is still running; returns the temp dir
+    /// so a new daemon can start on the same data.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let running = self.running.take().expect("running");
+        running.shutdown().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     /// Checks that no work is left queued or running, then shuts the daemon down.
     pub async fn finish(mut self) {
         let running = self.running.take().expect("running");
