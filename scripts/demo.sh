@@ -86,12 +86,12 @@ push() {
   echo "$resp" | head -n1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["deployments"][0])'
 }
 
-# HEAD requests against moto's S3 for the synced site.
+# HEAD requests (signed, through the AWS CLI) against moto's S3 for the synced site.
 check_site() {
   for key in index.html about.html assets/site.css assets/app.js; do
     printf '  HEAD s3://%s/%-18s ' "$BUCKET" "$key"
-    curl -sSfI "$MOTO/$BUCKET/$key" | tr -d '\r' | grep -iE '^(content-type|cache-control):' | tr '\n' ' '
-    echo
+    "${AWS[@]}" s3api head-object --bucket "$BUCKET" --key "$key" \
+      --query '[ContentType, CacheControl, ContentLength]' --output text
   done
 }
 
@@ -104,7 +104,7 @@ phase "follow deployment #$ID"
 
 phase "the site in S3 (moto), checked with HEAD requests"
 check_site
-curl -sSf "$MOTO/$BUCKET/index.html" | grep -q "Hello from Gantry" || { echo "index.html does not hold the new headline"; exit 1; }
+"${AWS[@]}" s3 cp "s3://$BUCKET/index.html" - | grep -q "Hello from Gantry" || { echo "index.html does not hold the new headline"; exit 1; }
 
 phase "change one page: only that page is uploaded and invalidated"
 echo "Second headline at $(date -u +%H:%M:%S)" > "$REPO/headline.txt"
