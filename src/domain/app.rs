@@ -187,6 +187,12 @@ pub struct SiteSpec {
     pub redirects: Vec<HostRedirect>,
     #[serde(default)]
     pub pretty_urls: bool,
+    /// Days an object that left the build is kept before deletion. Default 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_days: Option<i64>,
+    /// Releases an object that left the build is kept for before deletion. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_releases: Option<u64>,
 }
 
 fn default_preset() -> String {

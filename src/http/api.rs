@@ -148,6 +148,15 @@ pub async fn deploy(
             "no app named `{app}` in the manifests"
         )));
     };
+    if body.git_ref.is_none()
+        && body.sha.is_none()
+        && manifest.spec.source.branch.contains(['*', '?', '[', '{'])
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`{app}` tracks the branch pattern `{}`: say which ref to deploy",
+            manifest.spec.source.branch
+        )));
+    }
     let git_ref = body
         .git_ref
         .clone()

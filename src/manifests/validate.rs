@@ -226,6 +226,13 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 );
             }
         }
+        if site.grace_days.is_some_and(|d| d < 0) {
+            p.add(
+                format!("{at}.graceDays"),
+                "graceDays must not be negative",
+                "e.g. `7`",
+            );
+        }
         for (j, r) in site.redirects.iter().enumerate() {
             if !matches!(r.status, 301 | 302 | 307 | 308) {
                 p.add(

@@ -270,7 +270,13 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         let opts = SyncOptions {
             target: S3Target::new(&site.bucket, &site.prefix),
             rules,
-            grace: Default::default(),
+            grace: {
+                let d = crate::domain::Grace::default();
+                crate::domain::Grace {
+                    days: site.grace_days.unwrap_or(d.days),
+                    releases: site.grace_releases.unwrap_or(d.releases),
+                }
+            },
             concurrency: 16,
             dry_run: false,
             distribution: site.distribution.clone(),

@@ -153,6 +153,16 @@ pub fn next_export(dir: &Path, version: &str) {
     );
 }
 
+/// The next build of the export: new content, and its hashed chunk renamed.
+fn next_build_with_new_chunk(dir: &Path, version: &str) {
+    next_export(dir, version);
+    std::fs::rename(
+        dir.join("_next/static/chunks/app-3f2a.js"),
+        dir.join("_next/static/chunks/app-77c0.js"),
+    )
+    .unwrap();
+}
+
 #[tokio::test]
 async fn every_file_type_gets_its_headers() {
     let env = Env::new("types").await;
@@ -283,14 +293,8 @@ async fn stale_hashed_assets_survive_until_the_grace_period_passes() {
     let v1 = tempfile::tempdir().unwrap();
     next_export(v1.path(), "v1");
     env.sync(v1.path(), &env.opts("nextjs"), t0).await;
-    // The next build renames the hashed chunk.
     let v2 = tempfile::tempdir().unwrap();
-    next_export(v2.path(), "v2");
-    std::fs::rename(
-        v2.path().join("_next/static/chunks/app-3f2a.js"),
-        v2.path().join("_next/static/chunks/app-77c0.js"),
-    )
-    .unwrap();
+    next_build_with_new_chunk(v2.path(), "v2");
     let r = env.sync(v2.path(), &env.opts("nextjs"), t0).await;
     assert_eq!(
         r.newly_stale,
@@ -765,12 +769,7 @@ async fn rollback_restores_the_previous_release_without_uploading() {
     next_export(v1.path(), "v1");
     env.sync(v1.path(), &env.opts("nextjs"), t0).await;
     let v2 = tempfile::tempdir().unwrap();
-    next_export(v2.path(), "v2");
-    std::fs::rename(
-        v2.path().join("_next/static/chunks/app-3f2a.js"),
-        v2.path().join("_next/static/chunks/app-77c0.js"),
-    )
-    .unwrap();
+    next_build_with_new_chunk(v2.path(), "v2");
     let r2 = env.sync(v2.path(), &env.opts("nextjs"), t0).await;
     assert_eq!(
         r2.retained,
@@ -820,5 +819,57 @@ async fn rollback_restores_the_previous_release_without_uploading() {
         again.uploads.len() + again.header_updates.len(),
         0,
         "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_written_by_another_tool_is_adopted_without_re_uploading() {
+    let env = Env::new("foreign").await;
+    let dir = tempfile::tempdir().unwrap();
+    next_export(dir.path(), "v1");
+    // Another tool (as `aws s3 sync` does) uploaded the same files, single-part, no headers.
+    for (key, body) in [
+        ("index.html", "<html>home v1</html>"),
+        ("_next/static/chunks/app-3f2a.js", "console.log(1)"),
+        ("favicon.ico", "ico"),
+    ] {
+        env.s3
+            .put_object()
+            .bucket(&env.bucket)
+            .key(format!("site/{key}"))
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    // And one file with different content under the same name.
+    env.s3
+        .put_object()
+        .bucket(&env.bucket)
+        .key("site/projects/12.html")
+        .body(aws_sdk_s3::primitives::ByteStream::from(b"old".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    env.proxy.take();
+    let r = env.sync(dir.path(), &env.opts("nextjs"), Utc::now()).await;
+    let mut adopted = r.header_updates.clone();
+    adopted.sort();
+    assert_eq!(
+        adopted,
+        [
+            "_next/static/chunks/app-3f2a.js",
+            "favicon.ico",
+            "index.html"
+        ],
+        "equal by MD5 ETag: headers only"
+    );
+    assert!(r.uploads.contains(&"projects/12.html".to_string()));
+    assert_eq!(r.uploads.len(), 12 - 3);
+    assert_eq!(
+        env.head("_next/static/chunks/app-3f2a.js").await.unwrap().1,
+        IMMUTABLE
     );
 }
