@@ -2,6 +2,7 @@
 //! (`serve`, `init`, `validate`) run here; the others call a running daemon's API.
 
 mod client;
+mod ecs;
 mod local;
 mod site;
 
@@ -99,6 +100,11 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// ECS task definitions.
+    Ecs {
+        #[command(subcommand)]
+        command: EcsCommand,
+    },
     /// Static sites on S3/CloudFront.
     Site {
         #[command(subcommand)]
@@ -115,6 +121,13 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EcsCommand {
+    /// Check task definition files before any API call (Fargate sizes, network mode, execution
+    /// role, secrets); exit 1 listing every problem.
+    Check(ecs::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +197,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Site {
                 command: SiteCommand::Sync(args),
             } => site::run(args).await,
+            Command::Ecs {
+                command: EcsCommand::Check(args),
+            } => ecs::run(args),
             Command::Site {
                 command: SiteCommand::Rollback(args),
             } => site::rollback(args).await,

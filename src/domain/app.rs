@@ -140,6 +140,9 @@ pub struct ServiceSpec {
     /// A one-off task (e.g. a database migration) that must exit 0 before the service rolls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationSpec>,
+    /// Environment variables allowed to hold literal values despite secret-looking names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_literal_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

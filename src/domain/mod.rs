@@ -6,6 +6,7 @@ pub mod app;
 pub mod deployment;
 pub mod push;
 pub mod site;
+pub mod taskdef;
 
 pub use app::*;
 pub use deployment::*;

@@ -163,6 +163,8 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 format!("task definition file `{}` does not exist", td.display()),
                 "give a path relative to this manifest's directory",
             );
+        } else {
+            task_definition(&mut p, &format!("{at}.taskDefinition"), &td, svc);
         }
         for (container, image) in &svc.containers {
             if !image_names.contains(image.as_str()) {
@@ -253,6 +255,54 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
         }
     }
     p.0
+}
+
+/// The task definition file's own checks (`gantry ecs check`), and its containers against the
+/// service's `containers` map.
+fn task_definition(p: &mut Problems, at: &str, file: &Path, svc: &crate::domain::ServiceSpec) {
+    use crate::domain::taskdef::TaskDefinition;
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return p.add(at, format!("cannot read `{}`: {e}", file.display()), ""),
+    };
+    let td = match TaskDefinition::from_json(&text) {
+        Ok(td) => td,
+        Err(e) => {
+            return p.add(
+                at,
+                format!(
+                    "`{}`:{}:{}: not a task definition: {e}",
+                    file.display(),
+                    e.line(),
+                    e.column()
+                ),
+                "",
+            )
+        }
+    };
+    for problem in crate::plan::taskdef_check::check(&td, &svc.allow_literal_env) {
+        p.add(
+            at,
+            format!("`{}` {}: {}", file.display(), problem.path, problem.message),
+            problem.hint,
+        );
+    }
+    for container in svc.containers.keys() {
+        if !td
+            .container_definitions
+            .iter()
+            .any(|c| &c.name == container)
+        {
+            p.add(
+                at.to_string(),
+                format!(
+                    "`{}` has no container named `{container}` (named in containers)",
+                    file.display()
+                ),
+                "",
+            );
+        }
+    }
 }
 
 fn source(p: &mut Problems, m: &AppManifest) {

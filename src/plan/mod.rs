@@ -12,3 +12,4 @@ pub mod intake;
 pub mod invalidation;
 pub mod site;
 pub mod steps;
+pub mod taskdef_check;

@@ -139,3 +139,36 @@ fn every_subcommand_has_help() {
         );
     }
 }
+
+#[test]
+fn validate_checks_the_task_definitions_services_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = crate::support::root().join("tests/fixtures/taskdefs");
+    std::fs::copy(
+        fixtures.join("nginx-fargate.json"),
+        dir.path().join("nginx.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n  images:\n    - name: web\n      repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/web\n  services:\n    - name: web\n      cluster: prod\n      taskDefinition: nginx.json\n      containers:\n        nginx: web\n        sidecar: web\n",
+    )
+    .unwrap();
+    let out = gantry()
+        .args(["validate", "--manifests"])
+        .arg(dir.path())
+        .env_remove("GANTRY_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("web.yaml:14: spec.services[0].taskDefinition:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("$.executionRoleArn: an execution role is required"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no container named `sidecar`"), "{stderr}");
+}

@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod ecs;
 mod edge;
 mod pipeline;
 mod queue;
