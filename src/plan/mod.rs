@@ -13,3 +13,4 @@ pub mod invalidation;
 pub mod site;
 pub mod steps;
 pub mod taskdef_check;
+pub mod taskdef_diff;

@@ -120,9 +120,14 @@ Adding a patch
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import json
+import math
 import os
+import string
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -373,6 +378,764 @@ def _cloudfront_invalidation_status() -> None:
         self.status = "Completed"
 
     Invalidation.__init__ = __init__  # type: ignore[method-assign]
+
+
+# ---- ECS: shared by the ECS patches below (see "ECS patches" in the docstring)
+
+ECS_BEHAVIOUR_TAG = "gantry-test-behaviour"
+ECS_BEHAVIOURS = ("complete", "fail", "hang")
+ECS_EXIT_CODE_ENV = "GANTRY_TEST_EXIT_CODE"
+ECS_EXIT_CODE_TAG = "gantry-test-exit-code"
+ECS_CIRCUIT_BREAKER_REASON = "ECS deployment circuit breaker: tasks failed to start."
+ECS_SUPERSEDED_REASON = "Service deployment stopped: a newer service deployment started."
+ECS_MAX_EVENTS = 100
+# moto's server is threaded; one lock serialises every launcher-owned ECS state change.
+_ECS_LOCK = threading.RLock()
+
+
+def _ecs_tag_value(tags: Any, key: str) -> str | None:
+    for tag in tags or []:
+        if isinstance(tag, dict) and tag.get("key") == key:
+            return tag.get("value")
+    return None
+
+
+def _ecs_check_behaviour(value: Any) -> None:
+    """Reject an unknown gantry-test-behaviour value (a typo would silently mean 'complete')."""
+    from moto.ecs.exceptions import InvalidParameterException
+
+    if value is not None and value not in ECS_BEHAVIOURS:
+        raise InvalidParameterException(
+            f"gantry moto launcher: tag {ECS_BEHAVIOUR_TAG}={value!r} is not one of "
+            f"{', '.join(ECS_BEHAVIOURS)}"
+        )
+
+
+@patch("ecs-awsvpc-default-security-groups")
+def _ecs_awsvpc_default_security_groups() -> None:
+    from moto.ecs.models import EC2ContainerServiceBackend, Service
+
+    _require(Service, "_validate_network")
+    _require(EC2ContainerServiceBackend, "run_task")
+    original_validate = Service._validate_network
+    original_run_task = EC2ContainerServiceBackend.run_task
+    run_task_signature = inspect.signature(original_run_task)
+    if "networking_configuration" not in run_task_signature.parameters:
+        _require(original_run_task, "networking_configuration (parameter)")
+
+    def _without_groups(nc: Any) -> bool:
+        return (
+            isinstance(nc, dict)
+            and isinstance(nc.get("awsvpcConfiguration"), dict)
+            and "securityGroups" not in nc["awsvpcConfiguration"]
+        )
+
+    def _with_empty_groups(nc: dict[str, Any]) -> dict[str, Any]:
+        probe = copy.deepcopy(nc)
+        probe["awsvpcConfiguration"]["securityGroups"] = []
+        return probe
+
+    def _validate_network(self: Service, nc: Any) -> Any:
+        if _without_groups(nc):
+            # Subnets are still checked against moto's EC2; the stored configuration
+            # keeps the request's shape (no securityGroups member).
+            original_validate(self, _with_empty_groups(nc))
+            return nc
+        return original_validate(self, nc)
+
+    @functools.wraps(original_run_task)
+    def run_task(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Any:
+        bound = run_task_signature.bind(self, *args, **kwargs)
+        nc = bound.arguments.get("networking_configuration")
+        if _without_groups(nc):
+            # No groups -> moto's ENI falls back to the VPC's default security group,
+            # which is what ECS does.
+            bound.arguments["networking_configuration"] = _with_empty_groups(nc)
+        return original_run_task(*bound.args, **bound.kwargs)
+
+    Service._validate_network = _validate_network  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.run_task = run_task  # type: ignore[method-assign]
+
+
+@patch("ecs-service-deployments")
+def _ecs_service_deployments() -> None:
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.ecs.exceptions import ServiceNotFoundException
+    from moto.ecs.models import EC2ContainerServiceBackend, Service
+    from moto.ecs.responses import EC2ContainerServiceResponse
+    from moto.moto_api._internal import mock_random
+
+    _require(
+        EC2ContainerServiceBackend,
+        "create_service",
+        "update_service",
+        "tag_resource",
+        "describe_task_definition",
+        "_get_service",
+        "_get_cluster",
+    )
+    _require(Service, "_validate_network", "arn")
+    _require(EC2ContainerServiceResponse, "create_service", "describe_services", "ecs_backend")
+    _require(ActionResult, "result")
+    _require(mock_random, "randint", "uuid4", "choice")
+    for name in ("list_service_deployments", "describe_service_deployments", "describe_service_revisions"):
+        if hasattr(EC2ContainerServiceResponse, name):
+            _log(f"note: this moto already has ECS {name}; the launcher's version replaces it")
+
+    original_create_service = EC2ContainerServiceBackend.create_service
+    original_update_service = EC2ContainerServiceBackend.update_service
+    original_tag_resource = EC2ContainerServiceBackend.tag_resource
+    original_r_create_service = EC2ContainerServiceResponse.create_service
+    original_r_describe_services = EC2ContainerServiceResponse.describe_services
+
+    default_deployment_configuration: dict[str, Any] = {
+        "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+        "maximumPercent": 200,
+        "minimumHealthyPercent": 100,
+    }
+
+    class ServiceState:
+        """Launcher-owned bookkeeping of one service (kept on the moto Service object)."""
+
+        def __init__(self) -> None:
+            # deployment id -> {"tick", "sd" (service deployment record), "rev", "rollback"}
+            self.deps: dict[str, dict[str, Any]] = {}
+            self.sds: list[dict[str, Any]] = []  # service deployment records, oldest first
+            self.revisions: dict[str, dict[str, Any]] = {}  # service revision ARN -> record
+            # (deployment id, revision ARN, task definition ARN) of the last COMPLETED one
+            self.last_completed: tuple[str, str, str | None] | None = None
+
+    # New Service attributes, so services moto made before (or without) the patch
+    # still serialize.
+    Service._gantry_state = None  # type: ignore[attr-defined]
+    Service.current_service_deployment = None  # type: ignore[attr-defined]
+    Service.deployment_configuration = None  # type: ignore[attr-defined]
+    Service.created_at = None  # type: ignore[attr-defined]
+
+    def current_service_revisions(self: Service) -> list[dict[str, Any]] | None:
+        st = self._gantry_state  # type: ignore[attr-defined]
+        if st is None:
+            return None
+        arns: list[str] = []
+        for d in self.deployments:
+            dst = st.deps.get(d.get("id"))
+            if dst and dst["rev"] not in arns:
+                arns.append(dst["rev"])
+        return [revision_summary(self, arn) for arn in arns]
+
+    Service.current_service_revisions = property(current_service_revisions)  # type: ignore[attr-defined]
+
+    # ---- helpers
+    def arn_prefix(service: Service) -> str:
+        # arn:<partition>:ecs:<region>:<account>
+        return service.cluster_arn.rsplit(":", 1)[0]
+
+    def digits19() -> str:
+        return str(mock_random.randint(10**18, 10**19 - 1))
+
+    def service_deployment_id() -> str:
+        upper = string.ascii_uppercase + string.digits
+        mixed = string.ascii_letters + string.digits
+        return "".join(mock_random.choice(upper) for _ in range(8)) + "-" + "".join(
+            mock_random.choice(mixed) for _ in range(12)
+        )
+
+    def task_ids(n: int) -> str:
+        return " ".join(f"(task {mock_random.uuid4().hex})" for _ in range(n))
+
+    def event(service: Service, message: str) -> None:
+        service.events.insert(
+            0, {"id": str(mock_random.uuid4()), "createdAt": utcnow(), "message": message}
+        )
+        del service.events[ECS_MAX_EVENTS:]
+
+    def behaviour_of(service: Service) -> str:
+        value = _ecs_tag_value(service.tags, ECS_BEHAVIOUR_TAG)
+        return value if value in ECS_BEHAVIOURS else "complete"
+
+    def breaker_of(service: Service) -> dict[str, Any]:
+        conf = service.deployment_configuration or {}  # type: ignore[attr-defined]
+        return conf.get("deploymentCircuitBreaker") or {}
+
+    def merged_configuration(current: Any, requested: Any) -> dict[str, Any]:
+        merged = copy.deepcopy(current or default_deployment_configuration)
+        for key, value in (requested or {}).items():
+            if value is not None:
+                merged[key] = copy.deepcopy(value)
+        return merged
+
+    def revision_summary(service: Service, rev_arn: str) -> dict[str, Any]:
+        st = service._gantry_state  # type: ignore[attr-defined]
+        requested = running = pending = 0
+        for d in service.deployments:
+            dst = st.deps.get(d.get("id"))
+            if dst and dst["rev"] == rev_arn:
+                requested += d.get("desiredCount") or 0
+                running += d.get("runningCount") or 0
+                pending += d.get("pendingCount") or 0
+        return {
+            "arn": rev_arn,
+            "requestedTaskCount": requested,
+            "runningTaskCount": running,
+            "pendingTaskCount": pending,
+        }
+
+    def set_counts(backend: EC2ContainerServiceBackend, service: Service) -> None:
+        running = sum(d.get("runningCount") or 0 for d in service.deployments)
+        pending = sum(d.get("pendingCount") or 0 for d in service.deployments)
+        cluster = backend.clusters.get(service.cluster_name)
+        if cluster is not None:
+            cluster.running_tasks_count += running - (service.running_count or 0)
+            cluster.pending_tasks_count += pending - (service.pending_count or 0)
+        service.running_count = running
+        service.pending_count = pending
+
+    def new_revision(service: Service, backend: EC2ContainerServiceBackend, td_arn: str | None) -> str:
+        st = service._gantry_state  # type: ignore[attr-defined]
+        arn = f"{arn_prefix(service)}:service-revision/{service.cluster_name}/{service.name}/{digits19()}"
+        images = []
+        if td_arn:
+            try:
+                td = backend.describe_task_definition(td_arn)
+                images = [
+                    {"containerName": c.get("name"), "image": c.get("image")}
+                    for c in td.container_definitions
+                ]
+            except Exception:  # noqa: BLE001 - a deregistered/deleted TD only loses images
+                images = []
+        fargate = service.launch_type == "FARGATE"
+        st.revisions[arn] = {
+            "serviceRevisionArn": arn,
+            "serviceArn": service.arn,
+            "clusterArn": service.cluster_arn,
+            "taskDefinition": td_arn,
+            "launchType": service.launch_type,
+            "platformVersion": service.platform_version or ("LATEST" if fargate else None),
+            "platformFamily": "Linux" if fargate else None,
+            "networkConfiguration": copy.deepcopy(service.network_configuration) or None,
+            "containerImages": images,
+            "loadBalancers": copy.deepcopy(service.load_balancers),
+            "serviceRegistries": copy.deepcopy(service.service_registries),
+            "createdAt": utcnow(),
+        }
+        return arn
+
+    def new_deployment(service: Service, td_arn: str | None, reason: str | None = None) -> dict[str, Any]:
+        now = utcnow()
+        dep_id = f"ecs-svc/{digits19()}"
+        fargate = service.launch_type == "FARGATE"
+        return {
+            "id": dep_id,
+            "status": "PRIMARY",
+            "taskDefinition": td_arn,
+            "desiredCount": service.desired_count,
+            "pendingCount": 0,
+            "runningCount": 0,
+            "failedTasks": 0,
+            "createdAt": now,
+            "updatedAt": now,
+            "launchType": service.launch_type,
+            "platformVersion": service.platform_version or ("LATEST" if fargate else None),
+            "platformFamily": "Linux" if fargate else None,
+            "networkConfiguration": copy.deepcopy(service.network_configuration) or None,
+            "rolloutState": "IN_PROGRESS",
+            "rolloutStateReason": reason or f"ECS deployment {dep_id} in progress.",
+        }
+
+    def start_deployment(backend: EC2ContainerServiceBackend, service: Service, td_arn: str | None) -> None:
+        """The UpdateService/CreateService part: new PRIMARY deployment, new service deployment."""
+        st = service._gantry_state  # type: ignore[attr-defined]
+        now = utcnow()
+        if service.deployments and service.deployments[0].get("status") == "PRIMARY":
+            previous = st.deps.get(service.deployments[0].get("id"))
+            if previous and previous["sd"]["status"] in ("PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS"):
+                rec = previous["sd"]
+                rec.update(status="STOPPED", statusReason=ECS_SUPERSEDED_REASON)
+                rec.update(stoppedAt=now, finishedAt=now, updatedAt=now)
+        sources: list[str] = []
+        for d in service.deployments:
+            d["status"] = "ACTIVE"
+            dst = st.deps.get(d.get("id"))
+            if dst and dst["rev"] not in sources:
+                sources.append(dst["rev"])
+        rev = new_revision(service, backend, td_arn)
+        dep = new_deployment(service, td_arn)
+        breaker = breaker_of(service)
+        sd_arn = (
+            f"{arn_prefix(service)}:service-deployment/{service.cluster_name}/"
+            f"{service.name}/{service_deployment_id()}"
+        )
+        rec = {
+            "serviceDeploymentArn": sd_arn,
+            "serviceArn": service.arn,
+            "clusterArn": service.cluster_arn,
+            "createdAt": now,
+            "startedAt": None,
+            "finishedAt": None,
+            "stoppedAt": None,
+            "updatedAt": now,
+            "status": "PENDING",
+            "statusReason": None,
+            "deploymentConfiguration": copy.deepcopy(service.deployment_configuration),  # type: ignore[attr-defined]
+            "rollback": None,
+            "_target": rev,
+            "_sources": sources,
+            "_breaker": "MONITORING" if breaker.get("enable") else "DISABLED",
+            "_failures": 0,
+        }
+        st.sds.append(rec)
+        st.deps[dep["id"]] = {"tick": 0, "sd": rec, "rev": rev, "rollback": False}
+        service.deployments.insert(0, dep)
+        service.task_definition = td_arn
+        service.current_service_deployment = sd_arn  # type: ignore[attr-defined]
+
+    def finish_success(service: Service, primary: dict[str, Any], dst: dict[str, Any]) -> None:
+        st = service._gantry_state  # type: ignore[attr-defined]
+        now = utcnow()
+        desired = primary["desiredCount"]
+        primary.update(runningCount=desired, pendingCount=0, rolloutState="COMPLETED")
+        primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
+        for d in service.deployments[1:]:
+            st.deps.pop(d.get("id"), None)
+        del service.deployments[1:]
+        rec = dst["sd"]
+        rec.update(finishedAt=now, updatedAt=now)
+        if dst["rollback"]:
+            rec["status"] = "ROLLBACK_SUCCESSFUL"
+        else:
+            rec["status"] = "SUCCESSFUL"
+            if rec["_breaker"] == "MONITORING":
+                rec["_breaker"] = "MONITORING_COMPLETE"
+        st.last_completed = (primary["id"], dst["rev"], primary["taskDefinition"])
+        event(service, f"(service {service.name}) (deployment {primary['id']}) deployment completed.")
+        event(service, f"(service {service.name}) has reached a steady state.")
+
+    def step_complete(service: Service, primary: dict[str, Any], dst: dict[str, Any]) -> None:
+        desired = primary["desiredCount"]
+        tick = dst["tick"]
+        if tick == 1:
+            primary.update(pendingCount=desired, runningCount=0)
+            if desired:
+                event(service, f"(service {service.name}) has started {desired} tasks: {task_ids(desired)}.")
+        elif tick == 2:
+            running = math.ceil(desired / 2)
+            primary.update(runningCount=running, pendingCount=desired - running)
+        elif tick == 3:
+            primary.update(runningCount=desired, pendingCount=0)
+            stopped = 0
+            for d in service.deployments[1:]:
+                stopped += d.get("runningCount") or 0
+                d.update(runningCount=0, pendingCount=0, desiredCount=0, updatedAt=utcnow())
+            if stopped:
+                event(service, f"(service {service.name}) has stopped {stopped} running tasks: {task_ids(stopped)}.")
+        else:
+            finish_success(service, primary, dst)
+
+    def step_fail(backend: EC2ContainerServiceBackend, service: Service, primary: dict[str, Any], dst: dict[str, Any]) -> None:
+        st = service._gantry_state  # type: ignore[attr-defined]
+        desired = primary["desiredCount"]
+        tick = dst["tick"]
+        rec = dst["sd"]
+        if tick == 1:
+            primary.update(pendingCount=desired, runningCount=0)
+            if desired:
+                event(service, f"(service {service.name}) has started {desired} tasks: {task_ids(desired)}.")
+            return
+        if tick == 2:
+            failed = max(desired, 1)
+            primary.update(pendingCount=0, runningCount=0)
+            primary["failedTasks"] = (primary.get("failedTasks") or 0) + failed
+            rec["_failures"] += failed
+            return
+        breaker = breaker_of(service)
+        if not breaker.get("enable"):
+            # Without the circuit breaker ECS keeps launching replacement tasks.
+            dst["tick"] = 0
+            return
+        now = utcnow()
+        primary.update(rolloutState="FAILED", rolloutStateReason=ECS_CIRCUIT_BREAKER_REASON)
+        rec.update(statusReason=ECS_CIRCUIT_BREAKER_REASON, updatedAt=now, _breaker="TRIGGERED")
+        event(service, f"(service {service.name}) (deployment {primary['id']}) deployment failed: tasks failed to start.")
+        target = st.last_completed
+        if breaker.get("rollback") and target is not None:
+            target_id, target_rev, target_td = target
+            primary["status"] = "ACTIVE"
+            rb = new_deployment(
+                service,
+                target_td,
+                reason=f"ECS deployment circuit breaker: rolling back to deploymentId {target_id}.",
+            )
+            st.deps[rb["id"]] = {"tick": 0, "sd": rec, "rev": target_rev, "rollback": True}
+            service.deployments.insert(0, rb)
+            service.task_definition = target_td
+            rec["status"] = "ROLLBACK_IN_PROGRESS"
+            rec["rollback"] = {
+                "reason": ECS_CIRCUIT_BREAKER_REASON,
+                "startedAt": now,
+                "serviceRevisionArn": target_rev,
+            }
+            event(service, f"(service {service.name}) rolling back to deployment {target_id}.")
+        else:
+            rec.update(status="STOPPED", stoppedAt=now, finishedAt=now)
+
+    def advance(backend: EC2ContainerServiceBackend, service: Service) -> None:
+        """One poll's worth of progress for the service's PRIMARY deployment."""
+        st = service._gantry_state  # type: ignore[attr-defined]
+        if st is None or service.status != "ACTIVE" or not service.deployments:
+            return
+        primary = service.deployments[0]
+        dst = st.deps.get(primary.get("id"))
+        if primary.get("status") != "PRIMARY" or dst is None:
+            return
+        now = utcnow()
+        primary["desiredCount"] = service.desired_count
+        state = primary.get("rolloutState")
+        if state == "IN_PROGRESS":
+            rec = dst["sd"]
+            if rec["status"] == "PENDING":
+                rec.update(status="IN_PROGRESS", startedAt=now)
+            behaviour = "complete" if dst["rollback"] else behaviour_of(service)
+            if behaviour == "hang":
+                dst["tick"] = 1  # re-tagging 'complete' later resumes from here
+                primary.update(pendingCount=primary["desiredCount"], runningCount=0)
+                if not dst.get("started") and primary["desiredCount"]:
+                    event(
+                        service,
+                        f"(service {service.name}) has started {primary['desiredCount']} tasks: "
+                        f"{task_ids(primary['desiredCount'])}.",
+                    )
+                dst["started"] = True
+            else:
+                dst["tick"] += 1
+                dst["started"] = True
+                if behaviour == "fail":
+                    step_fail(backend, service, primary, dst)
+                else:
+                    step_complete(service, primary, dst)
+            primary["updatedAt"] = now
+            rec["updatedAt"] = now
+        elif state == "COMPLETED":
+            desired = primary["desiredCount"]
+            running = primary.get("runningCount") or 0
+            if running != desired or primary.get("pendingCount"):
+                if desired > running:
+                    event(service, f"(service {service.name}) has started {desired - running} tasks: {task_ids(desired - running)}.")
+                else:
+                    event(service, f"(service {service.name}) has stopped {running - desired} running tasks: {task_ids(running - desired)}.")
+                primary.update(runningCount=desired, pendingCount=0, updatedAt=now)
+                event(service, f"(service {service.name}) has reached a steady state.")
+        set_counts(backend, service)
+
+    def manage(backend: EC2ContainerServiceBackend, service: Service) -> None:
+        if service._gantry_state is not None:  # type: ignore[attr-defined]
+            return
+        service._gantry_state = ServiceState()  # type: ignore[attr-defined]
+        if service.deployment_configuration is None:  # type: ignore[attr-defined]
+            service.deployment_configuration = merged_configuration(None, None)  # type: ignore[attr-defined]
+
+    # ---- backend
+    def create_service(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Service:
+        bound = inspect.signature(original_create_service).bind(self, *args, **kwargs)
+        _ecs_check_behaviour(_ecs_tag_value(bound.arguments.get("tags"), ECS_BEHAVIOUR_TAG))
+        with _ECS_LOCK:
+            service = original_create_service(self, *args, **kwargs)
+            service.created_at = utcnow()  # type: ignore[attr-defined]
+            if (service.deployment_controller or {}).get("type", "ECS") != "ECS":
+                return service
+            manage(self, service)
+            service.deployments = []
+            start_deployment(self, service, service.task_definition)
+            set_counts(self, service)
+            return service
+
+    def update_service(self: EC2ContainerServiceBackend, service_properties: dict[str, Any]) -> Service:
+        props = dict(service_properties)
+        cluster_str = props.get("cluster") or "default"
+        props["cluster"] = cluster_str
+        service_str = props.get("service") or ""
+        with _ECS_LOCK:
+            service = self._get_service(cluster_str, service_str.split("/")[-1])
+            if service._gantry_state is None:  # type: ignore[attr-defined]
+                return original_update_service(self, service_properties)
+            td_str = props.pop("task_definition", None)
+            force = bool(props.pop("force_new_deployment", False))
+            desired = props.pop("desired_count", None)
+            requested_conf = props.pop("deployment_configuration", None)
+            network = props.pop("network_configuration", None)
+            td_arn = self.describe_task_definition(td_str).arn if td_str else None
+            if network is not None:
+                network = service._validate_network(network)
+            platform_before = service.platform_version
+            # moto sets the remaining properties and takes the service's tasks off the
+            # cluster's counts; put them back (set_counts applies the changes).
+            original_update_service(self, props)
+            cluster = self.clusters.get(service.cluster_name)
+            if cluster is not None:
+                cluster.running_tasks_count += service.running_count or 0
+                cluster.pending_tasks_count += service.pending_count or 0
+            if requested_conf is not None:
+                service.deployment_configuration = merged_configuration(  # type: ignore[attr-defined]
+                    service.deployment_configuration, requested_conf  # type: ignore[attr-defined]
+                )
+            if desired is not None:
+                service.desired_count = int(desired)
+            changed = force
+            if td_arn is not None and td_arn != service.task_definition:
+                changed = True
+            if network is not None and network != service.network_configuration:
+                service.network_configuration = network
+                changed = True
+            if service.platform_version != platform_before:
+                changed = True
+            if changed:
+                start_deployment(self, service, td_arn or service.task_definition)
+            elif service.deployments:
+                service.deployments[0]["desiredCount"] = service.desired_count
+                service.deployments[0]["updatedAt"] = utcnow()
+            set_counts(self, service)
+            return service
+
+    def tag_resource(self: EC2ContainerServiceBackend, arn: str, tags: dict[str, str]) -> None:
+        if ECS_BEHAVIOUR_TAG in (tags or {}):
+            _ecs_check_behaviour(tags[ECS_BEHAVIOUR_TAG])
+        return original_tag_resource(self, arn, tags)
+
+    EC2ContainerServiceBackend.create_service = create_service  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.tag_resource = tag_resource  # type: ignore[method-assign]
+
+    # ---- views
+    def deployment_view(service: Service, rec: dict[str, Any]) -> dict[str, Any]:
+        breaker = {"status": rec["_breaker"], "failureCount": rec["_failures"]}
+        if rec["_breaker"] != "DISABLED":
+            target = revision_summary(service, rec["_target"])
+            breaker["threshold"] = min(200, max(3, math.ceil((target["requestedTaskCount"] or 0) * 0.5)))
+        view = {
+            key: value
+            for key, value in rec.items()
+            if not key.startswith("_") and value is not None
+        }
+        view["sourceServiceRevisions"] = [revision_summary(service, arn) for arn in rec["_sources"]]
+        view["targetServiceRevision"] = revision_summary(service, rec["_target"])
+        view["deploymentCircuitBreaker"] = breaker
+        view["alarms"] = {"status": "DISABLED"}
+        return view
+
+    def brief_view(rec: dict[str, Any]) -> dict[str, Any]:
+        keys = ("serviceDeploymentArn", "serviceArn", "clusterArn", "startedAt", "createdAt",
+                "finishedAt", "status", "statusReason")
+        view = {key: rec[key] for key in keys if rec.get(key) is not None}
+        view["targetServiceRevisionArn"] = rec["_target"]
+        return view
+
+    def find_records(backend: EC2ContainerServiceBackend, arns: list[str], kind: str) -> tuple[dict[str, tuple[Service, dict[str, Any]]], list[Service]]:
+        found: dict[str, tuple[Service, dict[str, Any]]] = {}
+        owners: list[Service] = []
+        wanted = set(arns)
+        for service in list(backend.services.values()):
+            st = service._gantry_state  # type: ignore[attr-defined]
+            if st is None:
+                continue
+            records = st.sds if kind == "deployment" else list(st.revisions.values())
+            key = "serviceDeploymentArn" if kind == "deployment" else "serviceRevisionArn"
+            for rec in records:
+                if rec[key] in wanted:
+                    found[rec[key]] = (service, rec)
+                    if service not in owners:
+                        owners.append(service)
+        return found, owners
+
+    # ---- responses
+    def r_create_service(self: EC2ContainerServiceResponse) -> ActionResult:
+        result = original_r_create_service(self)
+        service = result.result["service"]  # type: ignore[index]
+        requested = self._get_param("deploymentConfiguration")
+        if service._gantry_state is not None and requested is not None:
+            with _ECS_LOCK:
+                service.deployment_configuration = merged_configuration(None, requested)
+                breaker = breaker_of(service)
+                for rec in service._gantry_state.sds:
+                    rec["deploymentConfiguration"] = copy.deepcopy(service.deployment_configuration)
+                    rec["_breaker"] = "MONITORING" if breaker.get("enable") else "DISABLED"
+        return result
+
+    def r_describe_services(self: EC2ContainerServiceResponse) -> ActionResult:
+        result = original_r_describe_services(self)
+        with _ECS_LOCK:
+            for service in result.result.get("services") or []:  # type: ignore[union-attr]
+                advance(self.ecs_backend, service)
+        return result
+
+    def r_list_service_deployments(self: EC2ContainerServiceResponse) -> ActionResult:
+        backend = self.ecs_backend
+        cluster_str = self._get_param("cluster") or "default"
+        service_str = self._get_param("service") or ""
+        statuses = self._get_param("status") or []
+        created = self._get_param("createdAt") or {}
+        max_results = self._get_int_param("maxResults") or 20
+        token = self._get_param("nextToken")
+        with _ECS_LOCK:
+            try:
+                service = backend._get_service(cluster_str, service_str)
+            except ServiceNotFoundException:
+                service = backend._get_service(cluster_str, service_str.split("/")[-1])
+            advance(backend, service)
+            st = service._gantry_state  # type: ignore[attr-defined]
+            records = list(reversed(st.sds)) if st is not None else []
+            if statuses:
+                records = [r for r in records if r["status"] in statuses]
+            if created.get("after") is not None:
+                records = [r for r in records if r["createdAt"] >= created["after"]]
+            if created.get("before") is not None:
+                records = [r for r in records if r["createdAt"] <= created["before"]]
+            start = int(token) if token and str(token).isdigit() else 0
+            page = records[start : start + max_results]
+            next_token = str(start + max_results) if start + max_results < len(records) else None
+            briefs = [brief_view(r) for r in page]
+        return ActionResult({"serviceDeployments": briefs, "nextToken": next_token})
+
+    def r_describe_service_deployments(self: EC2ContainerServiceResponse) -> ActionResult:
+        backend = self.ecs_backend
+        arns = self._get_param("serviceDeploymentArns") or []
+        with _ECS_LOCK:
+            found, owners = find_records(backend, arns, "deployment")
+            for service in owners:
+                advance(backend, service)
+            views = [deployment_view(*found[a]) for a in arns if a in found]
+        failures = [{"arn": a, "reason": "MISSING"} for a in arns if a not in found]
+        return ActionResult({"serviceDeployments": views, "failures": failures})
+
+    def r_describe_service_revisions(self: EC2ContainerServiceResponse) -> ActionResult:
+        backend = self.ecs_backend
+        arns = self._get_param("serviceRevisionArns") or []
+        with _ECS_LOCK:
+            found, _ = find_records(backend, arns, "revision")
+            views = [
+                {k: v for k, v in found[a][1].items() if v is not None} for a in arns if a in found
+            ]
+        failures = [{"arn": a, "reason": "MISSING"} for a in arns if a not in found]
+        return ActionResult({"serviceRevisions": views, "failures": failures})
+
+    EC2ContainerServiceResponse.create_service = r_create_service  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.describe_services = r_describe_services  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.list_service_deployments = r_list_service_deployments  # type: ignore[attr-defined]
+    EC2ContainerServiceResponse.describe_service_deployments = r_describe_service_deployments  # type: ignore[attr-defined]
+    EC2ContainerServiceResponse.describe_service_revisions = r_describe_service_revisions  # type: ignore[attr-defined]
+
+
+@patch("ecs-run-task-lifecycle")
+def _ecs_run_task_lifecycle() -> None:
+    from moto.core.utils import utcnow
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend, Task
+
+    _require(EC2ContainerServiceBackend, "run_task", "describe_tasks", "stop_task", "describe_task_definition")
+    _require(Task, "last_status", "task_arn")
+    original_run_task = EC2ContainerServiceBackend.run_task
+    original_describe_tasks = EC2ContainerServiceBackend.describe_tasks
+    original_stop_task = EC2ContainerServiceBackend.stop_task
+    signature = inspect.signature(original_run_task)
+    for parameter in ("task_definition_str", "overrides"):
+        if parameter not in signature.parameters:
+            _require(original_run_task, f"{parameter} (parameter)")
+
+    Task._gantry_task = None  # type: ignore[attr-defined]
+
+    def exit_code_for(td: Any, overrides: Any) -> str:
+        for override in (overrides or {}).get("containerOverrides") or []:
+            for pair in override.get("environment") or []:
+                if pair.get("name") == ECS_EXIT_CODE_ENV:
+                    return str(pair.get("value"))
+        for container in td.container_definitions:
+            for pair in container.get("environment") or []:
+                if pair.get("name") == ECS_EXIT_CODE_ENV:
+                    return str(pair.get("value"))
+        tagged = _ecs_tag_value(td.tags, ECS_EXIT_CODE_TAG)
+        return "0" if tagged is None else str(tagged)
+
+    @functools.wraps(original_run_task)
+    def run_task(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        td = self.describe_task_definition(bound.arguments["task_definition_str"])
+        code = exit_code_for(td, bound.arguments.get("overrides")).strip()
+        if code != "hang":
+            try:
+                int(code)
+            except ValueError:
+                raise InvalidParameterException(
+                    f"gantry moto launcher: {ECS_EXIT_CODE_ENV}/{ECS_EXIT_CODE_TAG} must be an "
+                    f"integer or 'hang', got {code!r}"
+                )
+        tasks = original_run_task(*bound.args, **bound.kwargs)
+        now = utcnow()
+        with _ECS_LOCK:
+            for task in tasks:
+                if not hasattr(task, "_transitions") or not hasattr(task, "containers"):
+                    raise RuntimeError(
+                        "[moto-launcher] moto internals changed: ECS Task has no "
+                        "_transitions/containers; update tests/support/moto_launcher.py"
+                    )
+                # Freeze moto's own ManagedState progression; the launcher drives lastStatus.
+                task._transitions = []
+                task.last_status = "PROVISIONING"
+                task.desired_status = "RUNNING"
+                task.created_at = now
+                task.cpu = td.cpu
+                task.memory = td.memory
+                task._gantry_task = {"polls": 0, "exit": code, "done": False}  # type: ignore[attr-defined]
+                for container in task.containers:
+                    container.last_status = "PENDING"
+                    container.exitCode = None
+        return tasks
+
+    def describe_tasks(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Any:
+        tasks = original_describe_tasks(self, *args, **kwargs)
+        with _ECS_LOCK:
+            for task in tasks:
+                info = task._gantry_task
+                if info is None or info["done"]:
+                    continue
+                info["polls"] += 1
+                now = utcnow()
+                if info["polls"] == 1 or info["exit"] == "hang":
+                    if task.last_status != "RUNNING":
+                        task.last_status = "RUNNING"
+                        task.pull_started_at = task.pull_stopped_at = task.started_at = now
+                        task.connectivity = "CONNECTED"
+                        task.connectivity_at = now
+                        for container in task.containers:
+                            container.last_status = "RUNNING"
+                    continue
+                info["done"] = True
+                task.last_status = "STOPPED"
+                task.desired_status = "STOPPED"
+                task.stop_code = "EssentialContainerExited"
+                task.stopped_reason = "Essential container in task exited"
+                task.stopping_at = task.execution_stopped_at = task.stopped_at = now
+                for container in task.containers:
+                    container.last_status = "STOPPED"
+                    container.exitCode = int(info["exit"])
+        return tasks
+
+    def stop_task(self: EC2ContainerServiceBackend, cluster_str: str, task_str: str, reason: str) -> Any:
+        with _ECS_LOCK:
+            task = original_stop_task(self, cluster_str, task_str, reason)
+            info = task._gantry_task
+            if info is not None and not info["done"]:
+                info["done"] = True
+                now = utcnow()
+                task.stop_code = "UserInitiated"
+                task.stopped_reason = reason or "Task stopped by user"
+                task.stopping_at = task.execution_stopped_at = task.stopped_at = now
+                for container in task.containers:
+                    container.last_status = "STOPPED"
+                    container.exitCode = 137  # killed
+            return task
+
+    EC2ContainerServiceBackend.run_task = run_task  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.describe_tasks = describe_tasks  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.stop_task = stop_task  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- server
