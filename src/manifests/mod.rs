@@ -346,6 +346,18 @@ mod tests {
     }
 
     #[test]
+    fn edge_rules_need_a_distribution() {
+        let text = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n  sites:\n    - name: www\n      dir: out\n      bucket: web-bucket\n      prettyUrls: true\n";
+        let e = errs(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("m.yaml:9: spec.sites[0].distribution: redirects and prettyUrls"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
     fn scaffold_is_valid() {
         let m = scaffold_app("web", "acme/web", "main");
         let text = serde_yaml::to_string(&m).unwrap();

@@ -228,6 +228,13 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 );
             }
         }
+        if (!site.redirects.is_empty() || site.pretty_urls) && site.distribution.is_none() {
+            p.add(
+                format!("{at}.distribution"),
+                "redirects and prettyUrls run as a CloudFront Function, which needs a distribution",
+                "set `distribution:` to the CloudFront distribution id serving this bucket",
+            );
+        }
         if site.grace_days.is_some_and(|d| d < 0) {
             p.add(
                 format!("{at}.graceDays"),

@@ -683,6 +683,7 @@ def _ecs_service_deployments() -> None:
             "_sources": sources,
             "_breaker": "MONITORING" if breaker.get("enable") else "DISABLED",
             "_failures": 0,
+            "_desired": service.desired_count or 0,
         }
         st.sds.append(rec)
         st.deps[dep["id"]] = {"tick": 0, "sd": rec, "rev": rev, "rollback": False}
@@ -909,8 +910,8 @@ def _ecs_service_deployments() -> None:
     def deployment_view(service: Service, rec: dict[str, Any]) -> dict[str, Any]:
         breaker = {"status": rec["_breaker"], "failureCount": rec["_failures"]}
         if rec["_breaker"] != "DISABLED":
-            target = revision_summary(service, rec["_target"])
-            breaker["threshold"] = min(200, max(3, math.ceil((target["requestedTaskCount"] or 0) * 0.5)))
+            # ECS: half the desired count, at least 3, at most 200.
+            breaker["threshold"] = min(200, max(3, math.ceil(rec["_desired"] * 0.5)))
         view = {
             key: value
             for key, value in rec.items()
