@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`, behind a bearer token. Read-only views of apps, deployments
 //! and audit records, plus `POST /api/v1/apps/{app}/deploy` for the CLI.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -123,10 +124,15 @@ pub async fn deploy(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(app): Path<String>,
-    body: Option<Json<DeployBody>>,
+    body: Result<Json<DeployBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&s, &headers)?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = match body {
+        Ok(Json(b)) => b,
+        // No body at all means "deploy the tracked branch".
+        Err(JsonRejection::MissingJsonContentType(_)) => DeployBody::default(),
+        Err(e) => return Err(ApiError::from_rejection(e)),
+    };
     if body.git_ref.is_some() && body.sha.is_some() {
         return Err(ApiError::BadRequest(
             "give either `ref` or `sha`, not both".into(),

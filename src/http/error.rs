@@ -14,8 +14,20 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A request axum's extractors rejected (too large, malformed), with their status.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
     #[error("internal error")]
     Store(#[from] crate::store::StoreError),
+}
+
+impl ApiError {
+    /// Keeps an extractor rejection's status (413, 400, 415, 422) with a JSON body.
+    pub fn from_rejection(r: impl IntoResponse + std::fmt::Display) -> Self {
+        let message = r.to_string();
+        let status = r.into_response().status();
+        Self::Rejected { status, message }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -25,6 +37,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Rejected { status, .. } => *status,
             Self::Store(e) => {
                 tracing::error!(error = %e, "store error while serving a request");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -187,6 +187,21 @@ async fn api_deploys_a_ref_and_audits_it() {
     assert_eq!(r.status(), 401);
     let r = app
         .http
+        .post(app.url("/api/v1/apps/web/deploy"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"rev\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let err = r.json::<Value>().await.unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("unknown field"),
+        "{err}"
+    );
+    let r = app
+        .http
         .post(app.url("/api/v1/apps/nope/deploy"))
         .bearer_auth(TOKEN)
         .json(&serde_json::json!({}))

@@ -183,8 +183,12 @@ async fn redelivery_creates_one_deployment() {
 async fn oversized_and_malformed_bodies_are_client_errors() {
     let app = TestApp::start(&[]).await;
     let big = vec![b' '; 5 * 1024 * 1024 + 1];
-    let (status, _) = app.hook("push", "big", &big).await;
+    let (status, resp) = app.hook("push", "big", &big).await;
     assert_eq!(status, 413);
+    assert!(
+        resp["error"].as_str().unwrap().contains("length limit"),
+        "{resp}"
+    );
     let (status, resp) = app.hook("push", "bad-json", b"{\"ref\": ").await;
     assert_eq!(status, 400, "{resp}");
     let (status, _) = app.hook("push", "not-a-push", b"{\"ref\": 3}").await;

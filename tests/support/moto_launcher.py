@@ -92,6 +92,152 @@ Patches
     it never succeeds and runs until its timeout. Patch: invalidations are created
     with Status ``"Completed"`` (still immediately complete: no InProgress phase).
 
+``ecs-awsvpc-network``
+    Gaps: (a) RunTask with ``networkConfiguration.awsvpcConfiguration`` that names
+    no ``securityGroups`` fails with a KeyError (500), and CreateService /
+    UpdateService do the same in moto's network validation; ECS makes
+    ``securityGroups`` optional and uses the VPC's default group. (b) RunTask
+    into a VPC created with CreateVpc (DNS hostnames off) fails with
+    ``'NetworkInterface' object has no attribute 'private_dns_name'`` (500).
+    Patch: a missing ``securityGroups`` is treated as ``[]`` when validating and
+    when creating the task's ENI (moto then attaches the VPC's default group);
+    the stored/echoed configuration keeps the request's shape. Subnets (and any
+    named security groups) are still checked against moto's EC2, so create the
+    VPC, subnet and groups in moto first; unknown ones give moto's
+    ``InvalidParameterException``. ``NetworkInterface.private_dns_name`` gets a
+    class default of None (the task's ``privateDnsName`` detail is then omitted).
+
+``ecs-task-level-memory``
+    Gap: a Fargate task definition with only task-level ``cpu``/``memory`` (no
+    ``memory``/``memoryReservation`` per container) *registers* fine in moto
+    5.2.5, but RunTask with it fails with ``TypeError: += 'int' and 'NoneType'``
+    (500) in moto's placement arithmetic. (Registering a task definition with no
+    memory anywhere is still rejected, as ECS does.) Patch: a container without
+    its own memory counts 0 and the task's requirement is the task-level memory.
+
+``ecs-service-deployments``
+    Gap: moto's UpdateService only swaps ``Service.taskDefinition`` (the PRIMARY
+    deployment keeps the old task definition, ``rolloutState`` stays IN_PROGRESS
+    unless ``MOTO_ECS_SERVICE_RUNNING`` is set), nothing ever progresses, there
+    are no service events, and ListServiceDeployments /
+    DescribeServiceDeployments / DescribeServiceRevisions answer 500. Gantry's
+    rollout polls all of that. Patch (services with the ECS deployment
+    controller; CODE_DEPLOY/EXTERNAL ones are left to moto):
+
+    * CreateService starts a PRIMARY deployment (0 running) and UpdateService
+      starts a new one when the task definition changes, ``forceNewDeployment``
+      is true, or networkConfiguration / platformVersion change: a new deployment
+      dict (``id`` ``ecs-svc/<19 digits>``, ``status`` PRIMARY, ``rolloutState``
+      IN_PROGRESS, ``rolloutStateReason`` "ECS deployment <id> in progress.",
+      ``taskDefinition`` (ARN), ``desiredCount``, ``runningCount`` 0,
+      ``pendingCount`` 0, ``failedTasks`` 0, ``createdAt``/``updatedAt``,
+      ``launchType``, ``platformVersion``, ``networkConfiguration``) goes first in
+      ``deployments``, every older one becomes ACTIVE, and the service's
+      ``taskDefinition`` is the new ARN (moto stored the request's string).
+      A desiredCount-only update starts no deployment: the PRIMARY's
+      desiredCount changes and the next poll scales it (events included).
+    * Each poll advances the service's PRIMARY deployment one step. A poll is
+      one DescribeServices call (per service described), ListServiceDeployments
+      (that service) or DescribeServiceDeployments (each service owning one of
+      the ARNs, once per call). Nothing else advances: not Create/UpdateService,
+      TagResource, ListServices or DescribeServiceRevisions. Steps for
+      ``complete``, with D = desiredCount: poll 1 pending D ("has started D
+      tasks"); poll 2 running ceil(D/2); poll 3 running D, older deployments
+      drained to 0 ("has stopped N running tasks"); poll 4 rolloutState
+      COMPLETED ("ECS deployment <id> completed."), older deployments removed,
+      events "(service S) (deployment <id>) deployment completed." and
+      "(service S) has reached a steady state.". Service runningCount and
+      pendingCount are the sums over its deployments (the cluster's task counts
+      follow); events are newest first, at most 100.
+    * ``fail``: poll 1 pending D; poll 2 nothing running, failedTasks += D;
+      poll 3, if ``deploymentConfiguration.deploymentCircuitBreaker.enable``:
+      rolloutState FAILED, rolloutStateReason "ECS deployment circuit breaker:
+      tasks failed to start.", and with ``rollback: true`` and an earlier
+      COMPLETED deployment, the failed deployment becomes ACTIVE and a new
+      PRIMARY deployment of that earlier task definition starts
+      (rolloutStateReason "ECS deployment circuit breaker: rolling back to
+      deploymentId <id>.", service taskDefinition back to the earlier one, event
+      "(service S) rolling back to deployment <id>."); it then completes like
+      ``complete`` (4 more polls), which also removes the failed deployment.
+      With ``rollback: false`` (or nothing to roll back to, e.g. the very first
+      deployment) the FAILED deployment stays PRIMARY. Without the circuit
+      breaker (ECS's default) ECS keeps launching tasks: the deployment stays
+      IN_PROGRESS and every 3 polls adds D failedTasks.
+    * ``hang``: pending D, running 0, IN_PROGRESS forever; the older deployment
+      keeps its running tasks.
+    * Service objects also get ``deploymentConfiguration`` (the request's,
+      merged over ECS's defaults: breaker off, 200/100 percent),
+      ``currentServiceDeployment`` (ARN of the newest service deployment, as
+      ECS returns from Create/UpdateService), ``currentServiceRevisions`` and
+      ``createdAt``.
+    * Service deployments (one per Create/UpdateService that started a
+      deployment; a circuit-breaker rollback belongs to the service deployment
+      that failed): ``serviceDeploymentArn``
+      ``arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`` (ID
+      random, like ``AB12CD34-xY9...``; unrelated to the ``ecs-svc/`` id, as in
+      ECS; correlate through ``currentServiceDeployment``), ``status`` PENDING
+      (until the first poll), IN_PROGRESS, SUCCESSFUL, ROLLBACK_IN_PROGRESS ->
+      ROLLBACK_SUCCESSFUL (``statusReason`` and ``rollback {reason, startedAt,
+      serviceRevisionArn}`` set), STOPPED (failed without rollback, or
+      superseded by a newer UpdateService; ``statusReason`` says which),
+      ``createdAt``/``startedAt``/``finishedAt``/``stoppedAt``/``updatedAt``,
+      ``targetServiceRevision`` and ``sourceServiceRevisions`` (ServiceRevisionSummary
+      with live requested/running/pending task counts), ``deploymentConfiguration``
+      (snapshot), ``deploymentCircuitBreaker {status DISABLED | MONITORING |
+      TRIGGERED | MONITORING_COMPLETE, failureCount, threshold}``, ``alarms
+      {status DISABLED}``. ListServiceDeployments returns the briefs newest first,
+      filters by ``status`` and ``createdAt {before, after}``, pages with
+      ``maxResults`` (default 20) / ``nextToken``; an unknown service is
+      ``ServiceNotFoundException``. DescribeServiceDeployments reports unknown
+      ARNs in ``failures`` (reason MISSING).
+    * Service revisions (``arn:aws:ecs:REGION:ACCOUNT:service-revision/CLUSTER/
+      SERVICE/<19 digits>``): one per started deployment (a rollback reuses the
+      revision it returns to), with taskDefinition, launchType, platformVersion,
+      networkConfiguration, containerImages (name + image from the task
+      definition) and createdAt; DescribeServiceRevisions serves them.
+    * Not modelled: tasks of services (ListTasks shows none), load balancers,
+      alarms, deployment strategies other than rolling, deleting services while
+      deploying (an INACTIVE service no longer advances), ``MOTO_ECS_SERVICE_*``
+      environment variables (ignored for these services).
+
+``ecs-run-task-lifecycle``
+    Gap: moto's RunTask tasks start RUNNING and walk RUNNING -> DEACTIVATING ->
+    STOPPING -> DEPROVISIONING -> STOPPED one DescribeTasks at a time, with
+    ``desiredStatus`` RUNNING, no ``stoppedReason``/``stopCode``, containers
+    forever PENDING with ``exitCode`` 0: a one-off task (a migration) can't
+    succeed or fail. Patch, for tasks started by RunTask: the RunTask answer
+    says ``lastStatus`` PROVISIONING (containers PENDING, no exitCode); the 1st
+    DescribeTasks that includes the task says RUNNING (``startedAt``, containers
+    RUNNING); the 2nd says STOPPED with ``desiredStatus`` STOPPED, ``stopCode``
+    EssentialContainerExited, ``stoppedReason`` "Essential container in task
+    exited", ``stoppedAt``, containers STOPPED with the chosen ``exitCode``
+    (see below). StopTask before that: ``stopCode`` UserInitiated, the given
+    reason (or "Task stopped by user"), containers' exitCode 137. The task also
+    reports the task definition's ``cpu``/``memory``.
+
+Choosing ECS behaviours in tests
+================================
+
+Rollouts (``ecs-service-deployments``): tag the service with
+``gantry-test-behaviour`` = ``complete`` (the default, also when the tag is
+absent), ``fail`` or ``hang``, either at CreateService (``tags``) or later with
+TagResource on the service ARN (UntagResource returns to ``complete``). The tag
+is read on every poll, so it can change in mid-rollout: e.g. re-tag a hanging
+service ``complete`` and it finishes in 3 more polls. Rollback deployments
+always complete. For ``fail`` to roll back as ECS does, the service needs
+``deploymentConfiguration.deploymentCircuitBreaker {enable: true, rollback:
+true}`` (CreateService or UpdateService) and an earlier COMPLETED deployment.
+Any other tag value is rejected with ``InvalidParameterException``, so a typo
+can't silently mean ``complete``.
+
+One-off tasks (``ecs-run-task-lifecycle``): the container ``exitCode`` comes
+from, first match wins: an environment variable ``GANTRY_TEST_EXIT_CODE=N`` in
+RunTask's ``overrides.containerOverrides[*].environment``; the same variable in
+the task definition's ``containerDefinitions[*].environment``; a task
+definition tag ``gantry-test-exit-code`` = N; otherwise 0. The value ``hang``
+keeps the task RUNNING until StopTask; anything that is neither an integer nor
+``hang`` makes RunTask fail with ``InvalidParameterException``.
+
 Adding a patch
 ==============
 
@@ -128,6 +274,7 @@ import os
 import string
 import sys
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -411,11 +558,16 @@ def _ecs_check_behaviour(value: Any) -> None:
         )
 
 
-@patch("ecs-awsvpc-default-security-groups")
-def _ecs_awsvpc_default_security_groups() -> None:
+@patch("ecs-awsvpc-network")
+def _ecs_awsvpc_network() -> None:
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
     from moto.ecs.models import EC2ContainerServiceBackend, Service
 
     _require(Service, "_validate_network")
+    # moto sets NetworkInterface.private_dns_name only in VPCs with DNS hostnames
+    # enabled, and ECS's Task reads it unconditionally: a class-level default.
+    if not hasattr(NetworkInterface, "private_dns_name"):
+        NetworkInterface.private_dns_name = None  # type: ignore[attr-defined]
     _require(EC2ContainerServiceBackend, "run_task")
     original_validate = Service._validate_network
     original_run_task = EC2ContainerServiceBackend.run_task
@@ -455,6 +607,37 @@ def _ecs_awsvpc_default_security_groups() -> None:
 
     Service._validate_network = _validate_network  # type: ignore[method-assign]
     EC2ContainerServiceBackend.run_task = run_task  # type: ignore[method-assign]
+
+
+@patch("ecs-task-level-memory")
+def _ecs_task_level_memory() -> None:
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    _require(EC2ContainerServiceBackend, "_calculate_task_resource_requirements")
+    original_calculate = EC2ContainerServiceBackend._calculate_task_resource_requirements
+    memory_keys = ("memory", "memoryReservation", "Memory", "MemoryReservation")
+
+    def calculate(task_definition: Any) -> dict[str, Any]:
+        definitions = task_definition.container_definitions
+        if all(any(cd.get(k) is not None for k in memory_keys) for cd in definitions):
+            return original_calculate(task_definition)
+        # Containers without their own memory count 0; the task-level memory (what
+        # Fargate task definitions carry) is the task's requirement.
+        proxy = types.SimpleNamespace(
+            container_definitions=[
+                cd if any(cd.get(k) is not None for k in memory_keys) else {**cd, "memoryReservation": 0}
+                for cd in definitions
+            ]
+        )
+        requirements = original_calculate(proxy)
+        try:
+            task_memory = int(str(getattr(task_definition, "memory", None) or 0))
+        except ValueError:  # e.g. "1 GB"; moto's placement only needs a number
+            task_memory = 0
+        requirements["MEMORY"] = max(requirements["MEMORY"], task_memory)
+        return requirements
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(calculate)  # type: ignore[method-assign,assignment]
 
 
 @patch("ecs-service-deployments")
@@ -1081,6 +1264,7 @@ def _ecs_run_task_lifecycle() -> None:
                 task._transitions = []
                 task.last_status = "PROVISIONING"
                 task.desired_status = "RUNNING"
+                task.stopped_reason = None  # moto says "" (ECS omits it until the task stops)
                 task.created_at = now
                 task.cpu = td.cpu
                 task.memory = td.memory
