@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 
 use crate::adapters::cloudfront::CloudFront;
+use crate::adapters::ecs::Ecs;
 use crate::adapters::git::GitFetcher;
 use crate::adapters::process::ShellRunner;
 use crate::adapters::s3::S3Store;
@@ -84,7 +85,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.pipeline.clone(),
             redactor,
         )
-        .with_sites(sites),
+        .with_sites(sites)
+        .with_ecs(Arc::new(Ecs::new(&aws))),
     );
     let cancel = Cancel::default();
     let queue = Queue::new(

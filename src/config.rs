@@ -51,6 +51,8 @@ pub struct PipelineConfig {
     pub build_timeout: Duration,
     /// How long shutdown waits for running steps before leaving them to resume.
     pub shutdown_grace: Duration,
+    /// First wait between ECS rollout polls; it doubles up to six times this (5 s -> 30 s).
+    pub ecs_poll: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,7 @@ struct RawPipeline {
     step_log_bytes: Option<usize>,
     build_timeout: Option<String>,
     shutdown_grace: Option<String>,
+    ecs_poll: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -201,6 +204,11 @@ impl Config {
             pick("GANTRY_BUILD_TIMEOUT", raw.pipeline.build_timeout),
             Duration::from_secs(30 * 60),
         )?;
+        let ecs_poll = duration(
+            "pipeline.ecsPoll (GANTRY_ECS_POLL)",
+            pick("GANTRY_ECS_POLL", raw.pipeline.ecs_poll),
+            Duration::from_secs(5),
+        )?;
         let shutdown_grace = duration(
             "pipeline.shutdownGrace (GANTRY_SHUTDOWN_GRACE)",
             pick("GANTRY_SHUTDOWN_GRACE", raw.pipeline.shutdown_grace),
@@ -221,6 +229,7 @@ impl Config {
                 step_log_bytes,
                 build_timeout,
                 shutdown_grace,
+                ecs_poll,
             },
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
         })

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod secret;
+pub mod services;
 pub mod sites;
 pub mod store;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod cloudfront;
+pub mod ecs;
 pub mod git;
 pub mod process;
 pub mod s3;

@@ -46,6 +46,10 @@ pub struct AppSpec {
     pub sites: Vec<SiteSpec>,
     #[serde(default, skip_serializing_if = "Notifications::is_empty")]
     pub notifications: Notifications,
+    /// How long each service's rollout may take before Gantry fails it and rolls back, e.g.
+    /// `15m` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_timeout: Option<String>,
 }
 
 fn default_environment() -> String {
@@ -149,6 +153,8 @@ pub struct ServiceSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkSpec {
     pub subnets: Vec<String>,
+    /// Default: the VPC's default security group.
+    #[serde(default)]
     pub security_groups: Vec<String>,
     #[serde(default)]
     pub assign_public_ip: bool,

@@ -241,6 +241,9 @@ pub struct Release {
     /// Site name -> site release id.
     #[serde(default)]
     pub sites: std::collections::BTreeMap<String, String>,
+    /// ECS service name -> the task definition ARN it runs.
+    #[serde(default)]
+    pub services: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
 }
 

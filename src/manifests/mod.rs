@@ -168,6 +168,14 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<Manifes
             Ok(manifest) => {
                 let problems = validate::app(&manifest, base);
                 if problems.is_empty() {
+                    let mut manifest = manifest;
+                    // A deployment may run long after loading, from another directory.
+                    for svc in &mut manifest.spec.services {
+                        let abs = std::path::absolute(base.join(&svc.task_definition));
+                        if let Ok(abs) = abs {
+                            svc.task_definition = abs.display().to_string();
+                        }
+                    }
                     apps.push(LoadedApp {
                         manifest,
                         file: file.to_path_buf(),
@@ -279,6 +287,7 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
             services: vec![],
             sites: vec![],
             notifications: Default::default(),
+            rollout_timeout: None,
         },
     }
 }

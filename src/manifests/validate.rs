@@ -105,6 +105,15 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
             }
         }
     }
+    if let Some(t) = &s.rollout_timeout {
+        if parse_duration(t).is_none() {
+            p.add(
+                "spec.rolloutTimeout",
+                format!("`{t}` is not a duration"),
+                "use e.g. `15m`",
+            );
+        }
+    }
     let mut image_names = BTreeSet::new();
     for (i, img) in s.images.iter().enumerate() {
         let at = format!("spec.images[{i}]");
@@ -396,25 +405,31 @@ pub(super) fn duplicate_names(set: &ManifestSet) -> Vec<ManifestError> {
 
 /// Parses `90s`, `10m`, `1h30m`, `2h`.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return None,
-        };
-        any = true;
+    let mut total_ms = 0u64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
     }
-    (num.is_empty() && any).then(|| std::time::Duration::from_secs(total))
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_ms, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else {
+            match rest.chars().next()? {
+                's' => (1000, 1),
+                'm' => (60_000, 1),
+                'h' => (3_600_000, 1),
+                _ => return None,
+            }
+        };
+        total_ms += n * unit_ms;
+        rest = &rest[len..];
+    }
+    Some(std::time::Duration::from_millis(total_ms))
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -471,5 +486,7 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
         assert!(parse_duration("10").is_none());
         assert!(parse_duration("5d").is_none());
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("1m30s").unwrap().as_secs(), 90);
     }
 }

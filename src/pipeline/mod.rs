@@ -50,6 +50,7 @@ pub struct SitePorts {
 pub struct Engine {
     store: Arc<dyn Store>,
     sites: Option<SitePorts>,
+    ecs: Option<Arc<dyn crate::services::ports::ServiceDeployer>>,
     fetcher: Arc<dyn SourceFetcher>,
     runner: Arc<dyn CommandRunner>,
     work_dir: PathBuf,
@@ -69,6 +70,7 @@ impl Engine {
         Self {
             store,
             sites: None,
+            ecs: None,
             fetcher,
             runner,
             work_dir,
@@ -80,6 +82,12 @@ impl Engine {
     /// Lets `sync_sites` steps reach S3 and CloudFront.
     pub fn with_sites(mut self, ports: SitePorts) -> Self {
         self.sites = Some(ports);
+        self
+    }
+
+    /// Lets `roll_services` steps reach ECS.
+    pub fn with_ecs(mut self, ecs: Arc<dyn crate::services::ports::ServiceDeployer>) -> Self {
+        self.ecs = Some(ecs);
         self
     }
 
@@ -113,6 +121,7 @@ impl Engine {
                 runner: self.runner.as_ref(),
                 store: self.store.as_ref(),
                 sites: self.sites.as_ref(),
+                ecs: self.ecs.as_deref(),
                 config: &self.config,
             };
             let result = self

@@ -30,6 +30,8 @@ pub enum StepError {
     Unsupported(StepKind),
     #[error("site `{site}`: {message}")]
     Site { site: String, message: String },
+    #[error(transparent)]
+    Rollout(crate::services::rollout::RolloutError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("cancelled")]
@@ -45,6 +47,7 @@ pub struct StepContext<'a> {
     pub runner: &'a dyn CommandRunner,
     pub store: &'a dyn Store,
     pub sites: Option<&'a super::SitePorts>,
+    pub ecs: Option<&'a dyn crate::services::ports::ServiceDeployer>,
     pub config: &'a PipelineConfig,
 }
 
@@ -60,9 +63,8 @@ pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, Ste
         StepKind::Build => build(&ctx).await,
         StepKind::Report => report(&ctx).await,
         StepKind::SyncSites => sync_sites(&ctx).await,
-        other @ (StepKind::PublishImages | StepKind::RollServices) => {
-            Err(StepError::Unsupported(other))
-        }
+        StepKind::RollServices => roll_services(&ctx).await,
+        other @ StepKind::PublishImages => Err(StepError::Unsupported(other)),
     }
 }
 
@@ -228,6 +230,7 @@ async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, St
         git_ref: dep.git_ref.clone(),
         images: Default::default(),
         sites: Default::default(),
+        services: Default::default(),
         created_at: chrono::Utc::now(),
     }))
 }
@@ -317,6 +320,51 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     }
     Ok(StepOutput {
         summary: summaries.join(", "),
+        sha: None,
+    })
+}
+
+async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    use crate::services::rollout::{roll, RolloutError, RolloutOptions};
+    let ecs = ctx
+        .ecs
+        .ok_or_else(|| StepError::Invalid("this daemon has no AWS configuration for ECS".into()))?;
+    let sha =
+        ctx.dep.sha.clone().ok_or_else(|| {
+            StepError::Invalid("no commit was resolved for this deployment".into())
+        })?;
+    let timeout = match &ctx.dep.spec.rollout_timeout {
+        Some(t) => parse_duration(t)
+            .ok_or_else(|| StepError::Invalid(format!("rolloutTimeout `{t}` is not a duration")))?,
+        None => std::time::Duration::from_secs(15 * 60),
+    };
+    let opts = RolloutOptions {
+        timeout,
+        poll: ctx.config.ecs_poll,
+    };
+    let mut release = current_release(ctx, &sha).await?;
+    let results = roll(
+        &ctx.dep.spec,
+        &release.images,
+        ecs,
+        &opts,
+        ctx.log,
+        ctx.abort,
+    )
+    .await
+    .map_err(|e| match e {
+        RolloutError::Cancelled => StepError::Cancelled,
+        other => StepError::Rollout(other),
+    })?;
+    let changed = results.iter().filter(|r| r.updated).count();
+    for r in &results {
+        release
+            .services
+            .insert(r.name.clone(), r.task_definition.clone());
+    }
+    ctx.store.record_release(release).await?;
+    Ok(StepOutput {
+        summary: format!("{} service(s), {changed} rolled", results.len()),
         sha: None,
     })
 }

@@ -11,5 +11,6 @@ mod edge;
 mod pipeline;
 mod queue;
 mod s3proxy;
+mod services;
 mod sites;
 mod webhooks;

@@ -1,0 +1,315 @@
+//! `ServiceDeployer` over Amazon ECS with aws-sdk-ecs.
+//!
+//! Task definitions travel as Gantry's own JSON: ECS speaks JSON (awsJson1.1) and the body of
+//! RegisterTaskDefinition is exactly the register-task-definition document, so `register`
+//! sends that document as the request body through the SDK's client (endpoint, signing,
+//! retries included), and `task_definition` reads the raw DescribeTaskDefinition answer.
+//! No field a user wrote is lost in a translation to the SDK's types.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_ecs::error::DisplayErrorContext;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, ContainerDefinition, ContainerOverride,
+    DeploymentCircuitBreaker, DeploymentConfiguration, LaunchType, LoadBalancer,
+    NetworkConfiguration, TaskOverride,
+};
+use aws_sdk_ecs::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::domain::taskdef::TaskDefinition;
+use crate::domain::NetworkSpec;
+use crate::plan::rollout::DeploymentSnapshot;
+use crate::services::ports::{EcsError, NewService, ServiceDeployer, ServiceState, TaskStop};
+
+pub struct Ecs {
+    client: Client,
+}
+
+impl Ecs {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            client: Client::new(config),
+        }
+    }
+}
+
+fn err(operation: &'static str) -> impl Fn(String) -> EcsError {
+    move |message| EcsError { operation, message }
+}
+
+fn ctx<E: std::error::Error>(e: E) -> String {
+    DisplayErrorContext(e).to_string()
+}
+
+/// Keeps the raw body of the response it sees.
+#[derive(Debug, Clone, Default)]
+struct CaptureBody(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl Intercept for CaptureBody {
+    fn name(&self) -> &'static str {
+        "gantry-capture-body"
+    }
+
+    // After deserialisation the (non-streaming) body has been read into memory.
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(bytes) = context.response().body().bytes() {
+            *self.0.lock().expect("capture lock") = Some(bytes.to_vec());
+        }
+        Ok(())
+    }
+}
+
+fn vpc(n: &NetworkSpec) -> Result<NetworkConfiguration, EcsError> {
+    let v = AwsVpcConfiguration::builder()
+        .set_subnets(Some(n.subnets.clone()))
+        .set_security_groups((!n.security_groups.is_empty()).then(|| n.security_groups.clone()))
+        .assign_public_ip(if n.assign_public_ip {
+            AssignPublicIp::Enabled
+        } else {
+            AssignPublicIp::Disabled
+        })
+        .build()
+        .map_err(|e| err("networkConfiguration")(e.to_string()))?;
+    Ok(NetworkConfiguration::builder()
+        .awsvpc_configuration(v)
+        .build())
+}
+
+fn snapshot(d: &aws_sdk_ecs::types::Deployment) -> DeploymentSnapshot {
+    DeploymentSnapshot {
+        id: d.id().unwrap_or_default().to_owned(),
+        status: d.status().unwrap_or_default().to_owned(),
+        rollout_state: d
+            .rollout_state()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        rollout_state_reason: d.rollout_state_reason().map(str::to_owned),
+        task_definition: d.task_definition().unwrap_or_default().to_owned(),
+        desired: d.desired_count(),
+        running: d.running_count(),
+    }
+}
+
+/// The PRIMARY deployment of a service just created or updated: the one Gantry tracks.
+fn primary_id(
+    service: Option<&aws_sdk_ecs::types::Service>,
+    operation: &'static str,
+) -> Result<String, EcsError> {
+    service
+        .and_then(|s| {
+            s.deployments()
+                .iter()
+                .find(|d| d.status() == Some("PRIMARY"))
+        })
+        .and_then(|d| d.id())
+        .map(str::to_owned)
+        .ok_or_else(|| err(operation)("ECS answered without a PRIMARY deployment".into()))
+}
+
+#[async_trait]
+impl ServiceDeployer for Ecs {
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<ServiceState>, EcsError> {
+        let out = self
+            .client
+            .describe_services()
+            .cluster(cluster)
+            .services(service)
+            .send()
+            .await
+            .map_err(|e| err("DescribeServices")(ctx(e)))?;
+        let Some(s) = out
+            .services()
+            .iter()
+            .find(|s| s.status() != Some("INACTIVE"))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ServiceState {
+            task_definition: s.task_definition().unwrap_or_default().to_owned(),
+            desired_count: s.desired_count(),
+            deployments: s.deployments().iter().map(snapshot).collect(),
+        }))
+    }
+
+    async fn task_definition(&self, arn: &str) -> Result<TaskDefinition, EcsError> {
+        let capture = CaptureBody::default();
+        self.client
+            .describe_task_definition()
+            .task_definition(arn)
+            .customize()
+            .interceptor(capture.clone())
+            .send()
+            .await
+            .map_err(|e| err("DescribeTaskDefinition")(ctx(e)))?;
+        let body = capture
+            .0
+            .lock()
+            .expect("capture lock")
+            .take()
+            .ok_or_else(|| err("DescribeTaskDefinition")("empty answer".into()))?;
+        TaskDefinition::from_json(&String::from_utf8_lossy(&body))
+            .map_err(|e| err("DescribeTaskDefinition")(e.to_string()))
+    }
+
+    async fn register(&self, td: &TaskDefinition) -> Result<String, EcsError> {
+        let body =
+            serde_json::to_vec(td).map_err(|e| err("RegisterTaskDefinition")(e.to_string()))?;
+        let len = body.len();
+        // The typed input only satisfies the builder; the request body is replaced by `td`.
+        let out = self
+            .client
+            .register_task_definition()
+            .family(&td.family)
+            .container_definitions(ContainerDefinition::builder().build())
+            .customize()
+            .mutate_request(move |req| {
+                *req.body_mut() = SdkBody::from(body.clone());
+                req.headers_mut().insert("content-length", len.to_string());
+            })
+            .send()
+            .await
+            .map_err(|e| err("RegisterTaskDefinition")(ctx(e)))?;
+        out.task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| err("RegisterTaskDefinition")("no ARN in the answer".into()))
+    }
+
+    async fn create_service(&self, s: &NewService) -> Result<String, EcsError> {
+        let mut req = self
+            .client
+            .create_service()
+            .cluster(&s.cluster)
+            .service_name(&s.name)
+            .task_definition(&s.task_definition)
+            .desired_count(s.desired_count)
+            .launch_type(LaunchType::Fargate)
+            .deployment_configuration(
+                DeploymentConfiguration::builder()
+                    .deployment_circuit_breaker(
+                        DeploymentCircuitBreaker::builder()
+                            .enable(true)
+                            .rollback(true)
+                            .build(),
+                    )
+                    .maximum_percent(200)
+                    .minimum_healthy_percent(100)
+                    .build(),
+            );
+        if let Some(n) = &s.network {
+            req = req.network_configuration(vpc(n)?);
+        }
+        if let Some(lb) = &s.load_balancer {
+            req = req.load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(&lb.target_group_arn)
+                    .container_name(&lb.container_name)
+                    .container_port(i32::from(lb.container_port))
+                    .build(),
+            );
+        }
+        let out = req.send().await.map_err(|e| err("CreateService")(ctx(e)))?;
+        primary_id(out.service(), "CreateService")
+    }
+
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: &str,
+        desired_count: Option<i32>,
+    ) -> Result<String, EcsError> {
+        let out = self
+            .client
+            .update_service()
+            .cluster(cluster)
+            .service(service)
+            .task_definition(task_definition)
+            .set_desired_count(desired_count)
+            .send()
+            .await
+            .map_err(|e| err("UpdateService")(ctx(e)))?;
+        primary_id(out.service(), "UpdateService")
+    }
+
+    async fn run_task(
+        &self,
+        cluster: &str,
+        task_definition: &str,
+        network: Option<&NetworkSpec>,
+        container: &str,
+        command: &[String],
+    ) -> Result<String, EcsError> {
+        let mut req = self
+            .client
+            .run_task()
+            .cluster(cluster)
+            .task_definition(task_definition)
+            .launch_type(LaunchType::Fargate)
+            .count(1)
+            .started_by("gantry")
+            .overrides(
+                TaskOverride::builder()
+                    .container_overrides(
+                        ContainerOverride::builder()
+                            .name(container)
+                            .set_command(Some(command.to_vec()))
+                            .build(),
+                    )
+                    .build(),
+            );
+        if let Some(n) = network {
+            req = req.network_configuration(vpc(n)?);
+        }
+        let out = req.send().await.map_err(|e| err("RunTask")(ctx(e)))?;
+        if let Some(f) = out.failures().first() {
+            return Err(err("RunTask")(format!(
+                "{} {}",
+                f.reason().unwrap_or(""),
+                f.detail().unwrap_or("")
+            )));
+        }
+        out.tasks()
+            .first()
+            .and_then(|t| t.task_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| err("RunTask")("no task started".into()))
+    }
+
+    async fn task_stopped(&self, cluster: &str, task: &str) -> Result<Option<TaskStop>, EcsError> {
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(task)
+            .send()
+            .await
+            .map_err(|e| err("DescribeTasks")(ctx(e)))?;
+        let Some(t) = out.tasks().first() else {
+            return Err(err("DescribeTasks")(format!("task {task} not found")));
+        };
+        if t.last_status() != Some("STOPPED") {
+            return Ok(None);
+        }
+        Ok(Some(TaskStop {
+            exit_code: t.containers().iter().find_map(|c| c.exit_code()),
+            reason: t.stopped_reason().unwrap_or_default().to_owned(),
+        }))
+    }
+}

@@ -1,0 +1,6 @@
+//! ECS services: the port Gantry needs from ECS, and the rollout that registers task
+//! definitions, runs migrations, creates or updates services and watches the deployment it
+//! started to a true verdict (see `plan::rollout`), rolling back itself when ECS did not.
+
+pub mod ports;
+pub mod rollout;

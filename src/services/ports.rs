@@ -1,0 +1,74 @@
+//! What a rollout needs from ECS. `adapters::ecs::Ecs` implements it with aws-sdk-ecs.
+
+use async_trait::async_trait;
+
+use crate::domain::taskdef::TaskDefinition;
+use crate::domain::{LoadBalancerSpec, NetworkSpec};
+use crate::plan::rollout::DeploymentSnapshot;
+
+#[derive(Debug, thiserror::Error)]
+#[error("ECS {operation}: {message}")]
+pub struct EcsError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+/// A service as DescribeServices reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    pub task_definition: String,
+    pub desired_count: i32,
+    pub deployments: Vec<DeploymentSnapshot>,
+}
+
+/// Everything CreateService needs (Fargate, circuit breaker with rollback on).
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub cluster: String,
+    pub name: String,
+    pub task_definition: String,
+    pub desired_count: i32,
+    pub network: Option<NetworkSpec>,
+    pub load_balancer: Option<LoadBalancerSpec>,
+}
+
+/// How a one-off task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStop {
+    pub exit_code: Option<i32>,
+    pub reason: String,
+}
+
+#[async_trait]
+pub trait ServiceDeployer: Send + Sync {
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<ServiceState>, EcsError>;
+    /// A registered task definition in Gantry's JSON form.
+    async fn task_definition(&self, arn: &str) -> Result<TaskDefinition, EcsError>;
+    /// Registers `td` exactly as written; returns the new revision's ARN.
+    async fn register(&self, td: &TaskDefinition) -> Result<String, EcsError>;
+    /// Creates the service; returns the id of the deployment it started.
+    async fn create_service(&self, s: &NewService) -> Result<String, EcsError>;
+    /// Points the service at `task_definition`; returns the id of the deployment it started.
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: &str,
+        desired_count: Option<i32>,
+    ) -> Result<String, EcsError>;
+    /// Starts a one-off Fargate task running `command` in `container`; returns its ARN.
+    async fn run_task(
+        &self,
+        cluster: &str,
+        task_definition: &str,
+        network: Option<&NetworkSpec>,
+        container: &str,
+        command: &[String],
+    ) -> Result<String, EcsError>;
+    /// `None` while the task has not stopped.
+    async fn task_stopped(&self, cluster: &str, task: &str) -> Result<Option<TaskStop>, EcsError>;
+}

@@ -1,0 +1,300 @@
+//! Rolls an app's ECS services: register what changed, run migrations, then create or update
+//! each service in declared order and watch the deployment Gantry started to its verdict.
+//!
+//! Level-triggered: every decision starts from DescribeServices and the live task definition,
+//! so a resumed step redoes nothing that already holds (an unchanged task definition is not
+//! registered again; a service already on the desired revision is not updated again).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::ports::{EcsError, NewService, ServiceDeployer};
+use crate::domain::taskdef::TaskDefinition;
+use crate::domain::{AppSpec, ServiceSpec};
+use crate::pipeline::log::StepLog;
+use crate::plan::rollout::{judge, Verdict};
+use crate::plan::taskdef_check::check;
+use crate::plan::taskdef_diff::{differs, render_diff, with_images};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error(transparent)]
+    Ecs(#[from] EcsError),
+    #[error("service `{service}`: {message}")]
+    Invalid { service: String, message: String },
+    #[error("migration for service `{service}` {outcome}; no service was changed")]
+    Migration { service: String, outcome: String },
+    #[error("service `{service}` failed to roll out: {reason}; {rollback}")]
+    Failed {
+        service: String,
+        reason: String,
+        rollback: String,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct RolloutOptions {
+    /// Per service; default 15 minutes.
+    pub timeout: Duration,
+    /// First wait between polls; doubles up to six times this.
+    pub poll: Duration,
+}
+
+/// What one service ended up running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceResult {
+    pub name: String,
+    pub task_definition: String,
+    pub registered: bool,
+    pub updated: bool,
+}
+
+struct Prepared<'a> {
+    spec: &'a ServiceSpec,
+    current: Option<String>,
+    exists: bool,
+    arn: String,
+    registered: bool,
+}
+
+fn delay(opts: &RolloutOptions, n: u32) -> Duration {
+    (opts.poll * 2u32.pow(n.min(3))).min(opts.poll * 6)
+}
+
+async fn pause(d: Duration, abort: &CancellationToken) -> Result<(), RolloutError> {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => Ok(()),
+        _ = abort.cancelled() => Err(RolloutError::Cancelled),
+    }
+}
+
+fn load(
+    svc: &ServiceSpec,
+    images: &BTreeMap<String, String>,
+) -> Result<TaskDefinition, RolloutError> {
+    let invalid = |message: String| RolloutError::Invalid {
+        service: svc.name.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&svc.task_definition)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", svc.task_definition)))?;
+    let td = TaskDefinition::from_json(&text)
+        .map_err(|e| invalid(format!("{}: {e}", svc.task_definition)))?;
+    let problems = check(&td, &svc.allow_literal_env);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        return Err(invalid(format!(
+            "{}: {}",
+            svc.task_definition,
+            list.join("; ")
+        )));
+    }
+    // Container name -> image reference (by digest once images are built by Gantry).
+    let by_container: BTreeMap<String, String> = svc
+        .containers
+        .iter()
+        .filter_map(|(c, image)| images.get(image).map(|r| (c.clone(), r.clone())))
+        .collect();
+    Ok(with_images(&td, &by_container))
+}
+
+/// Rolls every service of `spec`; `images` maps image names to the references to deploy.
+pub async fn roll(
+    spec: &AppSpec,
+    images: &BTreeMap<String, String>,
+    ecs: &dyn ServiceDeployer,
+    opts: &RolloutOptions,
+    log: &StepLog,
+    abort: &CancellationToken,
+) -> Result<Vec<ServiceResult>, RolloutError> {
+    // 1. Desired task definitions, registered only where they differ from what runs.
+    let mut prepared = Vec::new();
+    for svc in &spec.services {
+        let desired = load(svc, images)?;
+        let state = ecs.describe_service(&svc.cluster, &svc.name).await?;
+        let current = state.as_ref().map(|s| s.task_definition.clone());
+        let live = match &current {
+            Some(arn) => Some(ecs.task_definition(arn).await?),
+            None => None,
+        };
+        let (arn, registered) = match (&current, &live) {
+            (Some(arn), Some(live)) if !differs(live, &desired) => {
+                log.line(format!("{}: task definition unchanged ({arn})", svc.name));
+                (arn.clone(), false)
+            }
+            _ => {
+                let diff = render_diff(live.as_ref(), &desired);
+                for line in diff.lines() {
+                    log.line(format!("{}: {line}", svc.name));
+                }
+                let arn = ecs.register(&desired).await?;
+                log.line(format!("{}: registered {arn}", svc.name));
+                (arn, true)
+            }
+        };
+        prepared.push(Prepared {
+            spec: svc,
+            exists: state.is_some(),
+            current,
+            arn,
+            registered,
+        });
+    }
+    // 2. Migrations, all before any service changes.
+    for p in prepared.iter().filter(|p| p.registered) {
+        let Some(m) = &p.spec.migration else { continue };
+        log.line(format!(
+            "{}: running migration in container {}: {}",
+            p.spec.name,
+            m.container,
+            m.command.join(" ")
+        ));
+        let task = ecs
+            .run_task(
+                &p.spec.cluster,
+                &p.arn,
+                p.spec.network.as_ref(),
+                &m.container,
+                &m.command,
+            )
+            .await?;
+        let started = Instant::now();
+        let mut n = 0;
+        let stop = loop {
+            if let Some(stop) = ecs.task_stopped(&p.spec.cluster, &task).await? {
+                break stop;
+            }
+            if started.elapsed() >= opts.timeout {
+                return Err(RolloutError::Migration {
+                    service: p.spec.name.clone(),
+                    outcome: format!("did not stop within {}s", opts.timeout.as_secs()),
+                });
+            }
+            pause(delay(opts, n), abort).await?;
+            n += 1;
+        };
+        match stop.exit_code {
+            Some(0) => log.line(format!("{}: migration exited 0", p.spec.name)),
+            code => {
+                let code = code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "without an exit code".into());
+                return Err(RolloutError::Migration {
+                    service: p.spec.name.clone(),
+                    outcome: format!("exited {code} ({})", stop.reason),
+                });
+            }
+        }
+    }
+    // 3. Services in declared order, each watched to its verdict.
+    let mut results = Vec::new();
+    for p in &prepared {
+        let svc = p.spec;
+        let desired_count = svc.desired_count.map(|c| c as i32);
+        let deployment = if !p.exists {
+            log.line(format!(
+                "{}: creating service in cluster {}",
+                svc.name, svc.cluster
+            ));
+            ecs.create_service(&NewService {
+                cluster: svc.cluster.clone(),
+                name: svc.name.clone(),
+                task_definition: p.arn.clone(),
+                desired_count: desired_count.unwrap_or(1),
+                network: svc.network.clone(),
+                load_balancer: svc.load_balancer.clone(),
+            })
+            .await?
+        } else if p.current.as_deref() != Some(p.arn.as_str()) {
+            log.line(format!("{}: updating service to {}", svc.name, p.arn));
+            ecs.update_service(&svc.cluster, &svc.name, &p.arn, desired_count)
+                .await?
+        } else {
+            results.push(ServiceResult {
+                name: svc.name.clone(),
+                task_definition: p.arn.clone(),
+                registered: false,
+                updated: false,
+            });
+            continue;
+        };
+        log.line(format!("{}: watching deployment {deployment}", svc.name));
+        if let Err(failure) = watch(svc, &deployment, ecs, opts, log, abort).await? {
+            let rollback = match (&p.current, failure.rolled_back_to) {
+                (_, Some(td)) => format!("ECS rolled the service back to {td}"),
+                (Some(previous), None) => {
+                    ecs.update_service(&svc.cluster, &svc.name, previous, None)
+                        .await?;
+                    format!("Gantry rolled the service back to {previous}")
+                }
+                (None, None) => "the service was new, so there is nothing to roll back to".into(),
+            };
+            log.line(format!("{}: {}; {rollback}", svc.name, failure.reason));
+            return Err(RolloutError::Failed {
+                service: svc.name.clone(),
+                reason: failure.reason,
+                rollback,
+            });
+        }
+        results.push(ServiceResult {
+            name: svc.name.clone(),
+            task_definition: p.arn.clone(),
+            registered: p.registered,
+            updated: true,
+        });
+    }
+    Ok(results)
+}
+
+/// Why a watched deployment failed, and what ECS already rolled back to.
+struct WatchFailure {
+    reason: String,
+    rolled_back_to: Option<String>,
+}
+
+async fn watch(
+    svc: &ServiceSpec,
+    deployment: &str,
+    ecs: &dyn ServiceDeployer,
+    opts: &RolloutOptions,
+    log: &StepLog,
+    abort: &CancellationToken,
+) -> Result<Result<(), WatchFailure>, RolloutError> {
+    let started = Instant::now();
+    let mut n = 0;
+    let mut last = None;
+    loop {
+        let state = ecs.describe_service(&svc.cluster, &svc.name).await?;
+        let deployments = state.map(|s| s.deployments).unwrap_or_default();
+        match judge(deployment, &deployments, started.elapsed(), opts.timeout) {
+            Verdict::Succeeded => {
+                log.line(format!("{}: deployment {deployment} completed", svc.name));
+                return Ok(Ok(()));
+            }
+            Verdict::Failed {
+                reason,
+                rolled_back_to,
+            } => {
+                return Ok(Err(WatchFailure {
+                    reason,
+                    rolled_back_to,
+                }))
+            }
+            Verdict::InProgress { running, desired } => {
+                if last != Some((running, desired)) {
+                    log.line(format!("{}: {running}/{desired} tasks running", svc.name));
+                    last = Some((running, desired));
+                }
+            }
+        }
+        pause(delay(opts, n), abort).await?;
+        n += 1;
+    }
+}

@@ -1,0 +1,386 @@
+//! ECS rollouts against moto (with the launcher's deployment progression) through the real
+//! AWS SDK: success, unchanged pushes, circuit-breaker rollback, timeout, failed migration.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_ecs::types::Tag;
+use serde_json::{json, Value};
+
+use crate::sites::{aws_config, moto_url};
+use crate::support::{push_body, GitRepo, TestApp};
+
+struct Ecs {
+    client: aws_sdk_ecs::Client,
+    cluster: String,
+    subnet: String,
+}
+
+impl Ecs {
+    async fn new(name: &str) -> Self {
+        let config = aws_config(&moto_url()).await;
+        let client = aws_sdk_ecs::Client::new(&config);
+        let cluster = format!("{name}-{}", std::process::id());
+        client
+            .create_cluster()
+            .cluster_name(&cluster)
+            .send()
+            .await
+            .unwrap();
+        Self {
+            client,
+            cluster,
+            subnet: default_subnet(),
+        }
+    }
+
+    async fn service(&self, name: &str) -> aws_sdk_ecs::types::Service {
+        let out = self
+            .client
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(name)
+            .send()
+            .await
+            .unwrap();
+        out.services()[0].clone()
+    }
+
+    async fn tag(&self, service: &str, behaviour: &str) {
+        let arn = self
+            .service(service)
+            .await
+            .service_arn()
+            .unwrap()
+            .to_owned();
+        let tag = Tag::builder()
+            .key("gantry-test-behaviour")
+            .value(behaviour)
+            .build();
+        self.client
+            .tag_resource()
+            .resource_arn(arn)
+            .tags(tag)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn revisions(&self, family: &str) -> usize {
+        self.client
+            .list_task_definitions()
+            .family_prefix(family)
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .len()
+    }
+}
+
+/// A subnet of moto's default VPC, through the AWS CLI that scripts/setup.sh installs.
+fn default_subnet() -> String {
+    let aws = crate::support::root().join(".stack/venv/bin/aws");
+    let out = std::process::Command::new(&aws)
+        .args([
+            "--endpoint-url",
+            &moto_url(),
+            "--region",
+            "us-east-1",
+            "ec2",
+            "describe-subnets",
+            "--query",
+            "Subnets[0].SubnetId",
+            "--output",
+            "text",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap_or_else(|e| panic!("{} not runnable ({e}): run scripts/setup.sh", aws.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn task_definition(family: &str, memory: &str, env: Value) -> String {
+    json!({
+        "family": family,
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "256",
+        "memory": memory,
+        "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+        "containerDefinitions": [{
+            "name": "app",
+            "image": "public.ecr.aws/nginx/nginx:1.27",
+            "essential": true,
+            "portMappings": [{"containerPort": 80, "protocol": "tcp"}],
+            "environment": env,
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/test", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "app"}}
+        }]
+    })
+    .to_string()
+}
+
+fn manifest(repo: &Path, ecs: &Ecs, service: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  rolloutTimeout: 2s\n  source:\n    repo: acme/api\n    url: {}\n  services:\n    - name: {service}\n      cluster: {}\n      taskDefinition: td.json\n      desiredCount: 2\n      network:\n        subnets: [{}]\n{extra}",
+        repo.display(),
+        ecs.cluster,
+        ecs.subnet
+    )
+}
+
+struct Setup {
+    app: TestApp,
+    ecs: Ecs,
+    repo: GitRepo,
+    service: String,
+    family: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(name: &str, extra: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = GitRepo::new(&tmp.path().join("api"));
+        repo.commit(&[("main.py", "print(0)")], "init");
+        let ecs = Ecs::new(name).await;
+        let service = format!("svc-{name}");
+        let family = format!("{name}-{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        std::fs::write(
+            dir.path().join("manifests/td.json"),
+            task_definition(&family, "512", json!([])),
+        )
+        .unwrap();
+        let m = manifest(&repo.path, &ecs, &service, extra);
+        let moto = moto_url();
+        let app = TestApp::start_in(
+            dir,
+            &[("api.yaml", m)],
+            &[
+                ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
+                ("GANTRY_ECS_POLL", "20ms"),
+            ],
+        )
+        .await;
+        Self {
+            app,
+            ecs,
+            repo,
+            service,
+            family,
+            _tmp: tmp,
+        }
+    }
+
+    fn write_td(&self, memory: &str, env: Value) {
+        std::fs::write(
+            self.app.dir.path().join("manifests/td.json"),
+            task_definition(&self.family, memory, env),
+        )
+        .unwrap();
+    }
+
+    /// Commits, pushes and waits for the deployment; returns it with step logs.
+    async fn push(&self, n: u32) -> Value {
+        let sha = self.repo.commit(
+            &[("main.py", &format!("print({n})"))],
+            &format!("change {n}"),
+        );
+        let (status, r) = self
+            .app
+            .hook(
+                "push",
+                &format!("ecs-{n}"),
+                &push_body("acme/api", "refs/heads/main", &sha),
+            )
+            .await;
+        assert_eq!(status, 202, "{r}");
+        self.app.wait_idle(Duration::from_secs(60)).await;
+        self.app
+            .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+            .await
+    }
+}
+
+fn roll_log(d: &Value) -> String {
+    d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "roll_services")
+        .map(|s| s["log"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn rollout_completes_and_an_unchanged_push_registers_nothing() {
+    let s = Setup::new("ok", "").await;
+    let d = s.push(1).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let svc = s.ecs.service(&s.service).await;
+    assert!(svc
+        .task_definition()
+        .unwrap()
+        .ends_with(&format!("{}:1", s.family)));
+    let primary = svc
+        .deployments()
+        .iter()
+        .find(|x| x.status() == Some("PRIMARY"))
+        .unwrap();
+    assert_eq!(primary.rollout_state().unwrap().as_str(), "COMPLETED");
+    assert_eq!(primary.running_count(), 2);
+    // Same task definition: no new revision, no service update.
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    assert!(
+        roll_log(&d).contains("task definition unchanged"),
+        "{}",
+        roll_log(&d)
+    );
+    assert_eq!(s.ecs.revisions(&s.family).await, 1);
+    // A real change: revision 2, rolled and completed; the diff is in the log.
+    s.write_td("1024", json!([]));
+    let d = s.push(3).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    assert!(
+        roll_log(&d).contains("+  \"memory\": \"1024\""),
+        "{}",
+        roll_log(&d)
+    );
+    assert_eq!(s.ecs.revisions(&s.family).await, 2);
+    assert!(s
+        .ecs
+        .service(&s.service)
+        .await
+        .task_definition()
+        .unwrap()
+        .ends_with(&format!("{}:2", s.family)));
+    let releases = s.app.store().releases("api", 5).await.unwrap();
+    assert!(releases[0].services[&s.service].ends_with(":2"));
+    s.app.finish().await;
+}
+
+#[tokio::test]
+async fn a_circuit_breaker_rollback_is_reported_as_failure() {
+    let s = Setup::new("breaker", "").await;
+    assert_eq!(s.push(1).await["state"], "succeeded");
+    s.ecs.tag(&s.service, "fail").await;
+    s.write_td("1024", json!([]));
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("circuit breaker"), "{reason}");
+    assert!(
+        reason.contains("ECS rolled the service back to"),
+        "{reason}"
+    );
+    assert!(s
+        .ecs
+        .service(&s.service)
+        .await
+        .task_definition()
+        .unwrap()
+        .ends_with(":1"));
+    s.app.finish().await;
+}
+
+#[tokio::test]
+async fn a_hanging_rollout_times_out_and_gantry_rolls_back() {
+    let s = Setup::new("hang", "").await;
+    assert_eq!(s.push(1).await["state"], "succeeded");
+    s.ecs.tag(&s.service, "hang").await;
+    s.write_td("1024", json!([]));
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("not complete after 2s"), "{reason}");
+    assert!(
+        reason.contains("Gantry rolled the service back to") && reason.ends_with(":1"),
+        "{reason}"
+    );
+    assert!(s
+        .ecs
+        .service(&s.service)
+        .await
+        .task_definition()
+        .unwrap()
+        .ends_with(":1"));
+    s.app.finish().await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_stops_the_rollout_before_any_service_changes() {
+    let s = Setup::new(
+        "migrate",
+        "      migration:\n        container: app\n        command: [\"python\", \"migrate.py\"]\n",
+    )
+    .await;
+    assert_eq!(s.push(1).await["state"], "succeeded");
+    // The launcher makes tasks exit with GANTRY_TEST_EXIT_CODE.
+    s.write_td(
+        "1024",
+        json!([{"name": "GANTRY_TEST_EXIT_CODE", "value": "3"}]),
+    );
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("migration for service")
+            && reason.contains("exited 3")
+            && reason.contains("no service was changed"),
+        "{reason}"
+    );
+    assert!(s
+        .ecs
+        .service(&s.service)
+        .await
+        .task_definition()
+        .unwrap()
+        .ends_with(":1"));
+    s.app.finish().await;
+}
+
+#[tokio::test]
+async fn task_definitions_in_every_form_register_and_read_back_unchanged() {
+    use gantry::domain::taskdef::TaskDefinition;
+    use gantry::plan::taskdef_diff::render_diff;
+    use gantry::services::ports::ServiceDeployer;
+    let config = aws_config(&moto_url()).await;
+    let ecs = gantry::adapters::ecs::Ecs::new(&config);
+    let root = crate::support::root().join("tests/fixtures/taskdefs");
+    for file in [
+        "ecspresso-td.json",
+        "describe-output.json",
+        "nginx-fargate.json",
+        "tomcat-fargate.json",
+    ] {
+        let mut td =
+            TaskDefinition::from_json(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
+        // The samples are published without an execution role; given one, they register.
+        td.execution_role_arn
+            .get_or_insert_with(|| "arn:aws:iam::123456789012:role/ecsTaskExecutionRole".into());
+        td.family = format!("{}-{}", td.family, std::process::id());
+        assert!(
+            gantry::plan::taskdef_check::check(&td, &[]).is_empty(),
+            "{file}"
+        );
+        let arn = ecs
+            .register(&td)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let back = ecs.task_definition(&arn).await.unwrap();
+        assert_eq!(
+            render_diff(Some(&back), &td),
+            "",
+            "{file} reads back as registered"
+        );
+    }
+}
