@@ -144,7 +144,30 @@ pub fn request(
             trigger,
             actor,
             delivery_id,
+            restore_from: None,
             spec: app.spec.clone(),
+        },
+    }
+}
+
+/// Builds the queue entry that reproduces `target`'s release: its commit and spec, its task
+/// definitions and site releases, without building again.
+pub fn restore_request(
+    target: &crate::domain::Deployment,
+    release: &crate::domain::Release,
+    actor: String,
+) -> crate::store::Enqueue {
+    crate::store::Enqueue {
+        steps: crate::plan::steps::steps_for_restore(&target.spec),
+        deployment: crate::domain::NewDeployment {
+            app: target.app.clone(),
+            sha: Some(release.sha.clone()),
+            git_ref: release.git_ref.clone(),
+            trigger: crate::domain::Trigger::Rollback,
+            actor,
+            delivery_id: None,
+            restore_from: Some(target.id),
+            spec: target.spec.clone(),
         },
     }
 }

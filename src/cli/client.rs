@@ -82,6 +82,61 @@ pub async fn deploy(
     Ok(ExitCode::SUCCESS)
 }
 
+fn actor() -> String {
+    std::env::var("USER")
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+pub async fn rollback(
+    args: &ServerArgs,
+    app: &str,
+    to: Option<i64>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let body = json!({ "to": to, "actor": actor() });
+    let out = c
+        .send(
+            c.http
+                .post(format!("{}/api/v1/apps/{app}/rollback", c.base))
+                .json(&body),
+        )
+        .await?;
+    let id = out["id"]
+        .as_i64()
+        .context("the daemon did not return a deployment id")?;
+    println!(
+        "queued rollback deployment #{id} of {app}, restoring deployment #{}",
+        out["restores"]
+    );
+    println!(
+        "automatic deploys of {app} are paused: {} (`gantry resume {app}` lifts it)",
+        out["paused"].as_str().unwrap_or("")
+    );
+    if wait {
+        return show(args, id, true, false).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn resume(args: &ServerArgs, app: &str) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let out = c
+        .send(
+            c.http
+                .post(format!("{}/api/v1/apps/{app}/resume", c.base))
+                .json(&json!({ "actor": actor() })),
+        )
+        .await?;
+    if out["resumed"].as_bool() == Some(true) {
+        println!("{app}: automatic deploys resumed");
+    } else {
+        println!("{app} was not paused");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn status(
     args: &ServerArgs,
     app: Option<&str>,
@@ -124,6 +179,9 @@ pub async fn status(
                 .unwrap_or_else(|| "-".into()),
             d["finished_at"].as_str().unwrap_or("-"),
         );
+        if let Some(reason) = a["paused"]["reason"].as_str() {
+            println!("{:<24} PAUSED: {reason}", "");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,25 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Redeploy a recorded release exactly (same task definitions, same site release) and pause
+    /// automatic deploys of APP until `gantry resume APP`.
+    Rollback {
+        app: String,
+        /// Deployment whose release to restore; default: the one before the current release.
+        #[arg(long)]
+        to: Option<i64>,
+        /// Wait for the rollback deployment to finish and exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Let pushes deploy APP again after a rollback paused it.
+    Resume {
+        app: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Show apps and their latest deployment (or one app's).
     Status {
         app: Option<String>,
@@ -188,6 +207,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 limit,
                 server,
             } => client::history(&server, &app, json, limit).await,
+            Command::Rollback {
+                app,
+                to,
+                wait,
+                server,
+            } => client::rollback(&server, &app, to, wait).await,
+            Command::Resume { app, server } => client::resume(&server, &app).await,
             Command::Show {
                 id,
                 wait,

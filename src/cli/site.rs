@@ -109,6 +109,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let cdn_ref: Option<&dyn Cdn> = args.distribution.as_ref().map(|_| &cdn as &dyn Cdn);
     let started = std::time::Instant::now();
     let report = crate::sites::rollback(
+        None,
         &opts,
         &store,
         cdn_ref,

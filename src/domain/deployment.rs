@@ -187,6 +187,8 @@ pub struct NewDeployment {
     pub trigger: Trigger,
     pub actor: String,
     pub delivery_id: Option<String>,
+    /// For a rollback: the deployment whose release this one reproduces.
+    pub restore_from: Option<DeploymentId>,
     /// The app's spec as it was when the deployment was requested: a resumed or re-read
     /// deployment always runs what was asked for, whatever the manifests say later.
     pub spec: AppSpec,
@@ -203,6 +205,7 @@ pub struct Deployment {
     pub trigger: Trigger,
     pub actor: String,
     pub delivery_id: Option<String>,
+    pub restore_from: Option<DeploymentId>,
     pub state: DeploymentState,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -245,6 +248,15 @@ pub struct Release {
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// An app whose automatic deploys are paused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paused {
+    pub app: String,
+    pub reason: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
 }
 
 /// An audit record: who did what, when, with what outcome.

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{AuditRecord, Trigger};
+use crate::domain::{AuditRecord, DeploymentState, Paused, Trigger};
 
 fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &s.api_token else {
@@ -37,6 +37,7 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
         let m = s.manifests.read().expect("manifests lock poisoned");
         m.apps.iter().map(|a| a.manifest.clone()).collect()
     };
+    let paused = s.store.paused().await?;
     let mut out = Vec::with_capacity(apps.len());
     for app in apps {
         let last = s
@@ -44,12 +45,14 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
             .deployments(Some(&app.metadata.name), 1)
             .await?
             .pop();
+        let pause = paused.iter().find(|p| p.app == app.metadata.name);
         out.push(json!({
             "name": app.metadata.name,
             "environment": app.spec.environment,
             "repo": app.spec.source.repo,
             "branch": app.spec.source.branch,
             "last_deployment": last,
+            "paused": pause,
         }));
     }
     Ok(Json(Value::Array(out)))
@@ -192,4 +195,125 @@ pub async fn deploy(
         StatusCode::ACCEPTED,
         Json(json!({ "id": id, "app": app, "ref": git_ref })),
     ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    to: Option<i64>,
+    actor: Option<String>,
+}
+
+/// Redeploys a recorded release exactly and pauses automatic deploys of the app.
+pub async fn rollback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<RollbackBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&s, &headers)?;
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(JsonRejection::MissingJsonContentType(_)) => RollbackBody::default(),
+        Err(e) => return Err(ApiError::from_rejection(e)),
+    };
+    let actor = body.actor.unwrap_or_else(|| "api".into());
+    // Releases of deployments that succeeded, newest first.
+    let mut candidates = Vec::new();
+    for r in s.store.releases(&app, 200).await? {
+        if let Some(d) = s.store.deployment(r.deployment_id, false).await? {
+            if d.state == DeploymentState::Succeeded {
+                candidates.push((d, r));
+            }
+        }
+    }
+    let (target, release) = match body.to {
+        Some(id) => candidates
+            .into_iter()
+            .find(|(d, _)| d.id == id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "deployment #{id} of `{app}` did not succeed or recorded no release"
+                ))
+            })?,
+        None => candidates.into_iter().nth(1).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "`{app}` has no earlier successful release to roll back to"
+            ))
+        })?,
+    };
+    let id = s
+        .store
+        .enqueue(crate::queue::restore_request(
+            &target,
+            &release,
+            actor.clone(),
+        ))
+        .await?;
+    let short = &release.sha[..release.sha.len().min(7)];
+    let reason = format!(
+        "rolled back to deployment #{} ({short}) by {actor}",
+        target.id
+    );
+    s.store
+        .pause(Paused {
+            app: app.clone(),
+            reason: reason.clone(),
+            actor: actor.clone(),
+            at: chrono::Utc::now(),
+        })
+        .await?;
+    s.store
+        .audit(AuditRecord {
+            at: chrono::Utc::now(),
+            actor,
+            action: "rollback".into(),
+            target: app.clone(),
+            outcome: "queued".into(),
+            detail: Some(format!(
+                "deployment #{id} restores #{}; automatic deploys paused",
+                target.id
+            )),
+        })
+        .await?;
+    s.queue.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "app": app, "restores": target.id, "paused": reason })),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeBody {
+    actor: Option<String>,
+}
+
+/// Lets pushes deploy the app again.
+pub async fn resume(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<ResumeBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let actor = match body {
+        Ok(Json(b)) => b.actor,
+        Err(JsonRejection::MissingJsonContentType(_)) => None,
+        Err(e) => return Err(ApiError::from_rejection(e)),
+    }
+    .unwrap_or_else(|| "api".into());
+    let resumed = s.store.resume(&app).await?;
+    let outcome = if resumed { "resumed" } else { "was not paused" };
+    s.store
+        .audit(AuditRecord {
+            at: chrono::Utc::now(),
+            actor,
+            action: "resume".into(),
+            target: app.clone(),
+            outcome: outcome.into(),
+            detail: None,
+        })
+        .await?;
+    Ok(Json(json!({ "app": app, "resumed": resumed })))
 }

@@ -112,6 +112,26 @@ pub async fn github(
                     IntakeDecision::Ignore { reason } => Err(reason),
                 }
             };
+            // Paused apps (after a rollback) take no automatic deploys.
+            let decision = match decision {
+                Ok(reqs) if !reqs.is_empty() => {
+                    let paused = s.store.paused().await?;
+                    let (held, go): (Vec<_>, Vec<_>) = reqs
+                        .into_iter()
+                        .partition(|r| paused.iter().any(|p| p.app == r.deployment.app));
+                    if go.is_empty() {
+                        let why: Vec<String> = held
+                            .iter()
+                            .filter_map(|r| paused.iter().find(|p| p.app == r.deployment.app))
+                            .map(|p| format!("app `{}` is paused ({}): run `gantry resume {}` to deploy again", p.app, p.reason, p.app))
+                            .collect();
+                        Err(why.join("; "))
+                    } else {
+                        Ok(go)
+                    }
+                }
+                other => other,
+            };
             let (outcome, reason, reqs) = match decision {
                 Ok(reqs) => ("queued", None, reqs),
                 Err(reason) => ("ignored", Some(reason), vec![]),

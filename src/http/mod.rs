@@ -39,6 +39,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/api/v1/apps", get(api::apps))
         .route("/api/v1/apps/{app}/deploy", post(api::deploy))
+        .route("/api/v1/apps/{app}/rollback", post(api::rollback))
+        .route("/api/v1/apps/{app}/resume", post(api::resume))
         .route("/api/v1/deployments", get(api::deployments))
         .route("/api/v1/deployments/{id}", get(api::deployment))
         .route("/api/v1/audit", get(api::audit))

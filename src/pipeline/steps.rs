@@ -235,6 +235,21 @@ async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, St
     }))
 }
 
+/// The release a rollback deployment reproduces.
+async fn restored_release(
+    ctx: &StepContext<'_>,
+    id: crate::domain::DeploymentId,
+) -> Result<Release, StepError> {
+    let dep = ctx.dep;
+    let releases = ctx.store.releases(&dep.app, 1000).await?;
+    releases
+        .into_iter()
+        .find(|r| r.deployment_id == id)
+        .ok_or_else(|| {
+            StepError::Invalid(format!("deployment #{id} recorded no release to restore"))
+        })
+}
+
 async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     use crate::plan::edge::{function_name, EdgeRules};
     use crate::plan::headers::HeaderRules;
@@ -247,14 +262,33 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         ctx.dep.sha.clone().ok_or_else(|| {
             StepError::Invalid("no commit was resolved for this deployment".into())
         })?;
+    let restored = match ctx.dep.restore_from {
+        Some(id) => Some(restored_release(ctx, id).await?),
+        None => None,
+    };
     let mut summaries = Vec::new();
     for site in &ctx.dep.spec.sites {
         let err = |message: String| StepError::Site {
             site: site.name.clone(),
             message,
         };
+        // A rollback puts the recorded site release back instead of syncing a build.
+        let restore_to = match (ctx.dep.restore_from, &restored) {
+            (Some(_), Some(release)) => {
+                let id = release.sites.get(&site.name).ok_or_else(|| {
+                    err("the restored release recorded no release of this site".into())
+                })?;
+                let n = id
+                    .rsplit('#')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| err(format!("bad site release id `{id}`")))?;
+                Some(n)
+            }
+            _ => None,
+        };
         let dir = checkout_dir(ctx).join(&site.dir);
-        if !dir.is_dir() {
+        if restore_to.is_none() && !dir.is_dir() {
             return Err(err(format!(
                 "the build output `{}` does not exist; does the build write it?",
                 site.dir
@@ -290,8 +324,34 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         let progress = LogProgress::default();
         let cdn: Option<&dyn crate::sites::Cdn> =
             site.distribution.as_ref().map(|_| ports.cdn.as_ref());
+        let work = async {
+            match restore_to {
+                Some(n) => {
+                    crate::sites::rollback(
+                        Some(n),
+                        &opts,
+                        ports.objects.as_ref(),
+                        cdn,
+                        chrono::Utc::now(),
+                        &progress,
+                    )
+                    .await
+                }
+                None => {
+                    sync(
+                        &dir,
+                        &opts,
+                        ports.objects.as_ref(),
+                        cdn,
+                        chrono::Utc::now(),
+                        &progress,
+                    )
+                    .await
+                }
+            }
+        };
         let report = tokio::select! {
-            r = sync(&dir, &opts, ports.objects.as_ref(), cdn, chrono::Utc::now(), &progress) => r.map_err(|e| err(e.to_string()))?,
+            r = work => r.map_err(|e| err(e.to_string()))?,
             _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
         };
         let line = format!(
@@ -343,9 +403,14 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         poll: ctx.config.ecs_poll,
     };
     let mut release = current_release(ctx, &sha).await?;
+    let pins = match ctx.dep.restore_from {
+        Some(id) => restored_release(ctx, id).await?.services,
+        None => Default::default(),
+    };
     let results = roll(
         &ctx.dep.spec,
         &release.images,
+        &pins,
         ecs,
         &opts,
         ctx.log,

@@ -22,6 +22,19 @@ pub fn steps_for(spec: &AppSpec) -> Vec<StepKind> {
     steps
 }
 
+/// Steps of a rollback: the recorded release is put back as it was, nothing is built.
+pub fn steps_for_restore(spec: &AppSpec) -> Vec<StepKind> {
+    let mut steps = vec![StepKind::FetchSource];
+    if !spec.services.is_empty() {
+        steps.push(StepKind::RollServices);
+    }
+    if !spec.sites.is_empty() {
+        steps.push(StepKind::SyncSites);
+    }
+    steps.push(StepKind::Report);
+    steps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

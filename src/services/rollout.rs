@@ -105,10 +105,13 @@ fn load(
     Ok(with_images(&td, &by_container))
 }
 
-/// Rolls every service of `spec`; `images` maps image names to the references to deploy.
+/// Rolls every service of `spec`; `images` maps image names to the references to deploy;
+/// `pins` (service name -> task definition ARN) makes a service run exactly that revision,
+/// as a rollback does, instead of its task definition file.
 pub async fn roll(
     spec: &AppSpec,
     images: &BTreeMap<String, String>,
+    pins: &BTreeMap<String, String>,
     ecs: &dyn ServiceDeployer,
     opts: &RolloutOptions,
     log: &StepLog,
@@ -117,9 +120,20 @@ pub async fn roll(
     // 1. Desired task definitions, registered only where they differ from what runs.
     let mut prepared = Vec::new();
     for svc in &spec.services {
-        let desired = load(svc, images)?;
         let state = ecs.describe_service(&svc.cluster, &svc.name).await?;
         let current = state.as_ref().map(|s| s.task_definition.clone());
+        if let Some(pinned) = pins.get(&svc.name) {
+            log.line(format!("{}: restoring {pinned}", svc.name));
+            prepared.push(Prepared {
+                spec: svc,
+                exists: state.is_some(),
+                current,
+                arn: pinned.clone(),
+                registered: false,
+            });
+            continue;
+        }
+        let desired = load(svc, images)?;
         let live = match &current {
             Some(arn) => Some(ecs.task_definition(arn).await?),
             None => None,

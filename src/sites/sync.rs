@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::ports::{Cdn, CdnError, EdgeOutcome, ObjectStore, ObjectStoreError};
 use super::scan::{scan, ScanError, Scanned};
 use super::S3Target;
+use crate::domain::SiteRelease;
 use crate::domain::{blob_key, Grace, ObjectHeaders, RemoteObject, SiteManifest, MANIFEST_KEY};
 use crate::plan::edge::{function_code, EdgeRules};
 use crate::plan::headers::HeaderRules;
@@ -50,6 +51,10 @@ pub enum SiteError {
     EdgeWithoutDistribution,
     #[error("no previous release is recorded for this site")]
     NoPreviousRelease,
+    #[error(
+        "site release {0} is neither the current nor the previous one, so it cannot be restored"
+    )]
+    NotRetained(u64),
     #[error(transparent)]
     Unrestorable(#[from] crate::plan::site::Unrestorable),
 }
@@ -144,9 +149,11 @@ pub async fn sync(
     carry_out(plan, local.len(), &paths, opts, store, cdn, progress).await
 }
 
-/// Puts the site's previous release back in place from what the bucket still holds (objects
-/// kept for the grace period and retained copies of overwritten ones), without rebuilding.
+/// Puts the site's previous release (or release `to`, which must be the current or the
+/// previous one) back in place from what the bucket still holds (objects kept for the grace
+/// period and retained copies of overwritten ones), without rebuilding.
 pub async fn rollback(
+    to: Option<u64>,
     opts: &SyncOptions,
     store: &dyn ObjectStore,
     cdn: Option<&dyn Cdn>,
@@ -154,10 +161,22 @@ pub async fn rollback(
     progress: &dyn Progress,
 ) -> Result<SyncReport, SiteError> {
     let (remote, manifest) = read_remote(store, &opts.target).await?;
-    let target = manifest
-        .previous
-        .clone()
-        .ok_or(SiteError::NoPreviousRelease)?;
+    let target = match to {
+        Some(n) if n == manifest.release => SiteRelease {
+            release: n,
+            at: manifest.updated_at,
+            files: manifest.files.clone(),
+        },
+        Some(n) => manifest
+            .previous
+            .clone()
+            .filter(|p| p.release == n)
+            .ok_or(SiteError::NotRetained(n))?,
+        None => manifest
+            .previous
+            .clone()
+            .ok_or(SiteError::NoPreviousRelease)?,
+    };
     let plan = plan_restore(&target, &remote, &manifest, now, opts.grace)?;
     carry_out(
         plan,

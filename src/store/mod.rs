@@ -9,8 +9,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, NewDeployment, Release, StepKind,
-    StepState,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, NewDeployment, Paused, Release,
+    StepKind, StepState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError>;
 
     async fn deliveries_count(&self) -> Result<u64, StoreError>;
+
+    /// Pauses automatic deploys of an app (replacing an earlier pause's reason).
+    async fn pause(&self, paused: Paused) -> Result<(), StoreError>;
+
+    /// Lifts a pause; `false` when the app was not paused.
+    async fn resume(&self, app: &str) -> Result<bool, StoreError>;
+
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError>;
 
     async fn audit(&self, record: AuditRecord) -> Result<(), StoreError>;
 

@@ -15,10 +15,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{DeliveryOutcome, DeliveryRecord, Enqueue, StepEnd, Store, StoreError};
 use crate::domain::{
-    AppSpec, AuditRecord, Deployment, DeploymentId, DeploymentState, Release, Step,
+    AppSpec, AuditRecord, Deployment, DeploymentId, DeploymentState, Paused, Release, Step,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_rollback.sql"),
+];
 /// Most jobs one transaction carries.
 const MAX_GROUP: usize = 256;
 
@@ -163,9 +166,9 @@ fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<Deploym
     let d = &e.deployment;
     let spec = serde_json::to_string(&d.spec).map_err(corrupt)?;
     conn.execute(
-        "INSERT INTO deployments (app, sha, git_ref, trigger, actor, delivery_id, state, spec, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8)",
-        params![d.app, d.sha, d.git_ref, d.trigger.as_str(), d.actor, d.delivery_id, spec, now],
+        "INSERT INTO deployments (app, sha, git_ref, trigger, actor, delivery_id, state, spec, created_at, restore_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)",
+        params![d.app, d.sha, d.git_ref, d.trigger.as_str(), d.actor, d.delivery_id, spec, now, d.restore_from],
     )?;
     let id = conn.last_insert_rowid();
     let mut stmt = conn.prepare_cached(
@@ -182,7 +185,7 @@ fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<Deploym
     Ok(id)
 }
 
-const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at";
+const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from";
 
 fn deployment_row(r: &Row<'_>) -> rusqlite::Result<(Deployment, String)> {
     let trigger: String = r.get(4)?;
@@ -196,6 +199,7 @@ fn deployment_row(r: &Row<'_>) -> rusqlite::Result<(Deployment, String)> {
         trigger: trigger.parse().unwrap_or(crate::domain::Trigger::Api),
         actor: r.get(5)?,
         delivery_id: r.get(6)?,
+        restore_from: r.get(13)?,
         state: state.parse().unwrap_or(DeploymentState::Failed),
         reason: r.get(8)?,
         created_at: ts(r.get(10)?).unwrap_or_default(),
@@ -538,6 +542,43 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn pause(&self, p: Paused) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO paused (app, reason, actor, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (app) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at",
+                params![p.app, p.reason, p.actor, p.at.timestamp_millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn resume(&self, app: &str) -> Result<bool, StoreError> {
+        let app = app.to_owned();
+        self.write(move |conn| Ok(conn.execute("DELETE FROM paused WHERE app = ?1", [app])? > 0))
+            .await
+    }
+
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT app, reason, actor, at FROM paused ORDER BY app")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Paused {
+                        app: r.get(0)?,
+                        reason: r.get(1)?,
+                        actor: r.get(2)?,
+                        at: ts(r.get(3)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn audit(&self, record: AuditRecord) -> Result<(), StoreError> {
         self.write(move |conn| {
             conn.execute(
@@ -606,6 +647,7 @@ mod tests {
                 trigger: Trigger::Push,
                 actor: "octo".into(),
                 delivery_id: None,
+                restore_from: None,
                 spec: placeholder_spec(),
             },
             steps: vec![StepKind::FetchSource, StepKind::Report],

@@ -384,3 +384,111 @@ async fn task_definitions_in_every_form_register_and_read_back_unchanged() {
         );
     }
 }
+
+#[tokio::test]
+async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
+    use crate::support::TOKEN;
+    let s = Setup::new("rollback", "").await;
+    let first = s.push(1).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    s.write_td("1024", json!([]));
+    assert_eq!(s.push(2).await["state"], "succeeded");
+    assert!(s
+        .ecs
+        .service(&s.service)
+        .await
+        .task_definition()
+        .unwrap()
+        .ends_with(":2"));
+    let r = s
+        .app
+        .http
+        .post(s.app.url("/api/v1/apps/api/rollback"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"actor": "cli:alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["restores"], first["id"]);
+    s.app.wait_idle(Duration::from_secs(60)).await;
+    let d = s.app.api(&format!("/api/v1/deployments/{}", r["id"])).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    assert_eq!(d["trigger"], "rollback");
+    assert_eq!(d["sha"], first["sha"]);
+    let kinds: Vec<&str> = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["fetch_source", "roll_services", "report"],
+        "nothing is rebuilt"
+    );
+    // Exactly the recorded revision, not a new registration of the old file.
+    assert!(s
+        .ecs
+        .service(&s.service)
+        .await
+        .task_definition()
+        .unwrap()
+        .ends_with(":1"));
+    assert_eq!(s.ecs.revisions(&s.family).await, 2);
+    let apps = s.app.api("/api/v1/apps").await;
+    assert!(
+        apps[0]["paused"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back to deployment"),
+        "{apps}"
+    );
+    // A push while paused deploys nothing, and says why.
+    let sha = s.repo.commit(&[("main.py", "print(3)")], "change 3");
+    let (status, resp) = s
+        .app
+        .hook(
+            "push",
+            "paused-push",
+            &push_body("acme/api", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(
+        resp["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("gantry resume api"),
+        "{resp}"
+    );
+    // Resume: the next push deploys again.
+    let r = s
+        .app
+        .http
+        .post(s.app.url("/api/v1/apps/api/resume"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["resumed"], true);
+    let d = s.push(4).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    assert!(!s
+        .ecs
+        .service(&s.service)
+        .await
+        .task_definition()
+        .unwrap()
+        .ends_with(":1"));
+    let audit = s.app.api("/api/v1/audit?target=api").await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["resume", "rollback"]);
+    s.app.finish().await;
+}

@@ -793,6 +793,7 @@ async fn rollback_restores_the_previous_release_without_uploading() {
     };
     assert_eq!(body("index.html").await, "<html>home v2</html>");
     let r = gantry::sites::rollback(
+        None,
         &env.opts("nextjs"),
         &env.store,
         None,
