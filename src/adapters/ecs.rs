@@ -312,4 +312,81 @@ impl ServiceDeployer for Ecs {
             reason: t.stopped_reason().unwrap_or_default().to_owned(),
         }))
     }
+
+    async fn active_revisions(&self, family: &str) -> Result<Vec<String>, EcsError> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .sort(aws_sdk_ecs::types::SortOrder::Asc)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| err("ListTaskDefinitions")(ctx(e)))?;
+            // family_prefix is a prefix: keep this family's revisions only.
+            arns.extend(
+                page.task_definition_arns()
+                    .iter()
+                    .filter(|a| family_of(a) == family)
+                    .cloned(),
+            );
+        }
+        Ok(arns)
+    }
+
+    async fn in_use(&self, cluster: &str) -> Result<Vec<String>, EcsError> {
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .list_services()
+            .cluster(cluster)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            names.extend(
+                page.map_err(|e| err("ListServices")(ctx(e)))?
+                    .service_arns()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        let mut used = Vec::new();
+        for chunk in names.chunks(10) {
+            let out = self
+                .client
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| err("DescribeServices")(ctx(e)))?;
+            for s in out.services() {
+                used.extend(s.task_definition().map(str::to_owned));
+                used.extend(
+                    s.deployments()
+                        .iter()
+                        .filter_map(|d| d.task_definition().map(str::to_owned)),
+                );
+            }
+        }
+        Ok(used)
+    }
+
+    async fn deregister(&self, arn: &str) -> Result<(), EcsError> {
+        self.client
+            .deregister_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(|e| err("DeregisterTaskDefinition")(ctx(e)))?;
+        Ok(())
+    }
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION` -> `FAMILY`.
+pub fn family_of(arn: &str) -> &str {
+    let tail = arn.rsplit('/').next().unwrap_or(arn);
+    tail.rsplit_once(':').map(|(f, _)| f).unwrap_or(tail)
 }

@@ -50,6 +50,10 @@ pub struct AppSpec {
     /// `15m` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_timeout: Option<String>,
+    /// ACTIVE task definition revisions kept per family (default 10); older ones that no
+    /// service runs are deregistered after a successful rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_revisions: Option<usize>,
 }
 
 fn default_environment() -> String {

@@ -288,6 +288,7 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
             sites: vec![],
             notifications: Default::default(),
             rollout_timeout: None,
+            keep_revisions: None,
         },
     }
 }

@@ -401,6 +401,7 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     let opts = RolloutOptions {
         timeout,
         poll: ctx.config.ecs_poll,
+        keep_revisions: ctx.dep.spec.keep_revisions.unwrap_or(10),
     };
     let mut release = current_release(ctx, &sha).await?;
     let pins = match ctx.dep.restore_from {

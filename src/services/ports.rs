@@ -71,4 +71,9 @@ pub trait ServiceDeployer: Send + Sync {
     ) -> Result<String, EcsError>;
     /// `None` while the task has not stopped.
     async fn task_stopped(&self, cluster: &str, task: &str) -> Result<Option<TaskStop>, EcsError>;
+    /// ACTIVE revisions of a family, oldest first.
+    async fn active_revisions(&self, family: &str) -> Result<Vec<String>, EcsError>;
+    /// Task definitions the services of a cluster run (any of their deployments).
+    async fn in_use(&self, cluster: &str) -> Result<Vec<String>, EcsError>;
+    async fn deregister(&self, arn: &str) -> Result<(), EcsError>;
 }

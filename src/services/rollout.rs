@@ -42,6 +42,8 @@ pub struct RolloutOptions {
     pub timeout: Duration,
     /// First wait between polls; doubles up to six times this.
     pub poll: Duration,
+    /// ACTIVE revisions kept per family; older ones no service uses are deregistered.
+    pub keep_revisions: usize,
 }
 
 /// What one service ended up running.
@@ -264,7 +266,38 @@ pub async fn roll(
             updated: true,
         });
     }
+    housekeeping(&prepared, ecs, opts.keep_revisions, log).await?;
     Ok(results)
+}
+
+/// Keeps the newest `keep` ACTIVE revisions of each family the app rolled, and deregisters
+/// older ones that no service of the cluster runs.
+async fn housekeeping(
+    prepared: &[Prepared<'_>],
+    ecs: &dyn ServiceDeployer,
+    keep: usize,
+    log: &StepLog,
+) -> Result<(), RolloutError> {
+    let mut done = std::collections::BTreeSet::new();
+    for p in prepared.iter().filter(|p| p.registered) {
+        let family = crate::adapters::ecs::family_of(&p.arn).to_owned();
+        if !done.insert((p.spec.cluster.clone(), family.clone())) {
+            continue;
+        }
+        let active = ecs.active_revisions(&family).await?;
+        if active.len() <= keep {
+            continue;
+        }
+        let used = ecs.in_use(&p.spec.cluster).await?;
+        for arn in &active[..active.len() - keep] {
+            if used.contains(arn) {
+                continue;
+            }
+            ecs.deregister(arn).await?;
+            log.line(format!("{}: deregistered old revision {arn}", p.spec.name));
+        }
+    }
+    Ok(())
 }
 
 /// Why a watched deployment failed, and what ECS already rolled back to.

@@ -492,3 +492,43 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
     assert_eq!(actions, ["resume", "rollback"]);
     s.app.finish().await;
 }
+
+#[tokio::test]
+async fn old_unused_revisions_are_deregistered() {
+    let s = Setup::new("keep", "  keepRevisions: 2\n").await;
+    for (n, memory) in [(1, "512"), (2, "1024"), (3, "2048")] {
+        s.write_td(memory, json!([]));
+        let d = s.push(n).await;
+        assert_eq!(d["state"], "succeeded", "{d:#}");
+    }
+    let active = s
+        .ecs
+        .client
+        .list_task_definitions()
+        .family_prefix(&s.family)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    let revisions: Vec<&str> = active
+        .task_definition_arns()
+        .iter()
+        .map(|a| a.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        revisions,
+        ["2", "3"],
+        "the oldest, unused revision was deregistered"
+    );
+    let d = s.app.deployments("api").await;
+    let log = roll_log(
+        &s.app
+            .api(&format!("/api/v1/deployments/{}", d[0]["id"]))
+            .await,
+    );
+    assert!(
+        log.contains("deregistered old revision") && log.contains(":1"),
+        "{log}"
+    );
+    s.app.finish().await;
+}
