@@ -2,6 +2,7 @@
 //! (`serve`, `init`, `validate`) run here; the others call a running daemon's API.
 
 mod client;
+mod diff;
 mod ecs;
 mod local;
 mod site;
@@ -100,6 +101,17 @@ pub enum Command {
         app: String,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Show what deploying APP would change in ECS: per service, desired count and a readable
+    /// diff of the live task definition against the manifest's.
+    Diff {
+        app: String,
+        /// Configuration file (also GANTRY_CONFIG).
+        #[arg(long, env = "GANTRY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Manifests directory; overrides the configuration's.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
     },
     /// Show apps and their latest deployment (or one app's).
     Status {
@@ -214,6 +226,11 @@ pub fn run(cli: Cli) -> ExitCode {
                 server,
             } => client::rollback(&server, &app, to, wait).await,
             Command::Resume { app, server } => client::resume(&server, &app).await,
+            Command::Diff {
+                app,
+                config,
+                manifests,
+            } => diff::run(&app, config, manifests).await,
             Command::Show {
                 id,
                 wait,

@@ -114,6 +114,40 @@ pub fn with_images(
     out
 }
 
+/// What `gantry diff` shows for one service: service-level changes, then the task definition
+/// diff. `live` is the running service's desired count and task definition, if it exists.
+pub fn render_service_diff(
+    name: &str,
+    cluster: &str,
+    live: Option<(i32, &str, &TaskDefinition)>,
+    desired: &TaskDefinition,
+    desired_count: Option<i32>,
+) -> String {
+    let mut out = format!("service {name} (cluster {cluster})\n");
+    match live {
+        None => {
+            out.push_str(&format!(
+                "  will be created with desired count {}\n",
+                desired_count.unwrap_or(1)
+            ));
+            out.push_str(&render_diff(None, desired));
+        }
+        Some((count, arn, td)) => {
+            if let Some(want) = desired_count.filter(|c| *c != count) {
+                out.push_str(&format!("  desired count: {count} -> {want}\n"));
+            }
+            let diff = render_diff(Some(td), desired);
+            if diff.is_empty() {
+                out.push_str(&format!("  task definition: unchanged ({arn})\n"));
+            } else {
+                out.push_str(&format!("  task definition: {arn} -> a new revision\n"));
+                out.push_str(&diff);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +191,29 @@ mod tests {
         let mut desired = with_images(&TaskDefinition::from_json(FILE).unwrap(), &images("bbb"));
         desired.memory = Some("1024".into());
         insta::assert_snapshot!(render_diff(Some(&live), &desired));
+    }
+
+    #[test]
+    fn service_diff_output() {
+        let live = TaskDefinition::from_json(LIVE).unwrap();
+        let mut desired = with_images(&TaskDefinition::from_json(FILE).unwrap(), &images("bbb"));
+        desired.memory = Some("1024".into());
+        let changed = render_service_diff(
+            "api",
+            "prod",
+            Some((2, "arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),
+            &desired,
+            Some(3),
+        );
+        let same = with_images(&TaskDefinition::from_json(FILE).unwrap(), &images("aaa"));
+        let unchanged = render_service_diff(
+            "api",
+            "prod",
+            Some((2, "arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),
+            &same,
+            Some(2),
+        );
+        insta::assert_snapshot!(format!("{changed}\n{unchanged}"));
     }
 
     #[test]

@@ -532,3 +532,41 @@ async fn old_unused_revisions_are_deregistered() {
     );
     s.app.finish().await;
 }
+
+#[tokio::test]
+async fn gantry_diff_shows_what_a_deployment_would_change() {
+    let s = Setup::new("diff", "").await;
+    assert_eq!(s.push(1).await["state"], "succeeded");
+    s.write_td("1024", json!([]));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["diff", "api", "--manifests"])
+        .arg(s.app.dir.path().join("manifests"))
+        .env_remove("GANTRY_CONFIG")
+        .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "service {} (cluster {})",
+            s.service, s.ecs.cluster
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-  \"memory\": \"512\"") && stdout.contains("+  \"memory\": \"1024\""),
+        "{stdout}"
+    );
+    // Diffing changes nothing.
+    assert_eq!(s.ecs.revisions(&s.family).await, 1);
+    s.app.finish().await;
+}
