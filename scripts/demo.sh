@@ -7,7 +7,9 @@
 #   5. commits a change and delivers a push webhook signed exactly as GitHub signs it
 #   6. follows the deployment to its verdict: build, S3 sync (checked with HEAD requests against
 #      moto), CloudFront edge function and invalidation; then a second push changes one page
-#   7. prints the app's history
+#      and rolls the backend service on moto ECS to a verdict
+#   7. rolls back to the first deployment (site and service, no rebuild), then resumes
+#   8. prints the app's history
 # Everything lives under .stack/demo and is recreated on each run.
 set -euo pipefail
 
@@ -42,8 +44,14 @@ BUCKET="gantry-demo-$(date +%s)"
 DIST=$("${AWS[@]}" cloudfront create-distribution --origin-domain-name "$BUCKET.s3.amazonaws.com" \
   --query Distribution.Id --output text)
 echo "bucket $BUCKET, CloudFront distribution $DIST (moto at $MOTO)"
+CLUSTER="gantry-demo-$(date +%s)"
+"${AWS[@]}" ecs create-cluster --cluster-name "$CLUSTER" >/dev/null
+SUBNET=$("${AWS[@]}" ec2 describe-subnets --query 'Subnets[0].SubnetId' --output text)
+echo "ECS cluster $CLUSTER, subnet $SUBNET"
 sed -e "s|__REPO_PATH__|$REPO|" -e "s|__BUCKET__|$BUCKET|" -e "s|__DISTRIBUTION__|$DIST|" \
+  -e "s|__CLUSTER__|$CLUSTER|" -e "s|__SUBNET__|$SUBNET|" \
   demo/manifests/demo.yaml > "$DEMO/manifests/demo.yaml"
+cp demo/manifests/api-task.json "$DEMO/manifests/"
 "$GANTRY" validate --manifests "$DEMO/manifests"
 
 PORT="${GANTRY_DEMO_PORT:-18080}"
@@ -54,6 +62,8 @@ export GANTRY_GITHUB_WEBHOOK_SECRET="demo-webhook-secret"
 export GANTRY_API_TOKEN="demo-api-token"
 export GANTRY_SERVER="http://127.0.0.1:$PORT"
 export GANTRY_AWS_ENDPOINT_URL="$MOTO"
+# moto's ECS finishes a rollout in a few polls: poll it faster than real ECS needs.
+export GANTRY_ECS_POLL=300ms
 unset GANTRY_CONFIG
 
 phase "start gantry serve (log: $DEMO/gantry.log)"
@@ -112,8 +122,17 @@ ID2=$(push "Change the headline again")
 "$GANTRY" show "$ID2" --wait | grep -E "sync_sites|invalidation|uploaded|deployment #"
 check_site
 
+phase "the backend on ECS (moto)"
+"${AWS[@]}" ecs describe-services --cluster "$CLUSTER" --services demo-api \
+  --query 'services[0].{taskDefinition: taskDefinition, running: runningCount, deployments: deployments[].[status, rolloutState]}'
+
+phase "roll back to the first deployment (no rebuild), which pauses automatic deploys"
+"$GANTRY" rollback demo --wait | grep -E "rollback|paused|roll_services|sync_sites|deployment #"
+"$GANTRY" status
+"${AWS[@]}" s3 cp "s3://$BUCKET/index.html" - | grep -o "Hello from Gantry[^<]*"
+"$GANTRY" resume demo
+
 phase "history"
 "$GANTRY" history demo
-"$GANTRY" status
 
 phase "done: two pushes deployed end to end (deployments #$ID and #$ID2)"
