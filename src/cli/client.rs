@@ -88,6 +88,25 @@ fn actor() -> String {
         .unwrap_or_else(|_| "cli".into())
 }
 
+/// The image references the daemon recorded for `app` at commit `sha`.
+pub async fn release_images(
+    args: &ServerArgs,
+    app: &str,
+    sha: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let c = Client::new(args);
+    let list = c
+        .get(&format!("/api/v1/releases?app={app}&limit=500"))
+        .await?;
+    let release = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["sha"].as_str().is_some_and(|s| s.starts_with(sha)))
+        .with_context(|| format!("no release of {app} at {sha} is recorded"))?;
+    Ok(serde_json::from_value(release["images"].clone()).unwrap_or_default())
+}
+
 pub async fn rollback(
     args: &ServerArgs,
     app: &str,

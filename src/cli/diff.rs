@@ -13,6 +13,8 @@ use crate::services::ports::ServiceDeployer;
 
 pub async fn run(
     app: &str,
+    sha: Option<&str>,
+    server: &super::ServerArgs,
     config: Option<PathBuf>,
     manifests: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
@@ -28,6 +30,10 @@ pub async fn run(
         println!("{app} declares no ECS services");
         return Ok(ExitCode::SUCCESS);
     }
+    let images = match sha {
+        Some(sha) => super::client::release_images(server, app, sha).await?,
+        None => Default::default(),
+    };
     let sdk = aws::load(config.aws_endpoint.as_deref()).await;
     let ecs = Ecs::new(&sdk);
     for svc in &spec.services {
@@ -36,7 +42,10 @@ pub async fn run(
         let desired = with_images(
             &TaskDefinition::from_json(&text)
                 .with_context(|| format!("{} is not a task definition", svc.task_definition))?,
-            &Default::default(),
+            &svc.containers
+                .iter()
+                .filter_map(|(c, image)| images.get(image).map(|r| (c.clone(), r.clone())))
+                .collect(),
         );
         let state = ecs.describe_service(&svc.cluster, &svc.name).await?;
         let live = match &state {

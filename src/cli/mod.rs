@@ -106,6 +106,11 @@ pub enum Command {
     /// diff of the live task definition against the manifest's.
     Diff {
         app: String,
+        /// Render with the image digests the daemon recorded for this commit.
+        #[arg(long)]
+        sha: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
         /// Configuration file (also GANTRY_CONFIG).
         #[arg(long, env = "GANTRY_CONFIG")]
         config: Option<PathBuf>,
@@ -228,9 +233,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Resume { app, server } => client::resume(&server, &app).await,
             Command::Diff {
                 app,
+                sha,
+                server,
                 config,
                 manifests,
-            } => diff::run(&app, config, manifests).await,
+            } => diff::run(&app, sha.as_deref(), &server, config, manifests).await,
             Command::Show {
                 id,
                 wait,

@@ -317,3 +317,26 @@ pub async fn resume(
         .await?;
     Ok(Json(json!({ "app": app, "resumed": resumed })))
 }
+
+#[derive(Deserialize)]
+pub struct ReleasesQuery {
+    app: String,
+    limit: Option<usize>,
+}
+
+/// What exactly each successful deployment put in place (commit, image digests, task
+/// definition ARNs, site releases), newest first.
+pub async fn releases(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReleasesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let list = s
+        .store
+        .releases(&q.app, q.limit.unwrap_or(50).min(500))
+        .await?;
+    Ok(Json(
+        serde_json::to_value(list).expect("releases serialise"),
+    ))
+}

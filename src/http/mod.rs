@@ -44,6 +44,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/deployments", get(api::deployments))
         .route("/api/v1/deployments/{id}", get(api::deployment))
         .route("/api/v1/audit", get(api::audit))
+        .route("/api/v1/releases", get(api::releases))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(1024 * 1024))

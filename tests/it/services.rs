@@ -566,6 +566,38 @@ async fn gantry_diff_shows_what_a_deployment_would_change() {
         stdout.contains("-  \"memory\": \"512\"") && stdout.contains("+  \"memory\": \"1024\""),
         "{stdout}"
     );
+    // With --sha, the images recorded for that commit are used (through the daemon's API).
+    let first = s.app.deployments("api").await[0]["sha"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["diff", "api", "--sha", &first[..10], "--manifests"])
+        .arg(s.app.dir.path().join("manifests"))
+        .env_remove("GANTRY_CONFIG")
+        .env("GANTRY_SERVER", s.app.url(""))
+        .env("GANTRY_API_TOKEN", crate::support::TOKEN)
+        .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["diff", "api", "--sha", "0000000", "--manifests"])
+        .arg(s.app.dir.path().join("manifests"))
+        .env("GANTRY_SERVER", s.app.url(""))
+        .env("GANTRY_API_TOKEN", crate::support::TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no release of api at 0000000"));
     // Diffing changes nothing.
     assert_eq!(s.ecs.revisions(&s.family).await, 1);
     s.app.finish().await;
