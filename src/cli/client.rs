@@ -58,10 +58,7 @@ pub async fn deploy(
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
     let c = Client::new(args);
-    let actor = std::env::var("USER")
-        .map(|u| format!("cli:{u}"))
-        .unwrap_or_else(|_| "cli".into());
-    let body = json!({ "ref": git_ref, "sha": sha, "actor": actor });
+    let body = json!({ "ref": git_ref, "sha": sha, "actor": actor() });
     let out = c
         .send(
             c.http
