@@ -44,6 +44,17 @@ impl Client {
         Ok(body)
     }
 
+    /// POSTs a request that queues a deployment; returns its id and the whole answer.
+    async fn queue(&self, path: &str, body: &Value) -> anyhow::Result<(i64, Value)> {
+        let out = self
+            .send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?;
+        let id = out["id"]
+            .as_i64()
+            .context("the daemon did not return a deployment id")?;
+        Ok((id, out))
+    }
+
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
@@ -59,16 +70,9 @@ pub async fn deploy(
 ) -> anyhow::Result<ExitCode> {
     let c = Client::new(args);
     let body = json!({ "ref": git_ref, "sha": sha, "actor": actor() });
-    let out = c
-        .send(
-            c.http
-                .post(format!("{}/api/v1/apps/{app}/deploy", c.base))
-                .json(&body),
-        )
+    let (id, out) = c
+        .queue(&format!("/api/v1/apps/{app}/deploy"), &body)
         .await?;
-    let id = out["id"]
-        .as_i64()
-        .context("the daemon did not return a deployment id")?;
     println!(
         "queued deployment #{id} of {app} ({})",
         out["ref"].as_str().unwrap_or("")
@@ -112,16 +116,9 @@ pub async fn rollback(
 ) -> anyhow::Result<ExitCode> {
     let c = Client::new(args);
     let body = json!({ "to": to, "actor": actor() });
-    let out = c
-        .send(
-            c.http
-                .post(format!("{}/api/v1/apps/{app}/rollback", c.base))
-                .json(&body),
-        )
+    let (id, out) = c
+        .queue(&format!("/api/v1/apps/{app}/rollback"), &body)
         .await?;
-    let id = out["id"]
-        .as_i64()
-        .context("the daemon did not return a deployment id")?;
     println!(
         "queued rollback deployment #{id} of {app}, restoring deployment #{}",
         out["restores"]

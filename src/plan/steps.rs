@@ -24,15 +24,10 @@ pub fn steps_for(spec: &AppSpec) -> Vec<StepKind> {
 
 /// Steps of a rollback: the recorded release is put back as it was, nothing is built.
 pub fn steps_for_restore(spec: &AppSpec) -> Vec<StepKind> {
-    let mut steps = vec![StepKind::FetchSource];
-    if !spec.services.is_empty() {
-        steps.push(StepKind::RollServices);
-    }
-    if !spec.sites.is_empty() {
-        steps.push(StepKind::SyncSites);
-    }
-    steps.push(StepKind::Report);
-    steps
+    steps_for(spec)
+        .into_iter()
+        .filter(|k| !matches!(k, StepKind::Build | StepKind::PublishImages))
+        .collect()
 }
 
 #[cfg(test)]
