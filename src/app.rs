@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::adapters::cloudfront::CloudFront;
 use crate::adapters::ecs::Ecs;
+use crate::adapters::eventbridge::EventBridge;
 use crate::adapters::git::GitFetcher;
 use crate::adapters::process::ShellRunner;
 use crate::adapters::s3::S3Store;
@@ -72,6 +73,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         redactor.clone(),
     ));
     let aws = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
+    let (events, _) = tokio::sync::broadcast::channel(1024);
     let sites = SitePorts {
         objects: Arc::new(S3Store::new(&aws)),
         cdn: Arc::new(CloudFront::new(&aws)),
@@ -86,8 +88,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             redactor,
         )
         .with_sites(sites)
-        .with_ecs(Arc::new(Ecs::new(&aws))),
+        .with_ecs(Arc::new(Ecs::new(&aws)))
+        .with_events(events.clone()),
     );
+    // Reporters observe transitions; each runs until the engine and queue are gone.
+    let reporter = config.eventbridge_bus.as_deref().map(|bus| {
+        let publisher: Arc<dyn crate::reporting::EventPublisher> =
+            Arc::new(EventBridge::new(&aws, bus));
+        tokio::spawn(crate::reporting::run(events.subscribe(), publisher))
+    });
+    drop(events);
     let cancel = Cancel::default();
     let queue = Queue::new(
         store.clone(),
@@ -135,6 +145,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             abort.cancel();
         });
         let _ = queue_task.await;
+        // The engine is gone with the queue, so the reporters see the channel close once
+        // they have published what was left.
+        if let Some(reporter) = reporter {
+            let _ = reporter.await;
+        }
         aborter.abort();
         signals.abort();
         tracing::info!("gantry stopped");

@@ -26,6 +26,8 @@ pub struct Config {
     /// Endpoint for every AWS service (an emulator such as moto); normally unset, so the
     /// standard AWS configuration applies (`AWS_ENDPOINT_URL`, profiles, task role).
     pub aws_endpoint: Option<String>,
+    /// EventBridge bus that receives every deployment transition; unset: none is published.
+    pub eventbridge_bus: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,7 @@ struct RawConfig {
     #[serde(default)]
     pipeline: RawPipeline,
     aws_endpoint: Option<String>,
+    event_bridge_bus: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +235,7 @@ impl Config {
                 ecs_poll,
             },
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
+            eventbridge_bus: pick("GANTRY_EVENTBRIDGE_BUS", raw.event_bridge_bus),
         })
     }
 

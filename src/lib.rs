@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod pipeline;
 pub mod plan;
 pub mod queue;
+pub mod reporting;
 pub mod secret;
 pub mod services;
 pub mod sites;

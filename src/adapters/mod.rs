@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod cloudfront;
 pub mod ecs;
+pub mod eventbridge;
 pub mod git;
 pub mod process;
 pub mod s3;

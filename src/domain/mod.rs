@@ -4,11 +4,13 @@
 
 pub mod app;
 pub mod deployment;
+pub mod event;
 pub mod push;
 pub mod site;
 pub mod taskdef;
 
 pub use app::*;
 pub use deployment::*;
+pub use event::*;
 pub use push::*;
 pub use site::*;

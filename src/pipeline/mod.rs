@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineConfig;
-use crate::domain::{Deployment, DeploymentState, StepState};
+use crate::domain::{Deployment, DeploymentEvent, DeploymentState, StepChange, StepState};
 use crate::secret::Redactor;
 use crate::store::{StepEnd, Store, StoreError};
 use log::StepLog;
@@ -51,6 +51,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     sites: Option<SitePorts>,
     ecs: Option<Arc<dyn crate::services::ports::ServiceDeployer>>,
+    events: Option<tokio::sync::broadcast::Sender<DeploymentEvent>>,
     fetcher: Arc<dyn SourceFetcher>,
     runner: Arc<dyn CommandRunner>,
     work_dir: PathBuf,
@@ -71,6 +72,7 @@ impl Engine {
             store,
             sites: None,
             ecs: None,
+            events: None,
             fetcher,
             runner,
             work_dir,
@@ -85,6 +87,25 @@ impl Engine {
         self
     }
 
+    /// Broadcasts every transition to reporters (which observe; they never drive).
+    pub fn with_events(mut self, events: tokio::sync::broadcast::Sender<DeploymentEvent>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn emit(
+        &self,
+        dep: &Deployment,
+        state: DeploymentState,
+        step: Option<StepChange>,
+        reason: Option<String>,
+    ) {
+        if let Some(tx) = &self.events {
+            // No receiver is not an error: reporting is optional.
+            let _ = tx.send(DeploymentEvent::of(dep, state, step, reason));
+        }
+    }
+
     /// Lets `roll_services` steps reach ECS.
     pub fn with_ecs(mut self, ecs: Arc<dyn crate::services::ports::ServiceDeployer>) -> Self {
         self.ecs = Some(ecs);
@@ -95,6 +116,7 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(deployment.id = dep.id, app = %dep.app))]
     pub async fn run(&self, mut dep: Deployment, cancel: Cancel) -> Result<RunOutcome, StoreError> {
         let workspace = self.work_dir.join(dep.id.to_string());
+        self.emit(&dep, DeploymentState::Running, None, None);
         let started = std::time::Instant::now();
         for i in 0..dep.steps.len() {
             let step = dep.steps[i].clone();
@@ -135,6 +157,11 @@ impl Engine {
                         dep.sha = Some(sha);
                     }
                     tracing::info!(step = %step.kind, duration_ms, outcome = %out.summary, "step succeeded");
+                    let change = StepChange {
+                        kind: step.kind,
+                        state: StepState::Succeeded,
+                        outcome: Some(out.summary.clone()),
+                    };
                     self.store
                         .step_finished(
                             dep.id,
@@ -146,6 +173,7 @@ impl Engine {
                             },
                         )
                         .await?;
+                    self.emit(&dep, DeploymentState::Running, Some(change), None);
                 }
                 Err(StepError::Cancelled) => {
                     log.line("interrupted by shutdown; this step runs again on restart");
@@ -176,6 +204,17 @@ impl Engine {
                     self.store
                         .finish(dep.id, DeploymentState::Failed, Some(reason.clone()))
                         .await?;
+                    let change = StepChange {
+                        kind: step.kind,
+                        state: StepState::Failed,
+                        outcome: Some(reason.clone()),
+                    };
+                    self.emit(
+                        &dep,
+                        DeploymentState::Failed,
+                        Some(change),
+                        Some(reason.clone()),
+                    );
                     self.cleanup(&workspace).await;
                     return Ok(RunOutcome::Failed(reason));
                 }
@@ -184,6 +223,7 @@ impl Engine {
         self.store
             .finish(dep.id, DeploymentState::Succeeded, None)
             .await?;
+        self.emit(&dep, DeploymentState::Succeeded, None, None);
         tracing::info!(
             duration_ms = started.elapsed().as_millis() as u64,
             "deployment succeeded"

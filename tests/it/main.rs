@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod ecs;
 mod edge;
+mod events;
 mod pipeline;
 mod queue;
 mod s3proxy;
