@@ -74,6 +74,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     let aws = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
     let (events, _) = tokio::sync::broadcast::channel(1024);
+    let signals = Arc::new(crate::services::signals::EcsSignals::default());
     let sites = SitePorts {
         objects: Arc::new(S3Store::new(&aws)),
         cdn: Arc::new(CloudFront::new(&aws)),
@@ -89,7 +90,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
         .with_sites(sites)
         .with_ecs(Arc::new(Ecs::new(&aws)))
-        .with_events(events.clone()),
+        .with_events(events.clone())
+        .with_signals(signals.clone()),
     );
     // Reporters observe transitions; each runs until the engine and queue are gone.
     let reporter = config.eventbridge_bus.as_deref().map(|bus| {
@@ -112,6 +114,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         webhook_secrets: Arc::new(config.github.webhook_secrets.clone()),
         api_token: config.api_token.clone(),
         shutting_down: cancel.stop.clone(),
+        eventbridge_key: config.eventbridge_api_key.clone(),
+        ecs_signals: signals,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

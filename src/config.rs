@@ -28,6 +28,9 @@ pub struct Config {
     pub aws_endpoint: Option<String>,
     /// EventBridge bus that receives every deployment transition; unset: none is published.
     pub eventbridge_bus: Option<String>,
+    /// The API key EventBridge's connection sends in `x-gantry-key` to `/hooks/eventbridge`;
+    /// unset: the endpoint rejects everything.
+    pub eventbridge_api_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +94,7 @@ struct RawConfig {
     pipeline: RawPipeline,
     aws_endpoint: Option<String>,
     event_bridge_bus: Option<String>,
+    event_bridge_api_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +240,8 @@ impl Config {
             },
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
             eventbridge_bus: pick("GANTRY_EVENTBRIDGE_BUS", raw.event_bridge_bus),
+            eventbridge_api_key: pick("GANTRY_EVENTBRIDGE_API_KEY", raw.event_bridge_api_key)
+                .map(Secret::new),
         })
     }
 
@@ -244,6 +250,7 @@ impl Config {
         Redactor::new(
             self.api_token
                 .iter()
+                .chain(self.eventbridge_api_key.iter())
                 .chain(self.github.token.iter())
                 .chain(self.github.webhook_secrets.iter()),
         )

@@ -203,6 +203,53 @@ pub async fn github(
     }
 }
 
+/// `POST /hooks/eventbridge`: ECS events delivered by an EventBridge API destination, whose
+/// connection sends the configured key in `x-gantry-key`. An ECS deployment or service event
+/// wakes the watcher of that service at once; the verdict itself still comes from ECS.
+#[tracing::instrument(skip_all)]
+pub async fn eventbridge(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use subtle::ConstantTimeEq;
+    let body = body.map_err(ApiError::from_rejection)?;
+    let Some(expected) = &s.eventbridge_key else {
+        return Err(ApiError::Unauthorized(
+            "EventBridge intake is disabled: set GANTRY_EVENTBRIDGE_API_KEY",
+        ));
+    };
+    let given = header(&headers, "x-gantry-key").unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        return Err(ApiError::Unauthorized("missing or wrong x-gantry-key"));
+    }
+    let event: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed event: {e}")))?;
+    let detail_type = event["detail-type"].as_str().unwrap_or("");
+    if !matches!(
+        detail_type,
+        "ECS Deployment State Change" | "ECS Service Action"
+    ) {
+        return Ok(Json(
+            json!({ "ignored": format!("Gantry does not act on `{detail_type}` events") }),
+        ));
+    }
+    let signalled = event["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|arn| s.ecs_signals.signal_arn(arn))
+        .count();
+    tracing::info!(
+        detail_type,
+        signalled,
+        event = event["detail"]["eventName"].as_str().unwrap_or(""),
+        "ECS event received"
+    );
+    Ok(Json(json!({ "signalled": signalled })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub api_token: Option<Secret>,
     /// Fired when shutdown begins: readiness turns false.
     pub shutting_down: CancellationToken,
+    pub eventbridge_key: Option<Secret>,
+    pub ecs_signals: Arc<crate::services::signals::EcsSignals>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -37,6 +39,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/hooks/github",
             post(hooks::github).layer(DefaultBodyLimit::max(max_body_bytes)),
         )
+        .route("/hooks/eventbridge", post(hooks::eventbridge))
         .route("/api/v1/apps", get(api::apps))
         .route("/api/v1/apps/{app}/deploy", post(api::deploy))
         .route("/api/v1/apps/{app}/rollback", post(api::rollback))

@@ -52,6 +52,7 @@ pub struct Engine {
     sites: Option<SitePorts>,
     ecs: Option<Arc<dyn crate::services::ports::ServiceDeployer>>,
     events: Option<tokio::sync::broadcast::Sender<DeploymentEvent>>,
+    signals: Option<Arc<crate::services::signals::EcsSignals>>,
     fetcher: Arc<dyn SourceFetcher>,
     runner: Arc<dyn CommandRunner>,
     work_dir: PathBuf,
@@ -73,6 +74,7 @@ impl Engine {
             sites: None,
             ecs: None,
             events: None,
+            signals: None,
             fetcher,
             runner,
             work_dir,
@@ -104,6 +106,12 @@ impl Engine {
             // No receiver is not an error: reporting is optional.
             let _ = tx.send(DeploymentEvent::of(dep, state, step, reason));
         }
+    }
+
+    /// ECS events (from `/hooks/eventbridge`) that wake rollout watchers early.
+    pub fn with_signals(mut self, signals: Arc<crate::services::signals::EcsSignals>) -> Self {
+        self.signals = Some(signals);
+        self
     }
 
     /// Lets `roll_services` steps reach ECS.
@@ -144,6 +152,7 @@ impl Engine {
                 store: self.store.as_ref(),
                 sites: self.sites.as_ref(),
                 ecs: self.ecs.as_deref(),
+                signals: self.signals.as_ref(),
                 config: &self.config,
             };
             let result = self

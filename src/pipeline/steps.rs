@@ -48,6 +48,7 @@ pub struct StepContext<'a> {
     pub store: &'a dyn Store,
     pub sites: Option<&'a super::SitePorts>,
     pub ecs: Option<&'a dyn crate::services::ports::ServiceDeployer>,
+    pub signals: Option<&'a std::sync::Arc<crate::services::signals::EcsSignals>>,
     pub config: &'a PipelineConfig,
 }
 
@@ -402,6 +403,7 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         timeout,
         poll: ctx.config.ecs_poll,
         keep_revisions: ctx.dep.spec.keep_revisions.unwrap_or(10),
+        signals: ctx.signals.cloned(),
     };
     let mut release = current_release(ctx, &sha).await?;
     let pins = match ctx.dep.restore_from {

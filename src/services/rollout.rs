@@ -44,6 +44,8 @@ pub struct RolloutOptions {
     pub poll: Duration,
     /// ACTIVE revisions kept per family; older ones no service uses are deregistered.
     pub keep_revisions: usize,
+    /// ECS events that cut a watcher's wait short.
+    pub signals: Option<std::sync::Arc<super::signals::EcsSignals>>,
 }
 
 /// What one service ended up running.
@@ -314,6 +316,10 @@ async fn watch(
     log: &StepLog,
     abort: &CancellationToken,
 ) -> Result<Result<(), WatchFailure>, RolloutError> {
+    let woken = opts
+        .signals
+        .as_ref()
+        .map(|s| s.waiter(&super::signals::key(&svc.cluster, &svc.name)));
     let started = Instant::now();
     let mut n = 0;
     let mut last = None;
@@ -341,7 +347,13 @@ async fn watch(
                 }
             }
         }
-        pause(delay(opts, n), abort).await?;
+        match &woken {
+            Some(notify) => tokio::select! {
+                r = pause(delay(opts, n), abort) => r?,
+                _ = notify.notified() => {}
+            },
+            None => pause(delay(opts, n), abort).await?,
+        }
         n += 1;
     }
 }

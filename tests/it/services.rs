@@ -146,6 +146,10 @@ struct Setup {
 
 impl Setup {
     async fn new(name: &str, extra: &str) -> Self {
+        Self::with_env(name, extra, &[("GANTRY_ECS_POLL", "20ms")]).await
+    }
+
+    async fn with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let repo = GitRepo::new(&tmp.path().join("api"));
         repo.commit(&[("main.py", "print(0)")], "init");
@@ -161,15 +165,9 @@ impl Setup {
         .unwrap();
         let m = manifest(&repo.path, &ecs, &service, extra);
         let moto = moto_url();
-        let app = TestApp::start_in(
-            dir,
-            &[("api.yaml", m)],
-            &[
-                ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
-                ("GANTRY_ECS_POLL", "20ms"),
-            ],
-        )
-        .await;
+        let mut vars = vec![("GANTRY_AWS_ENDPOINT_URL", moto.as_str())];
+        vars.extend_from_slice(env);
+        let app = TestApp::start_in(dir, &[("api.yaml", m)], &vars).await;
         Self {
             app,
             ecs,
@@ -600,5 +598,72 @@ async fn gantry_diff_shows_what_a_deployment_would_change() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no release of api at 0000000"));
     // Diffing changes nothing.
     assert_eq!(s.ecs.revisions(&s.family).await, 1);
+    s.app.finish().await;
+}
+
+#[tokio::test]
+async fn ecs_events_from_eventbridge_bring_the_verdict_sooner() {
+    // Polls every 30 s: without events this rollout would take minutes.
+    let s = Setup::with_env(
+        "events",
+        "",
+        &[
+            ("GANTRY_ECS_POLL", "30s"),
+            ("GANTRY_EVENTBRIDGE_API_KEY", "eb-key-123"),
+        ],
+    )
+    .await;
+    let post = |key: &'static str, body: Value| {
+        let (http, url) = (s.app.http.clone(), s.app.url("/hooks/eventbridge"));
+        async move {
+            http.post(url)
+                .header("x-gantry-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let arn = format!(
+        "arn:aws:ecs:us-east-1:123456789012:service/{}/{}",
+        s.ecs.cluster, s.service
+    );
+    let event = json!({
+        "version": "0", "id": "9c9b9e1c", "detail-type": "ECS Deployment State Change", "source": "aws.ecs",
+        "account": "123456789012", "time": "2026-11-25T10:00:00Z", "region": "us-east-1", "resources": [arn],
+        "detail": {"eventType": "INFO", "eventName": "SERVICE_DEPLOYMENT_IN_PROGRESS", "deploymentId": "ecs-svc/123", "updatedAt": "2026-11-25T10:00:00Z", "reason": "ECS deployment ecs-svc/123 in progress."}
+    });
+    assert_eq!(post("wrong", event.clone()).await.status(), 401);
+    let task = post(
+        "eb-key-123",
+        json!({"detail-type": "ECS Task State Change", "resources": []}),
+    )
+    .await;
+    assert!(task.json::<Value>().await.unwrap()["ignored"].is_string());
+    let sha = s.repo.commit(&[("main.py", "print(1)")], "change 1");
+    let (status, r) = s
+        .app
+        .hook(
+            "push",
+            "ev-1",
+            &push_body("acme/api", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    let id = r["deployments"][0].as_i64().unwrap();
+    crate::support::wait_for(
+        Duration::from_secs(20),
+        "the rollout to finish on ECS events",
+        || {
+            let (app, post, event) = (&s.app, &post, event.clone());
+            async move {
+                let answer: Value = post("eb-key-123", event).await.json().await.unwrap();
+                assert_eq!(answer["signalled"], 1, "{answer}");
+                let d = app.api(&format!("/api/v1/deployments/{id}")).await;
+                d["state"] == "succeeded"
+            }
+        },
+    )
+    .await;
     s.app.finish().await;
 }
