@@ -4,6 +4,7 @@
 mod client;
 mod diff;
 mod ecs;
+mod eventbridge;
 mod local;
 mod site;
 
@@ -141,6 +142,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EcsCommand,
     },
+    /// EventBridge wiring.
+    Eventbridge {
+        #[command(subcommand)]
+        command: EventbridgeCommand,
+    },
     /// Static sites on S3/CloudFront.
     Site {
         #[command(subcommand)]
@@ -164,6 +170,13 @@ pub enum EcsCommand {
     /// Check task definition files before any API call (Fargate sizes, network mode, execution
     /// role, secrets); exit 1 listing every problem.
     Check(ecs::CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventbridgeCommand {
+    /// Create (once) the connection, API destination, rule and target that send ECS events to
+    /// Gantry's /hooks/eventbridge.
+    Setup(eventbridge::SetupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +251,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 config,
                 manifests,
             } => diff::run(&app, sha.as_deref(), &server, config, manifests).await,
+            Command::Eventbridge {
+                command: EventbridgeCommand::Setup(args),
+            } => eventbridge::setup(args).await,
             Command::Show {
                 id,
                 wait,

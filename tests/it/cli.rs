@@ -129,8 +129,18 @@ fn the_repository_manifests_validate() {
 #[test]
 fn every_subcommand_has_help() {
     for sub in [
-        "serve", "init", "validate", "deploy", "rollback", "resume", "status", "history", "show",
-        "site", "ecs",
+        "serve",
+        "init",
+        "validate",
+        "deploy",
+        "rollback",
+        "resume",
+        "status",
+        "history",
+        "show",
+        "site",
+        "ecs",
+        "eventbridge",
     ] {
         let out = gantry().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");

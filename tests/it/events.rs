@@ -143,3 +143,80 @@ async fn every_transition_reaches_the_bus_with_the_documented_schema() {
     assert!(events.iter().any(|e| e["detail"]["sha"] == sha.as_str()));
     app.finish().await;
 }
+
+#[tokio::test]
+async fn eventbridge_setup_run_twice_creates_each_resource_once() {
+    let name = format!("gantry-setup-{}", std::process::id());
+    let run = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args([
+                "eventbridge",
+                "setup",
+                "--endpoint",
+                "https://gantry.example.com",
+                "--name",
+                &name,
+            ])
+            .env_remove("GANTRY_CONFIG")
+            .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
+            .env("GANTRY_EVENTBRIDGE_API_KEY", "eb-secret-key-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+    };
+    let first = run().await.unwrap();
+    let out1 = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{out1}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(out1.matches("created").count(), 4, "{out1}");
+    let second = run().await.unwrap();
+    let out2 = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(second.status.success(), "{out2}");
+    assert_eq!(out2.matches("exists").count(), 4, "{out2}");
+    assert!(!out1.contains("eb-secret-key-1") && !out2.contains("eb-secret-key-1"));
+    let config = aws_config(&moto_url()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&config);
+    let connections = eb
+        .list_connections()
+        .name_prefix(&name)
+        .send()
+        .await
+        .unwrap();
+    // moto ignores NamePrefix: count by exact name.
+    let mine = |n: Option<&str>, want: &str| n == Some(want);
+    assert_eq!(
+        connections
+            .connections()
+            .iter()
+            .filter(|c| mine(c.name(), &format!("{name}-connection")))
+            .count(),
+        1
+    );
+    let destinations = eb
+        .list_api_destinations()
+        .name_prefix(&name)
+        .send()
+        .await
+        .unwrap();
+    let dests: Vec<_> = destinations
+        .api_destinations()
+        .iter()
+        .filter(|d| mine(d.name(), &format!("{name}-ecs-events")))
+        .collect();
+    assert_eq!(dests.len(), 1);
+    assert_eq!(
+        dests[0].invocation_endpoint(),
+        Some("https://gantry.example.com/hooks/eventbridge")
+    );
+    let targets = eb
+        .list_targets_by_rule()
+        .rule(format!("{name}-ecs-events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(targets.targets().len(), 1);
+}
