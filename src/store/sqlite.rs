@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{DeliveryOutcome, DeliveryRecord, Enqueue, StepEnd, Store, StoreError};
 use crate::domain::{
-    AppSpec, AuditRecord, Deployment, DeploymentId, DeploymentState, Paused, Release, Step,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Paused, Release, Step,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -187,32 +187,36 @@ fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<Deploym
 
 const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from";
 
-fn deployment_row(r: &Row<'_>) -> rusqlite::Result<(Deployment, String)> {
+/// A column that holds something Gantry cannot read back is a corrupt record, not a default.
+fn bad_column(index: usize, message: impl Into<String>) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        message.into().into(),
+    )
+}
+
+fn deployment_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
     let trigger: String = r.get(4)?;
     let state: String = r.get(7)?;
     let spec: String = r.get(9)?;
-    let d = Deployment {
+    Ok(Deployment {
         id: r.get(0)?,
         app: r.get(1)?,
         sha: r.get(2)?,
         git_ref: r.get(3)?,
-        trigger: trigger.parse().unwrap_or(crate::domain::Trigger::Api),
+        trigger: trigger.parse().map_err(|e: String| bad_column(4, e))?,
         actor: r.get(5)?,
         delivery_id: r.get(6)?,
         restore_from: r.get(13)?,
-        state: state.parse().unwrap_or(DeploymentState::Failed),
+        state: state.parse().map_err(|e: String| bad_column(7, e))?,
         reason: r.get(8)?,
         created_at: ts(r.get(10)?).unwrap_or_default(),
         started_at: ts(r.get(11)?),
         finished_at: ts(r.get(12)?),
-        spec: placeholder_spec(),
+        spec: serde_json::from_str(&spec).map_err(|e| bad_column(9, e.to_string()))?,
         steps: vec![],
-    };
-    Ok((d, spec))
-}
-
-fn placeholder_spec() -> AppSpec {
-    crate::manifests::scaffold_app("x", "x/x", "main").spec
+    })
 }
 
 fn load_deployments(
@@ -227,8 +231,7 @@ fn load_deployments(
         .query_map(params, deployment_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (mut d, spec) in rows {
-        d.spec = serde_json::from_str(&spec).map_err(corrupt)?;
+    for mut d in rows {
         d.steps = load_steps(conn, d.id, with_logs)?;
         out.push(d);
     }
@@ -648,7 +651,7 @@ mod tests {
                 actor: "octo".into(),
                 delivery_id: None,
                 restore_from: None,
-                spec: placeholder_spec(),
+                spec: crate::manifests::scaffold_app("x", "x/x", "main").spec,
             },
             steps: vec![StepKind::FetchSource, StepKind::Report],
         }

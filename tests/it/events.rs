@@ -148,7 +148,7 @@ async fn every_transition_reaches_the_bus_with_the_documented_schema() {
 async fn eventbridge_setup_run_twice_creates_each_resource_once() {
     let name = format!("gantry-setup-{}", std::process::id());
     let run = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        crate::support::gantry_cli()
             .args([
                 "eventbridge",
                 "setup",
@@ -157,12 +157,8 @@ async fn eventbridge_setup_run_twice_creates_each_resource_once() {
                 "--name",
                 &name,
             ])
-            .env_remove("GANTRY_CONFIG")
             .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
             .env("GANTRY_EVENTBRIDGE_API_KEY", "eb-secret-key-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
             .output()
     };
     let first = run().await.unwrap();

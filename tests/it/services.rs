@@ -66,6 +66,15 @@ impl Ecs {
             .unwrap();
     }
 
+    /// The task definition the service runs now.
+    async fn running(&self, service: &str) -> String {
+        self.service(service)
+            .await
+            .task_definition()
+            .unwrap()
+            .to_owned()
+    }
+
     async fn revisions(&self, family: &str) -> usize {
         self.client
             .list_task_definitions()
@@ -256,10 +265,8 @@ async fn rollout_completes_and_an_unchanged_push_registers_nothing() {
     assert_eq!(s.ecs.revisions(&s.family).await, 2);
     assert!(s
         .ecs
-        .service(&s.service)
+        .running(&s.service)
         .await
-        .task_definition()
-        .unwrap()
         .ends_with(&format!("{}:2", s.family)));
     let releases = s.app.store().releases("api", 5).await.unwrap();
     assert!(releases[0].services[&s.service].ends_with(":2"));
@@ -280,13 +287,7 @@ async fn a_circuit_breaker_rollback_is_reported_as_failure() {
         reason.contains("ECS rolled the service back to"),
         "{reason}"
     );
-    assert!(s
-        .ecs
-        .service(&s.service)
-        .await
-        .task_definition()
-        .unwrap()
-        .ends_with(":1"));
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
     s.app.finish().await;
 }
 
@@ -304,13 +305,7 @@ async fn a_hanging_rollout_times_out_and_gantry_rolls_back() {
         reason.contains("Gantry rolled the service back to") && reason.ends_with(":1"),
         "{reason}"
     );
-    assert!(s
-        .ecs
-        .service(&s.service)
-        .await
-        .task_definition()
-        .unwrap()
-        .ends_with(":1"));
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
     s.app.finish().await;
 }
 
@@ -336,13 +331,7 @@ async fn a_failed_migration_stops_the_rollout_before_any_service_changes() {
             && reason.contains("no service was changed"),
         "{reason}"
     );
-    assert!(s
-        .ecs
-        .service(&s.service)
-        .await
-        .task_definition()
-        .unwrap()
-        .ends_with(":1"));
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
     s.app.finish().await;
 }
 
@@ -391,13 +380,7 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
     assert_eq!(first["state"], "succeeded", "{first:#}");
     s.write_td("1024", json!([]));
     assert_eq!(s.push(2).await["state"], "succeeded");
-    assert!(s
-        .ecs
-        .service(&s.service)
-        .await
-        .task_definition()
-        .unwrap()
-        .ends_with(":2"));
+    assert!(s.ecs.running(&s.service).await.ends_with(":2"));
     let r = s
         .app
         .http
@@ -427,13 +410,7 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
         "nothing is rebuilt"
     );
     // Exactly the recorded revision, not a new registration of the old file.
-    assert!(s
-        .ecs
-        .service(&s.service)
-        .await
-        .task_definition()
-        .unwrap()
-        .ends_with(":1"));
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
     assert_eq!(s.ecs.revisions(&s.family).await, 2);
     let apps = s.app.api("/api/v1/apps").await;
     assert!(
@@ -473,13 +450,7 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
     assert_eq!(r.json::<Value>().await.unwrap()["resumed"], true);
     let d = s.push(4).await;
     assert_eq!(d["state"], "succeeded", "{d:#}");
-    assert!(!s
-        .ecs
-        .service(&s.service)
-        .await
-        .task_definition()
-        .unwrap()
-        .ends_with(":1"));
+    assert!(!s.ecs.running(&s.service).await.ends_with(":1"));
     let audit = s.app.api("/api/v1/audit?target=api").await;
     let actions: Vec<&str> = audit
         .as_array()
@@ -536,14 +507,10 @@ async fn gantry_diff_shows_what_a_deployment_would_change() {
     let s = Setup::new("diff", "").await;
     assert_eq!(s.push(1).await["state"], "succeeded");
     s.write_td("1024", json!([]));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let out = crate::support::gantry_cli()
         .args(["diff", "api", "--manifests"])
         .arg(s.app.dir.path().join("manifests"))
-        .env_remove("GANTRY_CONFIG")
         .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .await
         .unwrap();
@@ -569,16 +536,12 @@ async fn gantry_diff_shows_what_a_deployment_would_change() {
         .as_str()
         .unwrap()
         .to_owned();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let out = crate::support::gantry_cli()
         .args(["diff", "api", "--sha", &first[..10], "--manifests"])
         .arg(s.app.dir.path().join("manifests"))
-        .env_remove("GANTRY_CONFIG")
         .env("GANTRY_SERVER", s.app.url(""))
         .env("GANTRY_API_TOKEN", crate::support::TOKEN)
         .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .await
         .unwrap();
@@ -587,7 +550,7 @@ async fn gantry_diff_shows_what_a_deployment_would_change() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let bad = crate::support::gantry_cli()
         .args(["diff", "api", "--sha", "0000000", "--manifests"])
         .arg(s.app.dir.path().join("manifests"))
         .env("GANTRY_SERVER", s.app.url(""))

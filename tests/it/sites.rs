@@ -639,14 +639,11 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
     let env = Env::new("dryrun").await;
     let dir = tempfile::tempdir().unwrap();
     next_export(dir.path(), "v1");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let out = crate::support::gantry_cli()
         .args(["site", "sync", "--preset", "nextjs", "--dry-run"])
         .arg(dir.path())
         .arg(format!("s3://{}/site", env.bucket))
         .env("AWS_ENDPOINT_URL", &env.proxy.url)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .await
         .unwrap();
@@ -673,14 +670,11 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
         .unwrap();
     assert_eq!(listed.key_count(), Some(0));
     // The same command without --dry-run does the work.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let out = crate::support::gantry_cli()
         .args(["site", "sync", "--preset", "nextjs"])
         .arg(dir.path())
         .arg(format!("s3://{}/site", env.bucket))
         .env("AWS_ENDPOINT_URL", &env.proxy.url)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .await
         .unwrap();

@@ -281,3 +281,14 @@ where
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The `gantry` binary, run without blocking the test's runtime, with no config file and the
+/// test credentials for the local AWS emulators.
+pub fn gantry_cli() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
+    cmd.env_remove("GANTRY_CONFIG")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1");
+    cmd
+}
