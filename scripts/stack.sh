@@ -11,14 +11,18 @@
 #       storage .stack/registry/data, basic auth (htpasswd, bcrypt) as user AWS /
 #       password 123456789012-auth-token — exactly what moto's ECR
 #       GetAuthorizationToken hands out — log .stack/registry.log,
-#       pid .stack/registry.pid
+#       pid .stack/registry.pid; its log has an access-log line per request, e.g.
+#       127.0.0.1 - - [01/Dec/2026:19:27:00 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
+#   base images in that registry, made by scripts/base-image.sh (skipped when present):
+#       127.0.0.1:5056/base/busybox:1 (scratch + static busybox; /bin/sh works)
 #
 #   start    idempotent: a service that is already running and healthy is left
 #            alone; otherwise it is (re)started and waited for (30 s deadline).
 #            A plain moto_server started by an older version of this script
 #            (pid file) is replaced by the launcher; a moto on the port that is
 #            not the launcher and not ours is reported, not killed.
-#            Also writes the test environment to .stack/env.
+#            Then pushes the base images (scripts/base-image.sh) and writes the
+#            test environment to .stack/env.
 #   stop     kills the services named in the pid files (only those).
 #   restart  stop, then start.
 #   status   prints whether each service is up.
@@ -48,6 +52,8 @@ REG_PID="$STACK/registry.pid"
 REG_LOG="$STACK/registry.log"
 REG_USER=AWS
 REG_PASS=123456789012-auth-token
+# Pushed by scripts/base-image.sh (run by `start`).
+BASE_IMAGE=$REG_ADDR/base/busybox:1
 
 WEBHOOK_EXAMPLES="$STACK/node/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
 DEADLINE_SECS=30
@@ -180,6 +186,9 @@ version: 0.1
 log:
   level: info
   formatter: text
+  # One combined-log-format line per request (method, path and query, status, size).
+  accesslog:
+    disabled: false
 storage:
   filesystem:
     rootdirectory: $REG_DIR/data
@@ -230,6 +239,7 @@ print_env() {
   done <<VARS
 GANTRY_TEST_MOTO_URL=$MOTO_URL
 GANTRY_TEST_REGISTRY=$REG_ADDR
+GANTRY_TEST_BASE_IMAGE=$BASE_IMAGE
 GANTRY_TEST_WEBHOOK_EXAMPLES=$WEBHOOK_EXAMPLES
 AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing
@@ -262,6 +272,7 @@ case "$cmd" in
     [ -f "$WEBHOOK_EXAMPLES" ] || die "$WEBHOOK_EXAMPLES missing: run scripts/setup.sh"
     start_moto
     start_registry
+    "$ROOT/scripts/base-image.sh"
     print_env > "$STACK/env.tmp"
     mv "$STACK/env.tmp" "$STACK/env"
     log "environment written to $STACK/env (source it)"

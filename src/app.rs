@@ -75,21 +75,32 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let aws = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let signals = Arc::new(crate::services::signals::EcsSignals::default());
+    let objects: Arc<dyn crate::sites::ObjectStore> = Arc::new(S3Store::new(&aws));
+    let ecs: Arc<dyn crate::services::ports::ServiceDeployer> = Arc::new(Ecs::new(&aws));
+    let runner: Arc<dyn crate::pipeline::ports::CommandRunner> = Arc::new(ShellRunner);
+    let images = image_ports(
+        &config.images,
+        &aws,
+        objects.clone(),
+        ecs.clone(),
+        runner.clone(),
+    )?;
     let sites = SitePorts {
-        objects: Arc::new(S3Store::new(&aws)),
+        objects,
         cdn: Arc::new(CloudFront::new(&aws)),
     };
     let engine = Arc::new(
         Engine::new(
             store.clone(),
             fetcher,
-            Arc::new(ShellRunner),
+            runner,
             config.data_dir.join("work"),
             config.pipeline.clone(),
             redactor,
         )
         .with_sites(sites)
-        .with_ecs(Arc::new(Ecs::new(&aws)))
+        .with_ecs(ecs)
+        .with_images(images)
         .with_events(events.clone())
         .with_signals(signals.clone()),
     );
@@ -163,6 +174,41 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store,
         cancel,
         task,
+    })
+}
+
+/// The registry client and the image builders, as configured (also used by `gantry image`).
+pub fn image_ports(
+    config: &crate::config::ImagesConfig,
+    aws: &aws_config::SdkConfig,
+    objects: Arc<dyn crate::sites::ObjectStore>,
+    ecs: Arc<dyn crate::services::ports::ServiceDeployer>,
+    runner: Arc<dyn crate::pipeline::ports::CommandRunner>,
+) -> anyhow::Result<crate::images::ImagePorts> {
+    use crate::images::{buildah::Buildah, kaniko::Kaniko, layer::LayerBuilder, Builder, Registry};
+    let ecr = Arc::new(crate::adapters::ecr::Ecr::new(aws));
+    let registry: Arc<dyn Registry> = Arc::new(
+        crate::adapters::registry::HttpRegistry::new(
+            config.registry_endpoints.clone(),
+            config.auth_file.clone(),
+            Some(ecr),
+        )
+        .context("invalid registry configuration")?,
+    );
+    let kaniko = config
+        .kaniko
+        .clone()
+        .map(|k| Arc::new(Kaniko::new(k, objects, ecs, registry.clone())) as Arc<dyn Builder>);
+    Ok(crate::images::ImagePorts {
+        layer: Arc::new(LayerBuilder::new(registry.clone())),
+        buildah: Some(Arc::new(Buildah::new(
+            registry.clone(),
+            runner,
+            config.buildah.clone(),
+        ))),
+        kaniko,
+        registry,
+        concurrency: config.concurrency,
     })
 }
 

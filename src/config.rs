@@ -31,6 +31,22 @@ pub struct Config {
     /// The API key EventBridge's connection sends in `x-gantry-key` to `/hooks/eventbridge`;
     /// unset: the endpoint rejects everything.
     pub eventbridge_api_key: Option<Secret>,
+    pub images: ImagesConfig,
+}
+
+/// Image builds (`images:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagesConfig {
+    /// Registry host -> URL it is reached at (`http://` only for loopback addresses).
+    pub registry_endpoints: std::collections::BTreeMap<String, String>,
+    /// A containers/docker auth file for registries other than ECR.
+    pub auth_file: Option<PathBuf>,
+    /// Images of one app built at once.
+    pub concurrency: usize,
+    /// The buildah executable.
+    pub buildah: String,
+    /// Where `kaniko` builds run; unset: the kaniko builder is not available.
+    pub kaniko: Option<crate::images::kaniko::KanikoConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +111,45 @@ struct RawConfig {
     aws_endpoint: Option<String>,
     event_bridge_bus: Option<String>,
     event_bridge_api_key: Option<String>,
+    #[serde(default)]
+    images: RawImages,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawImages {
+    #[serde(default)]
+    registry_endpoints: std::collections::BTreeMap<String, String>,
+    auth_file: Option<PathBuf>,
+    concurrency: Option<usize>,
+    buildah: Option<String>,
+    kaniko: Option<RawKaniko>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawKaniko {
+    cluster: String,
+    task_definition: String,
+    #[serde(default = "default_kaniko_container")]
+    container: String,
+    bucket: String,
+    #[serde(default = "default_kaniko_prefix")]
+    prefix: String,
+    #[serde(default)]
+    subnets: Vec<String>,
+    #[serde(default)]
+    security_groups: Vec<String>,
+    #[serde(default)]
+    assign_public_ip: bool,
+}
+
+fn default_kaniko_container() -> String {
+    "kaniko".into()
+}
+
+fn default_kaniko_prefix() -> String {
+    "gantry/kaniko/".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,7 +276,9 @@ impl Config {
             pick("GANTRY_SHUTDOWN_GRACE", raw.pipeline.shutdown_grace),
             Duration::from_secs(10),
         )?;
+        let images = images_config(raw.images, env, ecs_poll)?;
         Ok(Self {
+            images,
             listen,
             data_dir,
             manifests,
@@ -255,6 +312,63 @@ impl Config {
                 .chain(self.github.webhook_secrets.iter()),
         )
     }
+}
+
+fn images_config(
+    raw: RawImages,
+    env: &dyn Fn(&str) -> Option<String>,
+    poll: Duration,
+) -> Result<ImagesConfig, ConfigError> {
+    let mut registry_endpoints = raw.registry_endpoints;
+    if let Some(list) = env("GANTRY_REGISTRY_ENDPOINTS").filter(|v| !v.is_empty()) {
+        for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (host, url) = pair.split_once('=').ok_or_else(|| ConfigError::Value {
+                origin: "GANTRY_REGISTRY_ENDPOINTS".into(),
+                message: format!("`{pair}` is not REGISTRY=URL"),
+            })?;
+            registry_endpoints.insert(host.trim().to_owned(), url.trim().to_owned());
+        }
+    }
+    crate::adapters::registry::check_endpoints(&registry_endpoints).map_err(|e| {
+        ConfigError::Value {
+            origin: "images.registryEndpoints (GANTRY_REGISTRY_ENDPOINTS)".into(),
+            message: e.to_string(),
+        }
+    })?;
+    let concurrency = number(
+        env,
+        "GANTRY_IMAGE_CONCURRENCY",
+        "images.concurrency",
+        raw.concurrency,
+    )?
+    .unwrap_or(2)
+    .max(1);
+    let kaniko = raw.kaniko.map(|k| crate::images::kaniko::KanikoConfig {
+        cluster: k.cluster,
+        task_definition: k.task_definition,
+        container: k.container,
+        bucket: k.bucket,
+        prefix: k.prefix,
+        network: (!k.subnets.is_empty()).then_some(crate::domain::NetworkSpec {
+            subnets: k.subnets,
+            security_groups: k.security_groups,
+            assign_public_ip: k.assign_public_ip,
+        }),
+        poll,
+    });
+    Ok(ImagesConfig {
+        registry_endpoints,
+        auth_file: env("GANTRY_REGISTRY_AUTH_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or(raw.auth_file),
+        concurrency,
+        buildah: env("GANTRY_BUILDAH")
+            .filter(|v| !v.is_empty())
+            .or(raw.buildah)
+            .unwrap_or_else(|| "buildah".into()),
+        kaniko,
+    })
 }
 
 fn path_string(p: PathBuf) -> String {

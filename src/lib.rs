@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod images;
 pub mod manifests;
 pub mod pipeline;
 pub mod plan;

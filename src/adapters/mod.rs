@@ -3,8 +3,10 @@
 
 pub mod aws;
 pub mod cloudfront;
+pub mod ecr;
 pub mod ecs;
 pub mod eventbridge;
 pub mod git;
 pub mod process;
+pub mod registry;
 pub mod s3;

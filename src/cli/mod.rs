@@ -5,6 +5,7 @@ mod client;
 mod diff;
 mod ecs;
 mod eventbridge;
+mod image;
 mod local;
 mod site;
 
@@ -147,6 +148,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EventbridgeCommand,
     },
+    /// Container images: build and push.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Static sites on S3/CloudFront.
     Site {
         #[command(subcommand)]
@@ -177,6 +183,14 @@ pub enum EventbridgeCommand {
     /// Create (once) the connection, API destination, rule and target that send ECS events to
     /// Gantry's /hooks/eventbridge.
     Setup(eventbridge::SetupArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build an image and push it; prints the pushed digest. Builders: `layer` (in-process,
+    /// no Docker: the context as one reproducible layer on --base), `buildah` (a Dockerfile
+    /// build, RUN steps included), `kaniko` (a Dockerfile build as an ECS task).
+    Build(image::BuildArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +274,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 json,
                 server,
             } => client::show(&server, id, wait, json).await,
+            Command::Image {
+                command: ImageCommand::Build(args),
+            } => image::build(args).await,
             Command::Site {
                 command: SiteCommand::Sync(args),
             } => site::run(args).await,

@@ -117,11 +117,55 @@ pub struct ImageSpec {
     /// Build context relative to the checkout. Default `.`.
     #[serde(default = "default_context")]
     pub context: String,
+    /// Dockerfile relative to the context (`buildah`, `kaniko`). Default `Dockerfile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
-    /// `layer`, `buildah` or `kaniko`.
+    /// `layer`, `buildah` or `kaniko`. Default: `layer` when `base` is set, else `buildah`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
+    /// Base image the `layer` builder adds the context onto, e.g. `python:3.12-slim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Directory in the image the context is copied to (`layer`). Default `/app`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `--build-arg`s for Dockerfile builds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_args: BTreeMap<String, String>,
+    /// Globs (relative to the context) left out of the image, on top of `.dockerignore`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// A moving tag (e.g. `latest`) set besides the git sha.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Create the ECR repository when it does not exist.
+    #[serde(default)]
+    pub create_repository: bool,
+}
+
+impl ImageSpec {
+    /// The builder this image uses, defaults applied.
+    pub fn builder_kind(&self) -> &str {
+        match (&self.builder, &self.base) {
+            (Some(b), _) => b,
+            (None, Some(_)) => "layer",
+            (None, None) => "buildah",
+        }
+    }
+
+    pub fn dockerfile_path(&self) -> &str {
+        self.dockerfile.as_deref().unwrap_or("Dockerfile")
+    }
 }
 
 fn default_context() -> String {

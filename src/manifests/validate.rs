@@ -147,6 +147,84 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "",
             );
         }
+        if let Err(e) = crate::images::ImageRef::parse(&img.repository) {
+            p.add(
+                format!("{at}.repository"),
+                e.to_string(),
+                "e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com/api`",
+            );
+        } else if img.repository.contains('@')
+            || img
+                .repository
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.contains(':'))
+        {
+            p.add(
+                format!("{at}.repository"),
+                "repository must not name a tag or digest",
+                "Gantry tags images with the git sha; use `tag:` for a moving tag",
+            );
+        }
+        match img.builder_kind() {
+            "layer" => {
+                match &img.base {
+                    None => p.add(
+                        format!("{at}.base"),
+                        "the `layer` builder needs a base image",
+                        "e.g. `base: python:3.12-slim`, or use `builder: buildah` with a Dockerfile",
+                    ),
+                    Some(b) => {
+                        if let Err(e) = crate::images::ImageRef::parse(b) {
+                            p.add(format!("{at}.base"), e.to_string(), "");
+                        }
+                    }
+                }
+                if img.dockerfile.is_some() {
+                    p.add(
+                        format!("{at}.dockerfile"),
+                        "the `layer` builder does not read a Dockerfile",
+                        "remove `dockerfile`, or use `builder: buildah` or `kaniko`",
+                    );
+                }
+            }
+            _ => {
+                if !is_relative_inside(img.dockerfile_path()) {
+                    p.add(
+                        format!("{at}.dockerfile"),
+                        "dockerfile must be a relative path inside the context",
+                        "",
+                    );
+                }
+            }
+        }
+        if let Some(w) = &img.workdir {
+            if !w.starts_with('/') {
+                p.add(
+                    format!("{at}.workdir"),
+                    "workdir must be an absolute path in the image",
+                    "e.g. `/app`",
+                );
+            }
+        }
+        if let Some(t) = &img.tag {
+            if !crate::images::valid_tag(t) {
+                p.add(
+                    format!("{at}.tag"),
+                    format!("`{t}` is not a valid tag"),
+                    "letters, digits, `_`, `.` and `-`, at most 128 characters",
+                );
+            }
+        }
+        for (j, g) in img.exclude.iter().enumerate() {
+            if globset::Glob::new(g).is_err() {
+                p.add(
+                    format!("{at}.exclude[{j}]"),
+                    format!("`{g}` is not a valid glob"),
+                    "",
+                );
+            }
+        }
     }
     let mut service_names = BTreeSet::new();
     for (i, svc) in s.services.iter().enumerate() {

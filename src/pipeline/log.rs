@@ -9,6 +9,8 @@ use crate::secret::Redactor;
 pub struct StepLog {
     inner: Arc<Mutex<Inner>>,
     redactor: Redactor,
+    /// Also print each (scrubbed) line to stderr: for standalone commands.
+    echo: bool,
 }
 
 struct Inner {
@@ -28,7 +30,14 @@ impl StepLog {
                 version: 0,
             })),
             redactor,
+            echo: false,
         }
+    }
+
+    /// This log, also printing every line to stderr as it is added.
+    pub fn echoing_to_stderr(mut self) -> Self {
+        self.echo = true;
+        self
     }
 
     /// A log sharing this one's buffer that also scrubs `extra` values.
@@ -36,12 +45,16 @@ impl StepLog {
         Self {
             inner: self.inner.clone(),
             redactor: self.redactor.with(extra),
+            echo: self.echo,
         }
     }
 
     /// Appends one line (a trailing newline is added).
     pub fn line(&self, line: impl AsRef<str>) {
         let clean = self.redactor.redact(line.as_ref());
+        if self.echo {
+            eprintln!("{clean}");
+        }
         let mut g = self.inner.lock().expect("step log poisoned");
         g.text.push_str(&clean);
         g.text.push('\n');

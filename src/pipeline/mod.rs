@@ -51,6 +51,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     sites: Option<SitePorts>,
     ecs: Option<Arc<dyn crate::services::ports::ServiceDeployer>>,
+    images: Option<crate::images::ImagePorts>,
     events: Option<tokio::sync::broadcast::Sender<DeploymentEvent>>,
     signals: Option<Arc<crate::services::signals::EcsSignals>>,
     fetcher: Arc<dyn SourceFetcher>,
@@ -73,6 +74,7 @@ impl Engine {
             store,
             sites: None,
             ecs: None,
+            images: None,
             events: None,
             signals: None,
             fetcher,
@@ -114,6 +116,12 @@ impl Engine {
         self
     }
 
+    /// Lets `publish_images` steps reach the registry and the builders.
+    pub fn with_images(mut self, ports: crate::images::ImagePorts) -> Self {
+        self.images = Some(ports);
+        self
+    }
+
     /// Lets `roll_services` steps reach ECS.
     pub fn with_ecs(mut self, ecs: Arc<dyn crate::services::ports::ServiceDeployer>) -> Self {
         self.ecs = Some(ecs);
@@ -152,6 +160,7 @@ impl Engine {
                 store: self.store.as_ref(),
                 sites: self.sites.as_ref(),
                 ecs: self.ecs.as_deref(),
+                images: self.images.as_ref(),
                 signals: self.signals.as_ref(),
                 config: &self.config,
             };

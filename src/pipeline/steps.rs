@@ -26,10 +26,10 @@ pub enum StepError {
     },
     #[error("{0}")]
     Invalid(String),
-    #[error("the {0} step is not available in this version of Gantry")]
-    Unsupported(StepKind),
     #[error("site `{site}`: {message}")]
     Site { site: String, message: String },
+    #[error(transparent)]
+    Image(#[from] crate::images::PublishError),
     #[error(transparent)]
     Rollout(crate::services::rollout::RolloutError),
     #[error("store: {0}")]
@@ -48,6 +48,7 @@ pub struct StepContext<'a> {
     pub store: &'a dyn Store,
     pub sites: Option<&'a super::SitePorts>,
     pub ecs: Option<&'a dyn crate::services::ports::ServiceDeployer>,
+    pub images: Option<&'a crate::images::ImagePorts>,
     pub signals: Option<&'a std::sync::Arc<crate::services::signals::EcsSignals>>,
     pub config: &'a PipelineConfig,
 }
@@ -65,7 +66,7 @@ pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, Ste
         StepKind::Report => report(&ctx).await,
         StepKind::SyncSites => sync_sites(&ctx).await,
         StepKind::RollServices => roll_services(&ctx).await,
-        other @ StepKind::PublishImages => Err(StepError::Unsupported(other)),
+        StepKind::PublishImages => publish_images(&ctx).await,
     }
 }
 
@@ -194,6 +195,59 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     }
     Ok(StepOutput {
         summary: format!("{} command(s) succeeded", spec.commands.len()),
+        sha: None,
+    })
+}
+
+async fn publish_images(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    use crate::images::{publish::scratch_dir, publish_all, BuildError, Commit};
+    let ports = ctx
+        .images
+        .ok_or_else(|| StepError::Invalid("this daemon has no image builders configured".into()))?;
+    // The checkout may be gone (a restart on a fresh disk): make it exactly the commit again.
+    // A build step that ran before left its output in it, which images may include.
+    let req = fetch_request(ctx);
+    let commit = tokio::select! {
+        r = ctx.fetcher.fetch(&req, ctx.log) => r?,
+        _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
+    };
+    let source_url = format!("https://github.com/{}", ctx.dep.spec.source.repo);
+    let commit = Commit {
+        tag: commit.sha.clone(),
+        sha: commit.sha,
+        epoch: commit.time,
+        source_url,
+    };
+    let published = publish_all(
+        ports,
+        &ctx.dep.spec.images,
+        &checkout_dir(ctx),
+        &commit,
+        &scratch_dir(ctx.workspace),
+        ctx.config.build_timeout,
+        ctx.log,
+        ctx.abort,
+    )
+    .await
+    .map_err(|e| match e.source {
+        BuildError::Cancelled => StepError::Cancelled,
+        _ => StepError::Image(e),
+    })?;
+    let mut release = current_release(ctx, &commit.sha).await?;
+    let mut built = 0;
+    for p in &published {
+        if !p.skipped {
+            built += 1;
+        }
+        release.images.insert(p.name.clone(), p.reference.clone());
+    }
+    ctx.store.record_release(release).await?;
+    Ok(StepOutput {
+        summary: format!(
+            "{} image(s), {built} built, {} reused",
+            published.len(),
+            published.len() - built
+        ),
         sha: None,
     })
 }

@@ -10,6 +10,7 @@ pub mod edge;
 pub mod headers;
 pub mod intake;
 pub mod invalidation;
+pub mod oci;
 pub mod rollout;
 pub mod site;
 pub mod steps;

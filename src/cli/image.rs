@@ -1,0 +1,225 @@
+//! `gantry image build`: the image builders as a standalone command (for users' CI and for
+//! tests). Prints the pushed digest on stdout (or a JSON report with `--json`); progress and
+//! the build's output go to stderr.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::config::Config;
+use crate::domain::ImageSpec;
+use crate::images::{publish, Commit, ImageRef};
+use crate::pipeline::log::StepLog;
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context directory.
+    #[arg(long)]
+    pub context: PathBuf,
+    /// Dockerfile, relative to the context (buildah, kaniko).
+    #[arg(long = "file", short = 'f')]
+    pub dockerfile: Option<String>,
+    /// Destination `REGISTRY/REPO:TAG`; the tag is the revision's tag (default: the revision).
+    #[arg(long)]
+    pub tag: String,
+    /// A moving tag set besides TAG (e.g. `latest`).
+    #[arg(long)]
+    pub also_tag: Option<String>,
+    #[arg(long, value_parser = ["layer", "buildah", "kaniko"])]
+    pub builder: Option<String>,
+    /// Base image for the layer builder.
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Directory the context is copied to in the image (layer; default /app).
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// Entrypoint as a JSON array, e.g. '["python3","-m","uvicorn","main:app"]'.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Cmd as a JSON array.
+    #[arg(long)]
+    pub cmd: Option<String>,
+    /// Environment variable `K=V` (layer); repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Label `K=V`; repeatable.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Build argument `K=V` (buildah, kaniko); repeatable.
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// The commit built (label org.opencontainers.image.revision); default: the context's git HEAD.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Label org.opencontainers.image.source; default: the context's `origin` remote.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Create the ECR repository when missing.
+    #[arg(long)]
+    pub create_repository: bool,
+    /// Print a JSON report instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    /// Configuration file (registry endpoints, auth file, kaniko; also GANTRY_CONFIG).
+    #[arg(long, env = "GANTRY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+fn pairs(list: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    list.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--{flag} `{p}` is not K=V"))
+        })
+        .collect()
+}
+
+fn json_array(v: &Option<String>, flag: &str) -> anyhow::Result<Option<Vec<String>>> {
+    v.as_ref()
+        .map(|s| {
+            serde_json::from_str(s).with_context(|| {
+                format!(
+                    "--{flag} must be a JSON array of strings, like '[\"python3\",\"main.py\"]'"
+                )
+            })
+        })
+        .transpose()
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref()).context("invalid configuration")?;
+    let target = ImageRef::parse(&args.tag).context("--tag")?;
+    if target.digest.is_some() {
+        anyhow::bail!("--tag must name a tag, not a digest");
+    }
+    let revision = match &args.revision {
+        Some(r) => r.clone(),
+        None => git(&args.context, &["rev-parse", "HEAD"]).context(
+            "the context is not in a git repository: pass --revision (the commit being built)",
+        )?,
+    };
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(e) => e,
+        None => git(&args.context, &["log", "-1", "--format=%ct"])
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
+    };
+    let source_url = args
+        .source
+        .clone()
+        .or_else(|| git(&args.context, &["remote", "get-url", "origin"]))
+        .unwrap_or_else(|| format!("file://{}", args.context.display()));
+    let spec = ImageSpec {
+        name: target
+            .repository
+            .rsplit('/')
+            .next()
+            .unwrap_or("image")
+            .to_owned(),
+        repository: target.name(),
+        context: ".".into(),
+        dockerfile: args.dockerfile.clone(),
+        builder: args.builder.clone(),
+        base: args.base.clone(),
+        workdir: args.workdir.clone(),
+        entrypoint: json_array(&args.entrypoint, "entrypoint")?,
+        cmd: json_array(&args.cmd, "cmd")?,
+        env: pairs(&args.env, "env")?,
+        labels: pairs(&args.labels, "label")?,
+        user: None,
+        build_args: pairs(&args.build_args, "build-arg")?,
+        exclude: Vec::new(),
+        tag: args.also_tag.clone(),
+        create_repository: args.create_repository,
+    };
+    if spec.builder_kind() == "layer" && spec.base.is_none() {
+        anyhow::bail!(
+            "the layer builder needs --base IMAGE (or use --builder buildah with a Dockerfile)"
+        );
+    }
+    let sdk = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
+    let ports = crate::app::image_ports(
+        &config.images,
+        &sdk,
+        Arc::new(crate::adapters::s3::S3Store::new(&sdk)),
+        Arc::new(crate::adapters::ecs::Ecs::new(&sdk)),
+        Arc::new(crate::adapters::process::ShellRunner),
+    )?;
+    let scratch = tempfile_dir()?;
+    let log = StepLog::new(256 * 1024, config.redactor()).echoing_to_stderr();
+    let commit = Commit {
+        tag: target.tag.clone().unwrap_or_else(|| revision.clone()),
+        sha: revision,
+        epoch,
+        source_url,
+    };
+    let abort = tokio_util::sync::CancellationToken::new();
+    let result = publish(
+        &ports,
+        &spec,
+        &args.context,
+        &commit,
+        scratch.path(),
+        config.pipeline.build_timeout,
+        &log,
+        &abort,
+    )
+    .await;
+    match result {
+        Ok(p) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!("{}", p.digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {}", config.redactor().redact(&e.to_string()));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<ScratchDir> {
+    let path = std::env::temp_dir().join(format!("gantry-image-{}", std::process::id()));
+    std::fs::create_dir_all(&path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    Ok(ScratchDir(path))
+}
+
+/// A scratch directory removed when the command ends.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
