@@ -137,9 +137,12 @@ pub async fn publish(
     };
     let mut settings = serde_json::to_value(spec).expect("an ImageSpec is JSON");
     if let Some(m) = settings.as_object_mut() {
-        m.remove("name");
+        // The key describes the image's content, not where it is pushed: the same commit
+        // built for two repositories is the same image, digest included.
+        for k in ["name", "repository", "tag", "createRepository"] {
+            m.remove(k);
+        }
         m.insert("sha".into(), commit.sha.clone().into());
-        m.insert("tag".into(), commit.tag.clone().into());
         m.insert("source".into(), commit.source_url.clone().into());
         m.insert("epoch".into(), commit.epoch.into());
     }

@@ -9,6 +9,7 @@ mod crash;
 mod ecs;
 mod edge;
 mod events;
+mod images;
 mod pipeline;
 mod queue;
 mod s3proxy;

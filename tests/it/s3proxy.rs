@@ -16,6 +16,9 @@ pub struct Seen {
     pub query: String,
     pub copy: bool,
     pub status: u16,
+    /// `X-Amz-Target` of JSON-protocol calls (ECS: `AmazonEC2ContainerServiceV20141113.RunTask`).
+    pub target: String,
+    pub body: Bytes,
 }
 
 #[derive(Clone)]
@@ -88,6 +91,11 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let copy = headers.contains_key("x-amz-copy-source");
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
     let record = |status: u16| {
@@ -97,6 +105,8 @@ async fn forward(
             query: query.clone(),
             copy,
             status,
+            target: target.clone(),
+            body: body.clone(),
         });
     };
     if method == Method::PUT {
@@ -118,7 +128,7 @@ async fn forward(
         s.upstream,
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
-    let mut req = s.http.request(method.clone(), url).body(body);
+    let mut req = s.http.request(method.clone(), url).body(body.clone());
     for (k, v) in headers.iter() {
         if k != "host" && k != "content-length" {
             req = req.header(k, v);

@@ -88,7 +88,7 @@ impl Ecs {
 }
 
 /// A subnet of moto's default VPC, through the AWS CLI that scripts/setup.sh installs.
-fn default_subnet() -> String {
+pub fn default_subnet() -> String {
     let aws = crate::support::root().join(".stack/venv/bin/aws");
     let out = std::process::Command::new(&aws)
         .args([

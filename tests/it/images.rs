@@ -1,0 +1,734 @@
+//! Image builds with real parts: buildah, a docker-registry with htpasswd standing in for ECR
+//! (user `AWS`, password = the token moto's ECR hands out, reached through
+//! `GANTRY_REGISTRY_ENDPOINTS`), moto ECR/ECS/S3, and skopeo to pull results back. The base
+//! image is made locally by scripts/base-image.sh (no public registry is reachable).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::s3proxy::S3Proxy;
+use crate::sites::{aws_config, moto_url};
+use crate::support::{gantry_cli, push_body, root, GitRepo, TestApp, TOKEN};
+
+const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const REG_CREDS: &str = "AWS:123456789012-auth-token";
+const REVISION: &str = "4f3c2b1a00998877665544332211ffeeddccbbaa";
+
+fn registry() -> String {
+    std::env::var("GANTRY_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("GANTRY_TEST_REGISTRY is not set: run `scripts/stack.sh start` and `source .stack/env` (scripts/test.sh does both)")
+    })
+}
+
+/// The local base image under its ECR name (the mapping sends it to the local registry).
+fn base_image() -> String {
+    let local = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap_or_else(|_| {
+        panic!("GANTRY_TEST_BASE_IMAGE is not set: `scripts/stack.sh start` builds it (scripts/base-image.sh)")
+    });
+    local.replacen(&registry(), ECR, 1)
+}
+
+fn endpoints() -> String {
+    format!("{ECR}=http://{}", registry())
+}
+
+/// A repository name no other test or run uses.
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("it/{name}-{}-{nanos}", std::process::id())
+}
+
+fn cli() -> tokio::process::Command {
+    let mut cmd = gantry_cli();
+    cmd.env("GANTRY_AWS_ENDPOINT_URL", moto_url())
+        .env("GANTRY_REGISTRY_ENDPOINTS", endpoints())
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    cmd
+}
+
+async fn run(cmd: &mut tokio::process::Command) -> (bool, String, String) {
+    let out = cmd.output().await.expect("gantry runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn skopeo(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("skopeo not runnable ({e}): run scripts/setup.sh"));
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The image config of `repo:tag`, pulled back from the registry with skopeo.
+fn pulled_config(repo: &str, tag: &str) -> Value {
+    let at = format!("docker://{}/{repo}:{tag}", registry());
+    serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        "--creds",
+        REG_CREDS,
+        &at,
+    ]))
+    .unwrap()
+}
+
+fn pulled_digest(repo: &str, tag: &str) -> String {
+    let at = format!("docker://{}/{repo}:{tag}", registry());
+    let v: Value = serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        REG_CREDS,
+        &at,
+    ]))
+    .unwrap();
+    v["Digest"].as_str().unwrap().to_owned()
+}
+
+fn app_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+/// Registry access-log lines (`"METHOD /v2/REPO/... HTTP/1.1" STATUS`) after `from` bytes.
+fn registry_requests(repo: &str, from: usize) -> Vec<String> {
+    let log = std::fs::read(root().join(".stack/registry.log"))
+        .expect("the registry's log (.stack/registry.log)");
+    let needle = format!(" /v2/{repo}/");
+    String::from_utf8_lossy(&log[from.min(log.len())..])
+        .lines()
+        .filter(|l| l.contains(&needle) && l.contains(" HTTP/1.1\" "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn registry_log_len() -> usize {
+    std::fs::metadata(root().join(".stack/registry.log")).map_or(0, |m| m.len() as usize)
+}
+
+fn blob_uploads(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|l| {
+            ["\"POST ", "\"PUT ", "\"PATCH "]
+                .iter()
+                .any(|m| l.contains(m))
+                && l.contains("/blobs/uploads/")
+        })
+        .collect()
+}
+
+const FASTAPI_MAIN: &str = "from fastapi import FastAPI\napp = FastAPI()\n\n@app.get('/health')\ndef health():\n    return {'ok': True}\n";
+
+#[tokio::test]
+async fn buildah_builds_a_dockerfile_with_a_run_step_and_pushes_it() {
+    let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE")
+        .expect("GANTRY_TEST_BASE_IMAGE (scripts/stack.sh start)");
+    let dockerfile = format!(
+        "FROM {local_base}\nRUN echo built-by-run > /built.txt && mkdir -p /app\nCOPY main.py /app/main.py\nENV PORT=8000\nCMD [\"cat\", \"/built.txt\"]\n"
+    );
+    let app = app_dir(&[("Dockerfile", &dockerfile), ("main.py", FASTAPI_MAIN)]);
+    let repo = unique("buildah");
+    let (ok, stdout, stderr) = run(cli()
+        .args(["image", "build", "--builder", "buildah", "--context"])
+        .arg(app.path())
+        .args([
+            "--tag",
+            &format!("{ECR}/{repo}:{REVISION}"),
+            "--revision",
+            REVISION,
+            "--source",
+            "https://github.com/acme/api",
+        ]))
+    .await;
+    assert!(ok, "{stderr}");
+    let digest = stdout.trim();
+    assert!(digest.starts_with("sha256:"), "{stdout}");
+    assert!(
+        stderr.contains("buildah bud"),
+        "the build output is shown: {stderr}"
+    );
+    assert_eq!(pulled_digest(&repo, REVISION), digest);
+    let cfg = pulled_config(&repo, REVISION);
+    assert_eq!(cfg["config"]["Cmd"], json!(["cat", "/built.txt"]));
+    assert!(cfg["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("PORT=8000")));
+    let labels = &cfg["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.revision"], REVISION);
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://github.com/acme/api"
+    );
+    assert!(labels["dev.gantry.inputs"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // The RUN step ran: its history entry is there, and its file is in a layer.
+    let history = cfg["history"].to_string();
+    assert!(history.contains("built-by-run"), "{history}");
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("dir:{}", out.path().display());
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        REG_CREDS,
+        &format!("docker://{}/{repo}:{REVISION}", registry()),
+        &dest,
+    ]);
+    let found = std::fs::read_dir(out.path()).unwrap().any(|e| {
+        let p = e.unwrap().path();
+        std::process::Command::new("tar")
+            .arg("tzf")
+            .arg(&p)
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim_start_matches("./") == "built.txt")
+            })
+    });
+    assert!(found, "no layer holds /built.txt");
+}
+
+#[tokio::test]
+async fn a_failing_run_step_fails_the_build_with_its_output() {
+    let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap();
+    let app = app_dir(&[(
+        "Dockerfile",
+        &format!("FROM {local_base}\nRUN echo about-to-fail && exit 7\n"),
+    )]);
+    let repo = unique("buildah-fail");
+    let (ok, _, stderr) = run(cli()
+        .args(["image", "build", "--builder", "buildah", "--context"])
+        .arg(app.path())
+        .args([
+            "--tag",
+            &format!("{ECR}/{repo}:{REVISION}"),
+            "--revision",
+            REVISION,
+        ]))
+    .await;
+    assert!(!ok);
+    let err = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("error:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(err.contains("buildah bud exited with status"), "{err}");
+    assert!(
+        err.contains("about-to-fail"),
+        "the last build lines are in the error: {err}"
+    );
+    assert!(
+        !stderr.contains("123456789012-auth-token"),
+        "credentials never printed"
+    );
+}
+
+async fn layer_build(context: &std::path::Path, repo: &str) -> Value {
+    let (ok, stdout, stderr) = run(cli()
+        .args(["image", "build", "--context"])
+        .arg(context)
+        .args([
+            "--base",
+            &base_image(),
+            "--tag",
+            &format!("{ECR}/{repo}:{REVISION}"),
+            "--revision",
+            REVISION,
+            "--source",
+            "https://github.com/acme/api",
+            "--entrypoint",
+            r#"["python3","-m","uvicorn","main:app"]"#,
+            "--env",
+            "PORT=8000",
+            "--create-repository",
+            "--json",
+        ]))
+    .await;
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test]
+async fn layer_builds_onto_a_base_reproducibly() {
+    let app = app_dir(&[
+        ("main.py", FASTAPI_MAIN),
+        ("pkg/util.py", "X = 1\n"),
+        (".dockerignore", "tests\n"),
+        ("tests/test_x.py", ""),
+    ]);
+    let (first, second) = (unique("layer-a"), unique("layer-b"));
+    let a = layer_build(app.path(), &first).await;
+    assert_eq!(a["builder"], "layer");
+    assert_eq!(a["skipped"], false);
+    // Touch every file: mtimes must not matter, only content.
+    for f in ["main.py", "pkg/util.py"] {
+        let p = app.path().join(f);
+        let t = std::fs::read(&p).unwrap();
+        std::fs::write(&p, t).unwrap();
+    }
+    let b = layer_build(app.path(), &second).await;
+    assert_eq!(
+        a["digest"], b["digest"],
+        "same commit, same inputs -> same digest"
+    );
+    assert_eq!(
+        pulled_digest(&first, REVISION),
+        a["digest"].as_str().unwrap()
+    );
+
+    let cfg = pulled_config(&first, REVISION);
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        json!(["python3", "-m", "uvicorn", "main:app"])
+    );
+    assert_eq!(cfg["config"]["WorkingDir"], "/app");
+    assert!(cfg["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("PORT=8000")));
+    assert!(
+        cfg["config"]["Env"].to_string().contains("PATH="),
+        "the base's env is kept"
+    );
+    assert_eq!(
+        cfg["config"]["Labels"]["org.opencontainers.image.revision"],
+        REVISION
+    );
+    assert_eq!(
+        cfg["config"]["Labels"]["org.opencontainers.image.source"],
+        "https://github.com/acme/api"
+    );
+    assert_eq!(cfg["created"], "2023-11-14T22:13:20Z", "SOURCE_DATE_EPOCH");
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        2,
+        "base layer + app layer"
+    );
+
+    // The app layer: files under /app, .dockerignore honoured, fixed times.
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("dir:{}", out.path().display());
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        REG_CREDS,
+        &format!("docker://{}/{first}:{REVISION}", registry()),
+        &dest,
+    ]);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("manifest.json")).unwrap()).unwrap();
+    let last = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let listing = std::process::Command::new("tar")
+        .arg("tzvf")
+        .arg(out.path().join(&last))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("app/main.py"), "{listing}");
+    assert!(listing.contains("app/pkg/util.py"), "{listing}");
+    assert!(
+        !listing.contains("tests/"),
+        "excluded by .dockerignore: {listing}"
+    );
+    assert!(
+        listing.lines().all(|l| l.contains("2023-11-14")),
+        "{listing}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_deployment_of_the_same_sha_builds_nothing_and_uploads_no_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("api"));
+    let sha = repo.commit(
+        &[("main.py", FASTAPI_MAIN), ("requirements.txt", "fastapi\n")],
+        "api",
+    );
+    let image_repo = unique("deploy");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      base: {}\n      entrypoint: [python3, -m, uvicorn, main:app]\n      tag: latest\n      createRepository: true\n",
+        repo.path.display(),
+        base_image()
+    );
+    let moto = moto_url();
+    let eps = endpoints();
+    let app = TestApp::start_with(
+        &[("api.yaml", manifest)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
+        ],
+    )
+    .await;
+    let (status, r) = app
+        .hook(
+            "push",
+            "img-1",
+            &push_body("acme/api", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    app.wait_idle(Duration::from_secs(60)).await;
+    let first = app
+        .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+        .await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    let releases = app.api("/api/v1/releases?app=api").await;
+    let reference = releases[0]["images"]["api"].as_str().unwrap().to_owned();
+    let digest = pulled_digest(&image_repo, &sha);
+    assert_eq!(
+        reference,
+        format!("{ECR}/{image_repo}@{digest}"),
+        "recorded by digest"
+    );
+    assert_eq!(
+        pulled_digest(&image_repo, "latest"),
+        digest,
+        "the moving tag follows"
+    );
+
+    let before = registry_log_len();
+    let resp = app
+        .http
+        .post(app.url("/api/v1/apps/api/deploy"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"sha": sha}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let id = resp.json::<Value>().await.unwrap()["id"].clone();
+    app.wait_idle(Duration::from_secs(60)).await;
+    let second = app.api(&format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(second["state"], "succeeded", "{second:#}");
+    let step = second["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "publish_images")
+        .unwrap();
+    assert!(
+        step["log"]
+            .as_str()
+            .unwrap()
+            .contains("nothing built, nothing uploaded"),
+        "{step:#}"
+    );
+    // Give the registry a moment to write its access log, then read what it was asked.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let requests = registry_requests(&image_repo, before);
+    assert!(!requests.is_empty(), "the registry's log shows the check");
+    assert!(
+        blob_uploads(&requests).is_empty(),
+        "no blob uploaded: {requests:#?}"
+    );
+    assert!(
+        !requests.iter().any(|l| l.contains("\"PUT ")),
+        "nothing written: {requests:#?}"
+    );
+    let releases = app.api("/api/v1/releases?app=api").await;
+    assert_eq!(releases[0]["images"]["api"], reference);
+    app.finish().await;
+}
+
+/// moto ECS + S3 behind a recording proxy: the kaniko builder's RunTask and context object.
+struct Kaniko {
+    proxy: S3Proxy,
+    s3: aws_sdk_s3::Client,
+    ecs: aws_sdk_ecs::Client,
+    cluster: String,
+    bucket: String,
+    subnet: String,
+}
+
+impl Kaniko {
+    async fn new(name: &str) -> Self {
+        let config = aws_config(&moto_url()).await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        let ecs = aws_sdk_ecs::Client::new(&config);
+        let suffix = format!(
+            "{}-{}",
+            std::process::id(),
+            unique("x").rsplit('-').next().unwrap()
+        );
+        let cluster = format!("builds-{name}-{suffix}");
+        let bucket = format!("ctx-{name}-{suffix}");
+        ecs.create_cluster()
+            .cluster_name(&cluster)
+            .send()
+            .await
+            .unwrap();
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        Self {
+            proxy: S3Proxy::start(&moto_url()).await,
+            s3,
+            ecs,
+            cluster,
+            bucket,
+            subnet: crate::services::default_subnet(),
+        }
+    }
+
+    async fn task_definition(&self, family: &str, exit_code: &str) -> String {
+        let td = json!({
+            "family": family,
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": "1024",
+            "memory": "2048",
+            "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+            "taskRoleArn": "arn:aws:iam::123456789012:role/gantry-kaniko",
+            "containerDefinitions": [{
+                "name": "kaniko",
+                "image": "gcr.io/kaniko-project/executor:v1.23.2",
+                "essential": true,
+                "memory": 2048,
+                "environment": [{"name": "GANTRY_TEST_EXIT_CODE", "value": exit_code}]
+            }]
+        });
+        let out = self
+            .ecs
+            .register_task_definition()
+            .family(family)
+            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+            .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+            .cpu("1024")
+            .memory("2048")
+            .execution_role_arn(td["executionRoleArn"].as_str().unwrap())
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("kaniko")
+                    .image(td["containerDefinitions"][0]["image"].as_str().unwrap())
+                    .essential(true)
+                    .memory(2048)
+                    .environment(
+                        aws_sdk_ecs::types::KeyValuePair::builder()
+                            .name("GANTRY_TEST_EXIT_CODE")
+                            .value(exit_code)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.task_definition()
+            .unwrap()
+            .task_definition_arn()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn config(&self, dir: &std::path::Path, task_definition: &str) -> std::path::PathBuf {
+        let path = dir.join("gantry.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "images:\n  kaniko:\n    cluster: {}\n    taskDefinition: {task_definition}\n    bucket: {}\n    subnets: [{}]\n    securityGroups: [sg-0123456789abcdef0]\n",
+                self.cluster, self.bucket, self.subnet
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    async fn build(
+        &self,
+        config: &std::path::Path,
+        context: &std::path::Path,
+        target: &str,
+    ) -> (bool, String, String) {
+        run(cli()
+            .env("GANTRY_AWS_ENDPOINT_URL", &self.proxy.url)
+            .env("GANTRY_ECS_POLL", "20ms")
+            .arg("image")
+            .arg("build")
+            .arg("--config")
+            .arg(config)
+            .args(["--builder", "kaniko", "--context"])
+            .arg(context)
+            .args([
+                "--tag",
+                target,
+                "--revision",
+                REVISION,
+                "--source",
+                "https://github.com/acme/api",
+            ]))
+        .await
+    }
+
+    fn run_tasks(&self) -> Vec<Value> {
+        self.proxy
+            .take()
+            .into_iter()
+            .filter(|s| s.target.ends_with(".RunTask"))
+            .map(|s| serde_json::from_slice(&s.body).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
+    let k = Kaniko::new("ok").await;
+    let td = k
+        .task_definition(&format!("kaniko-ok-{}", std::process::id()), "0")
+        .await;
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let config = k.config(cfg_dir.path(), &td);
+    let context = app_dir(&[
+        (
+            "Dockerfile",
+            "FROM python:3.12-slim\nCOPY . /app\nRUN pip install -r /app/requirements.txt\n",
+        ),
+        ("main.py", FASTAPI_MAIN),
+        ("requirements.txt", "fastapi\n"),
+    ]);
+    let repo = unique("kaniko");
+    let target = format!("{ECR}/{repo}:{REVISION}");
+    // kaniko (in the real task) pushes the image; moto's task does not, so push one first,
+    // exactly where kaniko would, and expect Gantry to read its digest back.
+    let pushed = layer_build(app_dir(&[("x", "y")]).path(), &repo).await;
+
+    let (ok, stdout, stderr) = k.build(&config, context.path(), &target).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        pushed["digest"].as_str().unwrap(),
+        "the digest comes from the registry"
+    );
+
+    let calls = k.run_tasks();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let mut call = calls[0].clone();
+    // The SDK's idempotency token is random per call.
+    assert!(call.as_object_mut().unwrap().remove("clientToken").is_some());
+    let call = &call;
+    let command = call["overrides"]["containerOverrides"][0]["command"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let context_arg = command[0].as_str().unwrap().to_owned();
+    let key = context_arg
+        .strip_prefix(&format!("--context=s3://{}/", k.bucket))
+        .unwrap_or_else(|| panic!("{context_arg}"))
+        .to_owned();
+    assert!(
+        key.starts_with(&format!("gantry/kaniko/{repo}/{REVISION}-")) && key.ends_with(".tar.gz"),
+        "{key}"
+    );
+    let label_of = |name: &str| {
+        command
+            .iter()
+            .filter_map(|c| c.as_str())
+            .find(|c| c.starts_with(&format!("--label={name}=")))
+            .map(str::to_owned)
+    };
+    let inputs_label = label_of("dev.gantry.inputs").expect("inputs label");
+    assert_eq!(
+        *call,
+        json!({
+            "cluster": k.cluster,
+            "taskDefinition": td,
+            "launchType": "FARGATE",
+            "count": 1,
+            "startedBy": "gantry",
+            "networkConfiguration": {"awsvpcConfiguration": {
+                "subnets": [k.subnet],
+                "securityGroups": ["sg-0123456789abcdef0"],
+                "assignPublicIp": "DISABLED"
+            }},
+            "overrides": {"containerOverrides": [{
+                "name": "kaniko",
+                "command": [
+                    context_arg,
+                    "--dockerfile=Dockerfile",
+                    format!("--destination={target}"),
+                    inputs_label,
+                    format!("--label=org.opencontainers.image.revision={REVISION}"),
+                    "--label=org.opencontainers.image.source=https://github.com/acme/api",
+                    "--digest-file=/dev/termination-log"
+                ]
+            }]}
+        })
+    );
+
+    // The context object: the context as a tar.gz, Dockerfile included.
+    let obj =
+        k.s3.get_object()
+            .bucket(&k.bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(obj.content_type(), Some("application/gzip"));
+    let body = obj.body.collect().await.unwrap().into_bytes();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&body[..]));
+    let mut names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["Dockerfile", "main.py", "requirements.txt"]);
+}
+
+#[tokio::test]
+async fn a_kaniko_task_that_exits_non_zero_fails_the_build_with_its_reason() {
+    let k = Kaniko::new("fail").await;
+    let td = k
+        .task_definition(&format!("kaniko-fail-{}", std::process::id()), "3")
+        .await;
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let config = k.config(cfg_dir.path(), &td);
+    let context = app_dir(&[("Dockerfile", "FROM scratch\nCOPY . /\n"), ("a.txt", "a")]);
+    let repo = unique("kaniko-fail");
+    let (ok, stdout, stderr) = k
+        .build(&config, context.path(), &format!("{ECR}/{repo}:{REVISION}"))
+        .await;
+    assert!(!ok, "{stdout}");
+    let err = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(err.contains("kaniko task arn:aws:ecs:"), "{stderr}");
+    assert!(err.contains("stopped with exit code 3"), "{stderr}");
+    assert!(
+        err.contains("Essential container in task exited"),
+        "ECS's reason is reported: {stderr}"
+    );
+    assert_eq!(k.run_tasks().len(), 1);
+}
