@@ -5,7 +5,8 @@
 #   3. makes a real git repository holding the demo app (demo/app) and its manifest
 #   4. starts `gantry serve` from environment variables alone (embedded SQLite store)
 #   5. commits a change and delivers a push webhook signed exactly as GitHub signs it
-#   6. follows the deployment to its verdict: build, S3 sync (checked with HEAD requests against
+#   6. follows the deployment to its verdict: build, the backend image built in-process and
+#      pushed to the local registry standing in for ECR (pulled back with skopeo), S3 sync (checked with HEAD requests against
 #      moto), CloudFront edge function and invalidation; then a second push changes one page
 #      and rolls the backend service on moto ECS to a verdict
 #   7. rolls back to the first deployment (site and service, no rebuild), then resumes
@@ -62,6 +63,8 @@ export GANTRY_GITHUB_WEBHOOK_SECRET="demo-webhook-secret"
 export GANTRY_API_TOKEN="demo-api-token"
 export GANTRY_SERVER="http://127.0.0.1:$PORT"
 export GANTRY_AWS_ENDPOINT_URL="$MOTO"
+# The ECR registry of the demo's images is served by the local docker-registry.
+export GANTRY_REGISTRY_ENDPOINTS="123456789012.dkr.ecr.us-east-1.amazonaws.com=http://$GANTRY_TEST_REGISTRY"
 # moto's ECS finishes a rollout in a few polls: poll it faster than real ECS needs.
 export GANTRY_ECS_POLL=300ms
 unset GANTRY_CONFIG
@@ -115,6 +118,16 @@ phase "follow deployment #$ID"
 phase "the site in S3 (moto), checked with HEAD requests"
 check_site
 "${AWS[@]}" s3 cp "s3://$BUCKET/index.html" - | grep -q "Hello from Gantry" || { echo "index.html does not hold the new headline"; exit 1; }
+
+phase "the backend image, pulled back from the registry with skopeo"
+IMAGE=$(curl -fsS -H "Authorization: Bearer $GANTRY_API_TOKEN" "$GANTRY_SERVER/api/v1/releases?app=demo" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["images"]["api"])')
+echo "release records $IMAGE"
+skopeo inspect --config --tls-verify=false --creds AWS:123456789012-auth-token \
+  "docker://$GANTRY_TEST_REGISTRY/gantry-demo/api@${IMAGE#*@}" \
+  | python3 -c 'import json,sys; c=json.load(sys.stdin)["config"]; print("  entrypoint", c["Entrypoint"], "workdir", c["WorkingDir"]); [print("  label", k, "=", v) for k, v in sorted(c["Labels"].items())]'
+"${AWS[@]}" ecs describe-task-definition --task-definition gantry-demo-api \
+  --query 'taskDefinition.containerDefinitions[0].image' --output text | sed 's/^/  task definition runs /'
 
 phase "change one page: only that page is uploaded and invalidated"
 echo "Second headline at $(date -u +%H:%M:%S)" > "$REPO/headline.txt"
