@@ -24,3 +24,8 @@ pub fn custom_s3_endpoint(config: &SdkConfig) -> bool {
     config.endpoint_url().is_some()
         || std::env::var("AWS_ENDPOINT_URL_S3").is_ok_and(|v| !v.is_empty())
 }
+
+/// An SDK error with its whole source chain, for messages that say what AWS answered.
+pub fn error_chain<E: std::error::Error>(e: E) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
+}

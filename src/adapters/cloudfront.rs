@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_cloudfront::error::DisplayErrorContext;
 use aws_sdk_cloudfront::primitives::Blob;
 use aws_sdk_cloudfront::types::{
     EventType, FunctionAssociation, FunctionAssociations, FunctionConfig, FunctionRuntime,
@@ -30,9 +29,7 @@ fn req(operation: &'static str) -> impl Fn(String) -> CdnError {
     move |message| CdnError::Request { operation, message }
 }
 
-fn ctx<E: std::error::Error>(e: E) -> String {
-    DisplayErrorContext(e).to_string()
-}
+use super::aws::error_chain as ctx;
 
 #[async_trait]
 impl Cdn for CloudFront {

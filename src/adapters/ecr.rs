@@ -23,16 +23,7 @@ fn err(operation: &'static str) -> impl Fn(String) -> RegistryError {
     move |message| RegistryError::Ecr { operation, message }
 }
 
-fn ctx<E: std::error::Error>(e: E) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
+use super::aws::error_chain as ctx;
 
 impl Ecr {
     pub fn new(config: &SdkConfig) -> Self {

@@ -9,7 +9,6 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use aws_sdk_ecs::error::DisplayErrorContext;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerDefinition, ContainerOverride,
     DeploymentCircuitBreaker, DeploymentConfiguration, LaunchType, LoadBalancer,
@@ -44,9 +43,7 @@ fn err(operation: &'static str) -> impl Fn(String) -> EcsError {
     move |message| EcsError { operation, message }
 }
 
-fn ctx<E: std::error::Error>(e: E) -> String {
-    DisplayErrorContext(e).to_string()
-}
+use super::aws::error_chain as ctx;
 
 /// Keeps the raw body of the response it sees.
 #[derive(Debug, Clone, Default)]

@@ -139,6 +139,24 @@ fn blob_uploads(lines: &[String]) -> Vec<&String> {
 
 const FASTAPI_MAIN: &str = "from fastapi import FastAPI\napp = FastAPI()\n\n@app.get('/health')\ndef health():\n    return {'ok': True}\n";
 
+async fn buildah_build(
+    context: &std::path::Path,
+    repo: &str,
+    extra: &[&str],
+) -> (bool, String, String) {
+    run(cli()
+        .args(["image", "build", "--builder", "buildah", "--context"])
+        .arg(context)
+        .args([
+            "--tag",
+            &format!("{ECR}/{repo}:{REVISION}"),
+            "--revision",
+            REVISION,
+        ])
+        .args(extra))
+    .await
+}
+
 #[tokio::test]
 async fn buildah_builds_a_dockerfile_with_a_run_step_and_pushes_it() {
     let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE")
@@ -148,17 +166,11 @@ async fn buildah_builds_a_dockerfile_with_a_run_step_and_pushes_it() {
     );
     let app = app_dir(&[("Dockerfile", &dockerfile), ("main.py", FASTAPI_MAIN)]);
     let repo = unique("buildah");
-    let (ok, stdout, stderr) = run(cli()
-        .args(["image", "build", "--builder", "buildah", "--context"])
-        .arg(app.path())
-        .args([
-            "--tag",
-            &format!("{ECR}/{repo}:{REVISION}"),
-            "--revision",
-            REVISION,
-            "--source",
-            "https://github.com/acme/api",
-        ]))
+    let (ok, stdout, stderr) = buildah_build(
+        app.path(),
+        &repo,
+        &["--source", "https://github.com/acme/api"],
+    )
     .await;
     assert!(ok, "{stderr}");
     let digest = stdout.trim();
@@ -220,16 +232,7 @@ async fn a_failing_run_step_fails_the_build_with_its_output() {
         &format!("FROM {local_base}\nRUN echo about-to-fail && exit 7\n"),
     )]);
     let repo = unique("buildah-fail");
-    let (ok, _, stderr) = run(cli()
-        .args(["image", "build", "--builder", "buildah", "--context"])
-        .arg(app.path())
-        .args([
-            "--tag",
-            &format!("{ECR}/{repo}:{REVISION}"),
-            "--revision",
-            REVISION,
-        ]))
-    .await;
+    let (ok, _, stderr) = buildah_build(app.path(), &repo, &[]).await;
     assert!(!ok);
     let err = stderr
         .lines()
@@ -635,7 +638,11 @@ async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
     assert_eq!(calls.len(), 1, "{calls:#?}");
     let mut call = calls[0].clone();
     // The SDK's idempotency token is random per call.
-    assert!(call.as_object_mut().unwrap().remove("clientToken").is_some());
+    assert!(call
+        .as_object_mut()
+        .unwrap()
+        .remove("clientToken")
+        .is_some());
     let call = &call;
     let command = call["overrides"]["containerOverrides"][0]["command"]
         .as_array()
