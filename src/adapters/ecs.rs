@@ -289,6 +289,18 @@ impl ServiceDeployer for Ecs {
             .ok_or_else(|| err("RunTask")("no task started".into()))
     }
 
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), EcsError> {
+        self.client
+            .stop_task()
+            .cluster(cluster)
+            .task(task)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(|e| err("StopTask")(ctx(e)))?;
+        Ok(())
+    }
+
     async fn task_stopped(&self, cluster: &str, task: &str) -> Result<Option<TaskStop>, EcsError> {
         let out = self
             .client

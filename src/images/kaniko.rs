@@ -154,7 +154,13 @@ impl Builder for Kaniko {
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = abort.cancelled() => return Err(BuildError::Cancelled),
+                _ = abort.cancelled() => {
+                    // Leave nothing running: a resumed step starts its own build.
+                    if let Err(e) = self.ecs.stop_task(&c.cluster, &task, "gantry: build cancelled").await {
+                        tracing::warn!(task = %task, error = %e, "could not stop the cancelled kaniko task");
+                    }
+                    return Err(BuildError::Cancelled);
+                }
             }
             wait = (wait * 2).min(c.poll * 6);
         };

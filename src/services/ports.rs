@@ -69,6 +69,8 @@ pub trait ServiceDeployer: Send + Sync {
         container: &str,
         command: &[String],
     ) -> Result<String, EcsError>;
+    /// Stops a one-off task (a cancelled kaniko build), with `reason` shown by ECS.
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), EcsError>;
     /// `None` while the task has not stopped.
     async fn task_stopped(&self, cluster: &str, task: &str) -> Result<Option<TaskStop>, EcsError>;
     /// ACTIVE revisions of a family, oldest first.
