@@ -232,6 +232,14 @@ start_registry() {
   log "registry ready at $REG_ADDR (pid $(cat "$REG_PID"))"
 }
 
+# The registry's log: ours, or that of a registry started by another checkout that we reuse.
+registry_log() {
+  local pid
+  if live_pid "$REG_PID" docker-registry >/dev/null; then echo "$REG_LOG"; return; fi
+  pid=$(pgrep -f 'docker-registry serve' | head -n1 || true)
+  if [ -n "$pid" ] && [ -e "/proc/$pid/fd/2" ]; then readlink "/proc/$pid/fd/2"; else echo "$REG_LOG"; fi
+}
+
 print_env() {
   local k v
   while IFS='=' read -r k v; do
@@ -240,6 +248,7 @@ print_env() {
 GANTRY_TEST_MOTO_URL=$MOTO_URL
 GANTRY_TEST_REGISTRY=$REG_ADDR
 GANTRY_TEST_BASE_IMAGE=$BASE_IMAGE
+GANTRY_TEST_REGISTRY_LOG=$(registry_log)
 GANTRY_TEST_WEBHOOK_EXAMPLES=$WEBHOOK_EXAMPLES
 AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing

@@ -109,10 +109,18 @@ fn app_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// The registry's log (`GANTRY_TEST_REGISTRY_LOG`, written by scripts/stack.sh).
+fn registry_log() -> std::path::PathBuf {
+    std::env::var("GANTRY_TEST_REGISTRY_LOG")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join(".stack/registry.log"))
+}
+
 /// Registry access-log lines (`"METHOD /v2/REPO/... HTTP/1.1" STATUS`) after `from` bytes.
 fn registry_requests(repo: &str, from: usize) -> Vec<String> {
-    let log = std::fs::read(root().join(".stack/registry.log"))
-        .expect("the registry's log (.stack/registry.log)");
+    let path = registry_log();
+    let log = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("the registry's log {}: {e}", path.display()));
     let needle = format!(" /v2/{repo}/");
     String::from_utf8_lossy(&log[from.min(log.len())..])
         .lines()
@@ -122,7 +130,7 @@ fn registry_requests(repo: &str, from: usize) -> Vec<String> {
 }
 
 fn registry_log_len() -> usize {
-    std::fs::metadata(root().join(".stack/registry.log")).map_or(0, |m| m.len() as usize)
+    std::fs::metadata(registry_log()).map_or(0, |m| m.len() as usize)
 }
 
 fn blob_uploads(lines: &[String]) -> Vec<&String> {
