@@ -85,6 +85,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ecs.clone(),
         runner.clone(),
     )?;
+    let ecs_for_chat = ecs.clone();
     let sites = SitePorts {
         objects,
         cdn: Arc::new(CloudFront::new(&aws)),
@@ -99,16 +100,57 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             redactor,
         )
         .with_sites(sites)
-        .with_ecs(ecs)
+        .with_ecs(ecs.clone())
         .with_images(images)
         .with_events(events.clone())
         .with_signals(signals.clone()),
     );
     // Reporters observe transitions; each runs until the engine and queue are gone.
-    let reporter = config.eventbridge_bus.as_deref().map(|bus| {
+    let mut reporters = Vec::new();
+    if let Some(bus) = config.eventbridge_bus.as_deref() {
         let publisher: Arc<dyn crate::reporting::EventPublisher> =
             Arc::new(EventBridge::new(&aws, bus));
-        tokio::spawn(crate::reporting::run(events.subscribe(), publisher))
+        reporters.push(tokio::spawn(crate::reporting::run(
+            events.subscribe(),
+            publisher,
+        )));
+    }
+    let discord = Arc::new(crate::adapters::discord::Discord::new(
+        config.discord.bot_token.as_ref(),
+        config.discord.api_url.as_deref(),
+        config.discord.application_id,
+    ));
+    let mut live: Vec<Arc<dyn crate::reporting::Reporter>> =
+        vec![Arc::new(crate::reporting::discord::DiscordReporter::new(
+            discord.clone(),
+            store.clone(),
+            Arc::new(|k: &str| std::env::var(k).ok()),
+        ))];
+    if let Some(gh) = crate::adapters::github::GitHub::from_config(&config.github)
+        .context("invalid GitHub configuration")?
+    {
+        live.push(Arc::new(crate::reporting::github::GithubReporter::new(
+            Arc::new(gh),
+            store.clone(),
+            config.public_url.clone(),
+        )));
+    }
+    reporters.push(tokio::spawn(crate::reporting::observe(
+        events.subscribe(),
+        store.clone(),
+        live,
+    )));
+    let discord_hook = config.discord.public_key.map(|key| {
+        Arc::new(crate::http::discord::DiscordHook {
+            verifier: serenity::interactions_endpoint::Verifier::try_new(key)
+                .expect("checked when the configuration was loaded"),
+            permissions: config.discord.permissions.clone(),
+            replies: config
+                .discord
+                .application_id
+                .map(|_| discord.clone() as Arc<dyn crate::reporting::ports::InteractionReplies>),
+            ecs: Some(ecs_for_chat.clone()),
+        })
     });
     drop(events);
     let cancel = Cancel::default();
@@ -127,6 +169,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutting_down: cancel.stop.clone(),
         eventbridge_key: config.eventbridge_api_key.clone(),
         ecs_signals: signals,
+        discord: discord_hook,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -162,7 +205,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = queue_task.await;
         // The engine is gone with the queue, so the reporters see the channel close once
         // they have published what was left.
-        if let Some(reporter) = reporter {
+        for reporter in reporters {
             let _ = reporter.await;
         }
         aborter.abort();

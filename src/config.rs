@@ -32,6 +32,32 @@ pub struct Config {
     /// unset: the endpoint rejects everything.
     pub eventbridge_api_key: Option<Secret>,
     pub images: ImagesConfig,
+    pub discord: DiscordConfig,
+    /// Gantry's public base URL, for links in reports (`/api/v1/deployments/ID`).
+    pub public_url: Option<String>,
+}
+
+/// Discord: notifications (bot token) and the interactions endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct DiscordConfig {
+    /// The application's Ed25519 public key (interactions are verified against it).
+    pub public_key: Option<[u8; 32]>,
+    pub application_id: Option<u64>,
+    pub bot_token: Option<Secret>,
+    /// Register commands in this guild (instant) instead of globally.
+    pub guild_id: Option<u64>,
+    /// Discord's API base (a proxy, or a fake in tests); default `https://discord.com`.
+    pub api_url: Option<String>,
+    /// Who may run mutating commands; empty: nobody (read-only commands only).
+    pub permissions: Vec<crate::plan::chatops::Permission>,
+}
+
+/// Authentication as a GitHub App (installation tokens are minted and refreshed from it).
+#[derive(Debug, Clone)]
+pub struct GithubApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    pub private_key: Secret,
 }
 
 /// Image builds (`images:`).
@@ -56,6 +82,9 @@ pub struct GithubConfig {
     /// Token for cloning private repositories over https.
     pub token: Option<Secret>,
     pub max_body_bytes: usize,
+    /// GitHub's API base (GitHub Enterprise, or a fake in tests); default api.github.com.
+    pub api_url: Option<String>,
+    pub app: Option<GithubApp>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +142,9 @@ struct RawConfig {
     event_bridge_api_key: Option<String>,
     #[serde(default)]
     images: RawImages,
+    #[serde(default)]
+    discord: RawDiscord,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +190,37 @@ struct RawGithub {
     webhook_secrets: Option<Vec<String>>,
     token: Option<String>,
     max_body_bytes: Option<usize>,
+    api_url: Option<String>,
+    app_id: Option<u64>,
+    installation_id: Option<u64>,
+    app_private_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDiscord {
+    public_key: Option<String>,
+    application_id: Option<String>,
+    bot_token: Option<String>,
+    guild_id: Option<String>,
+    api_url: Option<String>,
+    #[serde(default)]
+    permissions: Vec<RawPermission>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPermission {
+    #[serde(default)]
+    apps: Vec<String>,
+    #[serde(default)]
+    environments: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    commands: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +280,7 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("./manifests"));
         let api_token = pick("GANTRY_API_TOKEN", raw.api_token).map(Secret::new);
+        let github_app = github_app(&raw.github, env)?;
         let webhook_secrets: Vec<Secret> =
             match env("GANTRY_GITHUB_WEBHOOK_SECRET").filter(|v| !v.is_empty()) {
                 Some(list) => list
@@ -277,6 +341,8 @@ impl Config {
             Duration::from_secs(10),
         )?;
         let images = images_config(raw.images, env, ecs_poll)?;
+        let discord = discord_config(raw.discord, env)?;
+
         Ok(Self {
             images,
             listen,
@@ -287,7 +353,12 @@ impl Config {
                 webhook_secrets,
                 token,
                 max_body_bytes,
+                api_url: pick("GANTRY_GITHUB_API_URL", raw.github.api_url),
+                app: github_app,
             },
+            discord,
+            public_url: pick("GANTRY_PUBLIC_URL", raw.public_url)
+                .map(|u| u.trim_end_matches('/').to_owned()),
             queue: QueueConfig { max_concurrent },
             pipeline: PipelineConfig {
                 step_log_bytes,
@@ -309,8 +380,129 @@ impl Config {
                 .iter()
                 .chain(self.eventbridge_api_key.iter())
                 .chain(self.github.token.iter())
-                .chain(self.github.webhook_secrets.iter()),
+                .chain(self.github.webhook_secrets.iter())
+                .chain(self.discord.bot_token.iter())
+                .chain(self.github.app.iter().map(|a| &a.private_key)),
         )
+    }
+}
+
+fn parse_id(origin: &str, v: &str) -> Result<u64, ConfigError> {
+    v.trim().parse().map_err(|_| ConfigError::Value {
+        origin: origin.into(),
+        message: format!("`{v}` is not a numeric id"),
+    })
+}
+
+fn discord_config(
+    raw: RawDiscord,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<DiscordConfig, ConfigError> {
+    let pick =
+        |var: &str, file_value: Option<String>| env(var).filter(|v| !v.is_empty()).or(file_value);
+    let public_key = match pick("GANTRY_DISCORD_PUBLIC_KEY", raw.public_key) {
+        Some(hex_key) => {
+            let bytes = hex::decode(hex_key.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            let key = bytes.ok_or_else(|| ConfigError::Value {
+                origin: "discord.publicKey (GANTRY_DISCORD_PUBLIC_KEY)".into(),
+                message: "must be the application's public key: 64 hex digits".into(),
+            })?;
+            if serenity::interactions_endpoint::Verifier::try_new(key).is_err() {
+                return Err(ConfigError::Value {
+                    origin: "discord.publicKey (GANTRY_DISCORD_PUBLIC_KEY)".into(),
+                    message: "is not a valid Ed25519 public key".into(),
+                });
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    let id = |var: &str, key: &str, v: Option<String>| -> Result<Option<u64>, ConfigError> {
+        pick(var, v)
+            .map(|v| parse_id(&format!("discord.{key} ({var})"), &v))
+            .transpose()
+    };
+    let mut permissions: Vec<RawPermission> = raw.permissions;
+    if let Some(json) = env("GANTRY_DISCORD_PERMISSIONS").filter(|v| !v.is_empty()) {
+        permissions = serde_json::from_str(&json).map_err(|e| ConfigError::Value {
+            origin: "GANTRY_DISCORD_PERMISSIONS".into(),
+            message: format!("must be a JSON list like discord.permissions: {e}"),
+        })?;
+    }
+    let permissions = permissions
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            for g in &p.apps {
+                if globset::Glob::new(g).is_err() {
+                    return Err(ConfigError::Value {
+                        origin: format!("discord.permissions[{i}].apps"),
+                        message: format!("`{g}` is not a valid glob"),
+                    });
+                }
+            }
+            if p.roles.is_empty() && p.users.is_empty() {
+                return Err(ConfigError::Value {
+                    origin: format!("discord.permissions[{i}]"),
+                    message: "names no roles and no users: it would grant nothing".into(),
+                });
+            }
+            for c in &p.commands {
+                if !["deploy", "rollback", "pause", "resume"].contains(&c.as_str()) {
+                    return Err(ConfigError::Value {
+                        origin: format!("discord.permissions[{i}].commands"),
+                        message: format!("`{c}` is not a command that needs a permission (deploy, rollback, pause, resume)"),
+                    });
+                }
+            }
+            Ok(crate::plan::chatops::Permission {
+                apps: p.apps,
+                environments: p.environments,
+                roles: p.roles,
+                users: p.users,
+                commands: p.commands,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(DiscordConfig {
+        public_key,
+        application_id: id(
+            "GANTRY_DISCORD_APPLICATION_ID",
+            "applicationId",
+            raw.application_id,
+        )?,
+        bot_token: pick("GANTRY_DISCORD_BOT_TOKEN", raw.bot_token).map(Secret::new),
+        guild_id: id("GANTRY_DISCORD_GUILD_ID", "guildId", raw.guild_id)?,
+        api_url: pick("GANTRY_DISCORD_API_URL", raw.api_url),
+        permissions,
+    })
+}
+
+fn github_app(
+    raw: &RawGithub,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<GithubApp>, ConfigError> {
+    let pick =
+        |var: &str, file_value: Option<String>| env(var).filter(|v| !v.is_empty()).or(file_value);
+    let app_id = pick("GANTRY_GITHUB_APP_ID", raw.app_id.map(|v| v.to_string()));
+    let installation = pick(
+        "GANTRY_GITHUB_INSTALLATION_ID",
+        raw.installation_id.map(|v| v.to_string()),
+    );
+    let key = pick("GANTRY_GITHUB_APP_PRIVATE_KEY", raw.app_private_key.clone());
+    match (app_id, installation, key) {
+        (None, None, None) => Ok(None),
+        (Some(a), Some(i), Some(k)) => Ok(Some(GithubApp {
+            app_id: parse_id("github.appId (GANTRY_GITHUB_APP_ID)", &a)?,
+            installation_id: parse_id("github.installationId (GANTRY_GITHUB_INSTALLATION_ID)", &i)?,
+            private_key: Secret::new(k),
+        })),
+        _ => Err(ConfigError::Value {
+            origin: "github.appId / installationId / appPrivateKey".into(),
+            message: "a GitHub App needs all three: the app id, the installation id and the private key (PEM)".into(),
+        }),
     }
 }
 

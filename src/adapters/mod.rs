@@ -3,10 +3,12 @@
 
 pub mod aws;
 pub mod cloudfront;
+pub mod discord;
 pub mod ecr;
 pub mod ecs;
 pub mod eventbridge;
 pub mod git;
+pub mod github;
 pub mod process;
 pub mod registry;
 pub mod s3;

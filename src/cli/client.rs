@@ -232,6 +232,27 @@ pub async fn history(
             println!("       {reason}");
         }
     }
+    // Who asked for what (API, CLI, Discord), with the outcome: denied requests too.
+    let audit = c
+        .get(&format!("/api/v1/audit?target={app}&limit={limit}"))
+        .await?;
+    let audit = audit.as_array().cloned().unwrap_or_default();
+    if !audit.is_empty() {
+        println!(
+            "\n{:<25} {:<34} {:<10} {:<20} DETAIL",
+            "AT", "ACTOR", "ACTION", "OUTCOME"
+        );
+        for a in &audit {
+            println!(
+                "{:<25} {:<34} {:<10} {:<20} {}",
+                a["at"].as_str().unwrap_or(""),
+                a["actor"].as_str().unwrap_or(""),
+                a["action"].as_str().unwrap_or(""),
+                a["outcome"].as_str().unwrap_or(""),
+                a["detail"].as_str().unwrap_or(""),
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,9 +7,6 @@ use anyhow::Context as _;
 
 use crate::adapters::{aws, ecs::Ecs};
 use crate::config::Config;
-use crate::domain::taskdef::TaskDefinition;
-use crate::plan::taskdef_diff::{render_service_diff, with_images};
-use crate::services::ports::ServiceDeployer;
 
 pub async fn run(
     app: &str,
@@ -36,37 +33,9 @@ pub async fn run(
     };
     let sdk = aws::load(config.aws_endpoint.as_deref()).await;
     let ecs = Ecs::new(&sdk);
-    for svc in &spec.services {
-        let text = std::fs::read_to_string(&svc.task_definition)
-            .with_context(|| format!("failed to read {}", svc.task_definition))?;
-        let desired = with_images(
-            &TaskDefinition::from_json(&text)
-                .with_context(|| format!("{} is not a task definition", svc.task_definition))?,
-            &svc.containers
-                .iter()
-                .filter_map(|(c, image)| images.get(image).map(|r| (c.clone(), r.clone())))
-                .collect(),
-        );
-        let state = ecs.describe_service(&svc.cluster, &svc.name).await?;
-        let live = match &state {
-            Some(s) => Some((
-                s.desired_count,
-                s.task_definition.clone(),
-                ecs.task_definition(&s.task_definition).await?,
-            )),
-            None => None,
-        };
-        let live_ref = live.as_ref().map(|(c, arn, td)| (*c, arn.as_str(), td));
-        print!(
-            "{}",
-            render_service_diff(
-                &svc.name,
-                &svc.cluster,
-                live_ref,
-                &desired,
-                svc.desired_count.map(|c| c as i32)
-            )
-        );
-    }
+    print!(
+        "{}",
+        crate::services::diff::diff(spec, &images, &ecs).await?
+    );
     Ok(ExitCode::SUCCESS)
 }

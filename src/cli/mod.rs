@@ -3,6 +3,7 @@
 
 mod client;
 mod diff;
+mod discord;
 mod ecs;
 mod eventbridge;
 mod image;
@@ -143,6 +144,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EcsCommand,
     },
+    /// Discord: slash command registration.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
+    },
     /// EventBridge wiring.
     Eventbridge {
         #[command(subcommand)]
@@ -176,6 +182,13 @@ pub enum EcsCommand {
     /// Check task definition files before any API call (Fargate sizes, network mode, execution
     /// role, secrets); exit 1 listing every problem.
     Check(ecs::CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiscordCommand {
+    /// Register /deploy /rollback /status /history /diff /pause /resume (bulk overwrite,
+    /// idempotent).
+    RegisterCommands(discord::RegisterArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +281,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Eventbridge {
                 command: EventbridgeCommand::Setup(args),
             } => eventbridge::setup(args).await,
+            Command::Discord {
+                command: DiscordCommand::RegisterCommands(args),
+            } => discord::register(args).await,
             Command::Show {
                 id,
                 wait,

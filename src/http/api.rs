@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{AuditRecord, DeploymentState, Paused, Trigger};
+use crate::domain::Trigger;
 
 fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &s.api_token else {
@@ -136,64 +136,11 @@ pub async fn deploy(
         Err(JsonRejection::MissingJsonContentType(_)) => DeployBody::default(),
         Err(e) => return Err(ApiError::from_rejection(e)),
     };
-    if body.git_ref.is_some() && body.sha.is_some() {
-        return Err(ApiError::BadRequest(
-            "give either `ref` or `sha`, not both".into(),
-        ));
-    }
-    if let Some(sha) = &body.sha {
-        if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(ApiError::BadRequest(format!(
-                "`{sha}` is not a full 40-character commit sha"
-            )));
-        }
-    }
-    let manifest = {
-        let m = s.manifests.read().expect("manifests lock poisoned");
-        m.get(&app).map(|a| a.manifest.clone())
-    };
-    let Some(manifest) = manifest else {
-        return Err(ApiError::NotFound(format!(
-            "no app named `{app}` in the manifests"
-        )));
-    };
-    if body.git_ref.is_none()
-        && body.sha.is_none()
-        && manifest.spec.source.branch.contains(['*', '?', '[', '{'])
-    {
-        return Err(ApiError::BadRequest(format!(
-            "`{app}` tracks the branch pattern `{}`: say which ref to deploy",
-            manifest.spec.source.branch
-        )));
-    }
-    let git_ref = body
-        .git_ref
-        .clone()
-        .unwrap_or_else(|| format!("refs/heads/{}", manifest.spec.source.branch));
     let actor = body.actor.clone().unwrap_or_else(|| "api".into());
-    let req = crate::queue::request(
-        &manifest,
-        body.sha.map(|s| s.to_ascii_lowercase()),
-        git_ref.clone(),
-        Trigger::Api,
-        actor.clone(),
-        None,
-    );
-    let id = s.store.enqueue(req).await?;
-    s.store
-        .audit(AuditRecord {
-            at: chrono::Utc::now(),
-            actor,
-            action: "deploy".into(),
-            target: app.clone(),
-            outcome: "queued".into(),
-            detail: Some(format!("deployment #{id} of {git_ref}")),
-        })
-        .await?;
-    s.queue.wake();
+    let q = super::ops::deploy(&s, &app, body.git_ref, body.sha, Trigger::Api, &actor).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "app": app, "ref": git_ref })),
+        Json(json!({ "id": q.id, "app": app, "ref": q.git_ref })),
     ))
 }
 
@@ -218,68 +165,10 @@ pub async fn rollback(
         Err(e) => return Err(ApiError::from_rejection(e)),
     };
     let actor = body.actor.unwrap_or_else(|| "api".into());
-    // Releases of deployments that succeeded, newest first.
-    let mut candidates = Vec::new();
-    for r in s.store.releases(&app, 200).await? {
-        if let Some(d) = s.store.deployment(r.deployment_id, false).await? {
-            if d.state == DeploymentState::Succeeded {
-                candidates.push((d, r));
-            }
-        }
-    }
-    let (target, release) = match body.to {
-        Some(id) => candidates
-            .into_iter()
-            .find(|(d, _)| d.id == id)
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "deployment #{id} of `{app}` did not succeed or recorded no release"
-                ))
-            })?,
-        None => candidates.into_iter().nth(1).ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "`{app}` has no earlier successful release to roll back to"
-            ))
-        })?,
-    };
-    let id = s
-        .store
-        .enqueue(crate::queue::restore_request(
-            &target,
-            &release,
-            actor.clone(),
-        ))
-        .await?;
-    let short = &release.sha[..release.sha.len().min(7)];
-    let reason = format!(
-        "rolled back to deployment #{} ({short}) by {actor}",
-        target.id
-    );
-    s.store
-        .pause(Paused {
-            app: app.clone(),
-            reason: reason.clone(),
-            actor: actor.clone(),
-            at: chrono::Utc::now(),
-        })
-        .await?;
-    s.store
-        .audit(AuditRecord {
-            at: chrono::Utc::now(),
-            actor,
-            action: "rollback".into(),
-            target: app.clone(),
-            outcome: "queued".into(),
-            detail: Some(format!(
-                "deployment #{id} restores #{}; automatic deploys paused",
-                target.id
-            )),
-        })
-        .await?;
-    s.queue.wake();
+    let r = super::ops::rollback(&s, &app, body.to, &actor).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "app": app, "restores": target.id, "paused": reason })),
+        Json(json!({ "id": r.id, "app": app, "restores": r.restores, "paused": r.paused })),
     ))
 }
 
@@ -303,18 +192,7 @@ pub async fn resume(
         Err(e) => return Err(ApiError::from_rejection(e)),
     }
     .unwrap_or_else(|| "api".into());
-    let resumed = s.store.resume(&app).await?;
-    let outcome = if resumed { "resumed" } else { "was not paused" };
-    s.store
-        .audit(AuditRecord {
-            at: chrono::Utc::now(),
-            actor,
-            action: "resume".into(),
-            target: app.clone(),
-            outcome: outcome.into(),
-            detail: None,
-        })
-        .await?;
+    let resumed = super::ops::resume(&s, &app, &actor).await?;
     Ok(Json(json!({ "app": app, "resumed": resumed })))
 }
 

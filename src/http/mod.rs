@@ -1,11 +1,14 @@
-//! The HTTP surface (axum): GitHub webhooks, the JSON API, health probes.
+//! The HTTP surface (axum): GitHub webhooks, Discord interactions, EventBridge events, the JSON
+//! API, health probes.
 //!
 //! Handlers verify, persist and answer; they never run deployment work themselves.
 
 mod api;
+pub mod discord;
 mod error;
 mod health;
 pub mod hooks;
+pub mod ops;
 
 use std::sync::{Arc, RwLock};
 
@@ -31,6 +34,8 @@ pub struct AppState {
     pub shutting_down: CancellationToken,
     pub eventbridge_key: Option<Secret>,
     pub ecs_signals: Arc<crate::services::signals::EcsSignals>,
+    /// Discord's interactions endpoint; `None`: `/hooks/discord` answers 401.
+    pub discord: Option<Arc<discord::DiscordHook>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -40,6 +45,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             post(hooks::github).layer(DefaultBodyLimit::max(max_body_bytes)),
         )
         .route("/hooks/eventbridge", post(hooks::eventbridge))
+        .route("/hooks/discord", post(discord::interactions))
         .route("/api/v1/apps", get(api::apps))
         .route("/api/v1/apps/{app}/deploy", post(api::deploy))
         .route("/api/v1/apps/{app}/rollback", post(api::rollback))

@@ -144,6 +144,16 @@ impl Engine {
                 return Ok(RunOutcome::Interrupted);
             }
             let attempt = self.store.step_started(dep.id, step.index).await?;
+            self.emit(
+                &dep,
+                DeploymentState::Running,
+                Some(StepChange {
+                    kind: step.kind,
+                    state: StepState::Running,
+                    outcome: None,
+                }),
+                None,
+            );
             let log = StepLog::new(self.config.step_log_bytes, self.redactor.clone());
             if attempt > 1 {
                 log.line(format!("resuming {}: attempt {attempt}", step.kind));

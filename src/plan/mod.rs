@@ -6,10 +6,12 @@
 //!   invalidation paths.
 //! - [`edge`]: the CloudFront Function generated from a site's redirect and rewrite rules.
 
+pub mod chatops;
 pub mod edge;
 pub mod headers;
 pub mod intake;
 pub mod invalidation;
+pub mod notify;
 pub mod oci;
 pub mod rollout;
 pub mod site;

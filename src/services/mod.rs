@@ -2,6 +2,7 @@
 //! definitions, runs migrations, creates or updates services and watches the deployment it
 //! started to a true verdict (see `plan::rollout`), rolling back itself when ECS did not.
 
+pub mod diff;
 pub mod ports;
 pub mod rollout;
 pub mod signals;

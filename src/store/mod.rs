@@ -138,6 +138,20 @@ pub trait Store: Send + Sync + 'static {
 
     async fn paused(&self) -> Result<Vec<Paused>, StoreError>;
 
+    /// What a reporter recorded for a deployment (e.g. the Discord message id).
+    async fn reporter_state(
+        &self,
+        id: DeploymentId,
+        reporter: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    async fn set_reporter_state(
+        &self,
+        id: DeploymentId,
+        reporter: &str,
+        value: &str,
+    ) -> Result<(), StoreError>;
+
     async fn audit(&self, record: AuditRecord) -> Result<(), StoreError>;
 
     /// Newest first.

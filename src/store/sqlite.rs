@@ -21,6 +21,7 @@ use crate::domain::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_rollback.sql"),
+    include_str!("migrations/0003_reporters.sql"),
 ];
 /// Most jobs one transaction carries.
 const MAX_GROUP: usize = 256;
@@ -578,6 +579,43 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn reporter_state(
+        &self,
+        id: DeploymentId,
+        reporter: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let reporter = reporter.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT value FROM reporter_state WHERE deployment_id = ?1 AND reporter = ?2",
+            )?;
+            let mut rows = stmt.query(params![id, reporter])?;
+            Ok(match rows.next()? {
+                Some(r) => Some(r.get(0)?),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    async fn set_reporter_state(
+        &self,
+        id: DeploymentId,
+        reporter: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let (reporter, value) = (reporter.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO reporter_state (deployment_id, reporter, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (deployment_id, reporter) DO UPDATE SET value = excluded.value",
+                params![id, reporter, value],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -1,0 +1,205 @@
+//! Discord through serenity's HTTP client (its rate limiter honours Discord's buckets and
+//! `Retry-After`): deployment messages in a channel (bot token) or through a channel webhook,
+//! edited in place; interaction follow-ups; command registration (bulk overwrite).
+//! `discord.apiUrl` sends every request to another base (a proxy, or a fake in tests).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serenity::builder::{
+    CreateCommand, CreateCommandOption, CreateEmbed, CreateEmbedFooter, CreateMessage,
+    EditInteractionResponse, EditMessage, EditWebhookMessage, ExecuteWebhook,
+};
+use serenity::http::{Http, HttpBuilder};
+use serenity::model::application::CommandOptionType;
+use serenity::model::id::{ApplicationId, ChannelId, GuildId, MessageId};
+
+use crate::plan::chatops::CommandDef;
+use crate::plan::notify::Embed;
+use crate::reporting::ports::{Chat, ChatTarget, InteractionReplies};
+use crate::reporting::PublishError;
+use crate::secret::Secret;
+
+pub struct Discord {
+    http: Arc<Http>,
+}
+
+fn fail(message: String) -> PublishError {
+    PublishError {
+        target: "discord",
+        message,
+    }
+}
+
+impl Discord {
+    pub fn new(
+        bot_token: Option<&Secret>,
+        api_url: Option<&str>,
+        application_id: Option<u64>,
+    ) -> Self {
+        let mut b = HttpBuilder::new(bot_token.map(Secret::expose).unwrap_or_default());
+        if let Some(url) = api_url {
+            b = b.proxy(url);
+        }
+        if let Some(id) = application_id {
+            b = b.application_id(ApplicationId::new(id));
+        }
+        Self {
+            http: Arc::new(b.build()),
+        }
+    }
+
+    /// Replaces the application's command set (globally, or in one guild) with `defs`.
+    #[tracing::instrument(skip_all, fields(guild))]
+    pub async fn register_commands(
+        &self,
+        guild: Option<u64>,
+        defs: &[CommandDef],
+    ) -> Result<usize, PublishError> {
+        let commands: Vec<CreateCommand> = defs
+            .iter()
+            .map(|d| {
+                d.options.iter().fold(
+                    CreateCommand::new(d.name).description(d.description),
+                    |c, o| {
+                        c.add_option(
+                            CreateCommandOption::new(
+                                CommandOptionType::String,
+                                o.name,
+                                o.description,
+                            )
+                            .required(o.required),
+                        )
+                    },
+                )
+            })
+            .collect();
+        let done = match guild {
+            Some(g) => {
+                self.http
+                    .create_guild_commands(GuildId::new(g), &commands)
+                    .await
+            }
+            None => self.http.create_global_commands(&commands).await,
+        };
+        done.map(|c| c.len())
+            .map_err(|e| fail(format!("registering commands: {e}")))
+    }
+}
+
+#[async_trait]
+impl InteractionReplies for Discord {
+    async fn edit_original(
+        &self,
+        interaction_token: &str,
+        content: &str,
+    ) -> Result<(), PublishError> {
+        let edit = EditInteractionResponse::new().content(content);
+        self.http
+            .edit_original_interaction_response(interaction_token, &edit, vec![])
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                fail(format!(
+                    "editing the interaction response: {}",
+                    e.to_string().replace(interaction_token, "[redacted]")
+                ))
+            })
+    }
+}
+
+fn embed(e: &Embed) -> CreateEmbed {
+    let mut out = CreateEmbed::new()
+        .title(&e.title)
+        .description(&e.description)
+        .colour(e.color)
+        .footer(CreateEmbedFooter::new(&e.footer));
+    if let Some(url) = &e.url {
+        out = out.url(url);
+    }
+    for f in &e.fields {
+        out = out.field(&f.name, &f.value, f.inline);
+    }
+    out
+}
+
+/// A webhook URL's id and token; errors never echo the URL (the token is a secret).
+fn webhook(url: &Secret) -> Result<(serenity::model::id::WebhookId, String), PublishError> {
+    let parsed = reqwest::Url::parse(url.expose())
+        .map_err(|_| fail("the Discord webhook URL is not a URL".into()))?;
+    let (id, token) = serenity::utils::parse_webhook(&parsed).ok_or_else(|| {
+        fail("the Discord webhook URL is not https://discord.com/api/webhooks/ID/TOKEN".into())
+    })?;
+    Ok((id, token.to_owned()))
+}
+
+#[async_trait]
+impl Chat for Discord {
+    #[tracing::instrument(skip_all)]
+    async fn post(&self, target: &ChatTarget, e: &Embed) -> Result<u64, PublishError> {
+        match target {
+            ChatTarget::Channel(c) => ChannelId::new(*c)
+                .send_message(&self.http, CreateMessage::new().embed(embed(e)))
+                .await
+                .map(|m| m.id.get())
+                .map_err(|err| fail(format!("posting to channel {c}: {err}"))),
+            ChatTarget::Webhook(url) => {
+                let (id, token) = webhook(url)?;
+                let msg = self
+                    .http
+                    .execute_webhook(
+                        id,
+                        None,
+                        &token,
+                        true,
+                        vec![],
+                        &ExecuteWebhook::new().embed(embed(e)),
+                    )
+                    .await
+                    .map_err(|err| {
+                        fail(format!(
+                            "posting through the webhook: {}",
+                            err.to_string().replace(&token, "[redacted]")
+                        ))
+                    })?;
+                msg.map(|m| m.id.get())
+                    .ok_or_else(|| fail("the webhook returned no message".into()))
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(message))]
+    async fn edit(&self, target: &ChatTarget, message: u64, e: &Embed) -> Result<(), PublishError> {
+        match target {
+            ChatTarget::Channel(c) => ChannelId::new(*c)
+                .edit_message(
+                    &self.http,
+                    MessageId::new(message),
+                    EditMessage::new().embed(embed(e)),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|err| fail(format!("editing message {message}: {err}"))),
+            ChatTarget::Webhook(url) => {
+                let (id, token) = webhook(url)?;
+                self.http
+                    .edit_webhook_message(
+                        id,
+                        None,
+                        &token,
+                        MessageId::new(message),
+                        &EditWebhookMessage::new().embed(embed(e)),
+                        vec![],
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| {
+                        fail(format!(
+                            "editing message {message}: {}",
+                            err.to_string().replace(&token, "[redacted]")
+                        ))
+                    })
+            }
+        }
+    }
+}

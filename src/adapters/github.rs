@@ -1,0 +1,136 @@
+//! GitHub through octocrab: commit statuses and the Deployments API. Authenticates as a GitHub
+//! App (octocrab mints the installation token from the app's JWT and refreshes it) or with a
+//! token. `github.apiUrl` points it at GitHub Enterprise, or at a fake in tests.
+
+use async_trait::async_trait;
+use octocrab::Octocrab;
+use serde_json::{json, Value};
+
+use crate::config::GithubConfig;
+use crate::reporting::ports::{CommitStatus, Forge};
+use crate::reporting::PublishError;
+
+pub struct GitHub {
+    octo: Octocrab,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("GitHub client: {0}")]
+pub struct GithubSetupError(String);
+
+fn fail(message: String) -> PublishError {
+    PublishError {
+        target: "github",
+        message,
+    }
+}
+
+fn describe(e: octocrab::Error) -> String {
+    match e {
+        octocrab::Error::GitHub { source, .. } => format!("GitHub answered: {}", source.message),
+        other => other.to_string(),
+    }
+}
+
+impl GitHub {
+    /// `None` when neither an App nor a token is configured.
+    pub fn from_config(c: &GithubConfig) -> Result<Option<Self>, GithubSetupError> {
+        let setup = |e: octocrab::Error| GithubSetupError(describe(e));
+        let mut b = Octocrab::builder();
+        if let Some(url) = &c.api_url {
+            b = b.base_uri(url.as_str()).map_err(setup)?;
+        }
+        let octo = match (&c.app, &c.token) {
+            (Some(app), _) => {
+                let key = octocrab::EncodingKey::from_rsa_pem(app.private_key.expose().as_bytes())
+                    .map_err(|_| {
+                        GithubSetupError(
+                            "github.appPrivateKey is not an RSA private key in PEM".into(),
+                        )
+                    })?;
+                b.app(app.app_id.into(), key)
+                    .build()
+                    .map_err(setup)?
+                    .installation(app.installation_id.into())
+                    .map_err(setup)?
+            }
+            (None, Some(token)) => b
+                .personal_token(token.expose().to_owned())
+                .build()
+                .map_err(setup)?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Self { octo }))
+    }
+}
+
+#[async_trait]
+impl Forge for GitHub {
+    #[tracing::instrument(skip_all, fields(repo, state = %s.state))]
+    async fn commit_status(
+        &self,
+        repo: &str,
+        sha: &str,
+        s: &CommitStatus,
+    ) -> Result<(), PublishError> {
+        let mut body =
+            json!({"state": s.state, "context": s.context, "description": s.description});
+        if let Some(url) = &s.target_url {
+            body["target_url"] = json!(url);
+        }
+        self.octo
+            .post::<_, Value>(format!("/repos/{repo}/statuses/{sha}"), Some(&body))
+            .await
+            .map(|_| ())
+            .map_err(|e| fail(format!("commit status on {repo}@{sha}: {}", describe(e))))
+    }
+
+    #[tracing::instrument(skip_all, fields(repo, environment))]
+    async fn create_deployment(
+        &self,
+        repo: &str,
+        sha: &str,
+        environment: &str,
+        description: &str,
+    ) -> Result<u64, PublishError> {
+        let body = json!({
+            "ref": sha,
+            "environment": environment,
+            "description": description,
+            "auto_merge": false,
+            "required_contexts": [],
+            "production_environment": environment == "production",
+        });
+        let v: Value = self
+            .octo
+            .post(format!("/repos/{repo}/deployments"), Some(&body))
+            .await
+            .map_err(|e| fail(format!("creating a deployment on {repo}: {}", describe(e))))?;
+        v["id"]
+            .as_u64()
+            .ok_or_else(|| fail(format!("GitHub returned no deployment id: {v}")))
+    }
+
+    #[tracing::instrument(skip_all, fields(repo, deployment, state))]
+    async fn deployment_status(
+        &self,
+        repo: &str,
+        deployment: u64,
+        state: &str,
+        description: &str,
+        log_url: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let mut body = json!({"state": state, "description": description, "auto_inactive": true});
+        if let Some(url) = log_url {
+            body["log_url"] = json!(url);
+        }
+        self.octo
+            .post::<_, Value>(
+                format!("/repos/{repo}/deployments/{deployment}/statuses"),
+                Some(&body),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| fail(format!("deployment status on {repo}: {}", describe(e))))
+    }
+}

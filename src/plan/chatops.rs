@@ -1,0 +1,429 @@
+//! ChatOps decisions, pure: which slash command was asked for, whether the caller may run it
+//! (deny by default: with no permission configured only read-only commands answer), whether
+//! it needs a confirmation click first (production deploys and rollbacks), the command set
+//! registered with Discord, and the confirmation buttons' ids.
+
+use globset::Glob;
+
+/// A parsed slash command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatCommand {
+    Deploy {
+        app: String,
+        git_ref: Option<String>,
+    },
+    Rollback {
+        app: String,
+        to: Option<i64>,
+    },
+    Status {
+        app: Option<String>,
+    },
+    History {
+        app: String,
+    },
+    Diff {
+        app: String,
+    },
+    Pause {
+        app: String,
+    },
+    Resume {
+        app: String,
+    },
+}
+
+impl ChatCommand {
+    /// From a command's name and its options as (name, value) pairs.
+    pub fn parse(name: &str, options: &[(String, String)]) -> Result<Self, String> {
+        let opt = |k: &str| {
+            options
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let app = || opt("app").ok_or_else(|| format!("/{name} needs an `app`"));
+        Ok(match name {
+            "deploy" => Self::Deploy {
+                app: app()?,
+                git_ref: opt("ref"),
+            },
+            "rollback" => Self::Rollback {
+                app: app()?,
+                to: match opt("to") {
+                    Some(v) => Some(
+                        v.trim_start_matches('#')
+                            .parse()
+                            .map_err(|_| format!("`{v}` is not a deployment number"))?,
+                    ),
+                    None => None,
+                },
+            },
+            "status" => Self::Status { app: opt("app") },
+            "history" => Self::History { app: app()? },
+            "diff" => Self::Diff { app: app()? },
+            "pause" => Self::Pause { app: app()? },
+            "resume" => Self::Resume { app: app()? },
+            other => return Err(format!("unknown command /{other}")),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Deploy { .. } => "deploy",
+            Self::Rollback { .. } => "rollback",
+            Self::Status { .. } => "status",
+            Self::History { .. } => "history",
+            Self::Diff { .. } => "diff",
+            Self::Pause { .. } => "pause",
+            Self::Resume { .. } => "resume",
+        }
+    }
+
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            Self::Status { app } => app.as_deref(),
+            Self::Deploy { app, .. }
+            | Self::Rollback { app, .. }
+            | Self::History { app }
+            | Self::Diff { app }
+            | Self::Pause { app }
+            | Self::Resume { app } => Some(app),
+        }
+    }
+
+    /// Changes something (needs a permission).
+    pub fn mutating(&self) -> bool {
+        matches!(
+            self,
+            Self::Deploy { .. } | Self::Rollback { .. } | Self::Pause { .. } | Self::Resume { .. }
+        )
+    }
+}
+
+/// Who may run mutating commands (`discord.permissions` in gantry.yaml).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permission {
+    /// App name globs; empty: every app.
+    pub apps: Vec<String>,
+    /// Environments; empty: every environment.
+    pub environments: Vec<String>,
+    /// Discord role ids, any of which grants the permission.
+    pub roles: Vec<String>,
+    /// Discord user ids granted the permission.
+    pub users: Vec<String>,
+    /// Commands granted; empty: every mutating command.
+    pub commands: Vec<String>,
+}
+
+/// The Discord user asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Allowed once the caller confirms with the button.
+    Confirm,
+    Deny(String),
+}
+
+/// Whether `caller` may run `cmd` on an app in `environment`.
+pub fn decide(
+    cmd: &ChatCommand,
+    environment: Option<&str>,
+    caller: &Caller,
+    rules: &[Permission],
+) -> Decision {
+    if !cmd.mutating() {
+        return Decision::Allow;
+    }
+    let app = cmd.app().unwrap_or_default();
+    let env = environment.unwrap_or_default();
+    let granted = rules.iter().any(|r| {
+        let app_ok = r.apps.is_empty()
+            || r.apps.iter().any(|g| {
+                Glob::new(g)
+                    .map(|g| g.compile_matcher().is_match(app))
+                    .unwrap_or(false)
+            });
+        let env_ok = r.environments.is_empty() || r.environments.iter().any(|e| e == env);
+        let cmd_ok = r.commands.is_empty() || r.commands.iter().any(|c| c == cmd.name());
+        let who_ok = r.users.contains(&caller.user_id)
+            || r.roles.iter().any(|role| caller.roles.contains(role));
+        app_ok && env_ok && cmd_ok && who_ok
+    });
+    if !granted {
+        return Decision::Deny(if rules.is_empty() {
+            format!(
+                "/{} is not allowed: no Discord permissions are configured on this Gantry (only read-only commands answer)",
+                cmd.name()
+            )
+        } else {
+            format!(
+                "you may not /{} `{app}` in {}",
+                cmd.name(),
+                if env.is_empty() {
+                    "this environment"
+                } else {
+                    env
+                }
+            )
+        });
+    }
+    let risky = matches!(
+        cmd,
+        ChatCommand::Deploy { .. } | ChatCommand::Rollback { .. }
+    );
+    if risky && env == "production" {
+        Decision::Confirm
+    } else {
+        Decision::Allow
+    }
+}
+
+/// How long a confirmation button stays valid.
+pub const CONFIRM_SECONDS: i64 = 300;
+
+/// The custom id of the button that confirms `cmd`, asked at `at` (unix seconds). Discord
+/// limits custom ids to 100 characters.
+pub fn confirm_id(cmd: &ChatCommand, at: i64) -> Option<String> {
+    let (app, arg) = match cmd {
+        ChatCommand::Deploy { app, git_ref } => (app, git_ref.clone().unwrap_or_default()),
+        ChatCommand::Rollback { app, to } => (app, to.map(|t| t.to_string()).unwrap_or_default()),
+        _ => return None,
+    };
+    let id = format!("gantry:confirm:{at}:{}:{app}:{arg}", cmd.name());
+    (id.len() <= 100).then_some(id)
+}
+
+pub const CANCEL_ID: &str = "gantry:cancel";
+
+/// The command a confirmation button stands for, if it is still valid at `now`.
+pub fn parse_confirm(id: &str, now: i64) -> Result<ChatCommand, String> {
+    let rest = id
+        .strip_prefix("gantry:confirm:")
+        .ok_or_else(|| "not a Gantry button".to_owned())?;
+    let mut parts = rest.splitn(4, ':');
+    let (Some(at), Some(name), Some(app), Some(arg)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed confirmation".into());
+    };
+    let at: i64 = at
+        .parse()
+        .map_err(|_| "malformed confirmation".to_owned())?;
+    if now - at > CONFIRM_SECONDS || at > now + 60 {
+        return Err("this confirmation has expired: run the command again".into());
+    }
+    let mut options = vec![("app".to_owned(), app.to_owned())];
+    let key = if name == "deploy" { "ref" } else { "to" };
+    if !arg.is_empty() {
+        options.push((key.to_owned(), arg.to_owned()));
+    }
+    let cmd = ChatCommand::parse(name, &options)?;
+    matches!(
+        cmd,
+        ChatCommand::Deploy { .. } | ChatCommand::Rollback { .. }
+    )
+    .then_some(cmd)
+    .ok_or_else(|| "malformed confirmation".into())
+}
+
+/// One option of a registered command.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OptionDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub required: bool,
+}
+
+/// A slash command as registered with Discord (all options are strings).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub options: Vec<OptionDef>,
+}
+
+/// Gantry's command set, in registration order.
+pub fn command_set() -> Vec<CommandDef> {
+    let app = |required| OptionDef {
+        name: "app",
+        description: "The app (its manifest's metadata.name)",
+        required,
+    };
+    vec![
+        CommandDef {
+            name: "deploy",
+            description: "Deploy an app (its tracked branch, or a ref)",
+            options: vec![
+                app(true),
+                OptionDef {
+                    name: "ref",
+                    description: "Branch, tag or refs/... to deploy",
+                    required: false,
+                },
+            ],
+        },
+        CommandDef {
+            name: "rollback",
+            description: "Redeploy an earlier release exactly and pause automatic deploys",
+            options: vec![
+                app(true),
+                OptionDef {
+                    name: "to",
+                    description: "Deployment number to restore (default: the previous release)",
+                    required: false,
+                },
+            ],
+        },
+        CommandDef {
+            name: "status",
+            description: "Where every app (or one) stands",
+            options: vec![app(false)],
+        },
+        CommandDef {
+            name: "history",
+            description: "An app's recent deployments",
+            options: vec![app(true)],
+        },
+        CommandDef {
+            name: "diff",
+            description: "What deploying an app would change in ECS",
+            options: vec![app(true)],
+        },
+        CommandDef {
+            name: "pause",
+            description: "Stop pushes from deploying an app",
+            options: vec![app(true)],
+        },
+        CommandDef {
+            name: "resume",
+            description: "Let pushes deploy an app again",
+            options: vec![app(true)],
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(user: &str, roles: &[&str]) -> Caller {
+        Caller {
+            user_id: user.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_commands_and_their_options() {
+        assert_eq!(
+            ChatCommand::parse("rollback", &opts(&[("app", "web"), ("to", "#12")])).unwrap(),
+            ChatCommand::Rollback {
+                app: "web".into(),
+                to: Some(12)
+            }
+        );
+        assert!(ChatCommand::parse("deploy", &[]).is_err());
+        assert!(ChatCommand::parse("rollback", &opts(&[("app", "w"), ("to", "x")])).is_err());
+        assert_eq!(
+            ChatCommand::parse("status", &[]).unwrap(),
+            ChatCommand::Status { app: None }
+        );
+    }
+
+    #[test]
+    fn deny_by_default_read_only_always() {
+        let deploy = ChatCommand::Deploy {
+            app: "web".into(),
+            git_ref: None,
+        };
+        let anyone = caller("1", &[]);
+        assert!(
+            matches!(decide(&deploy, Some("staging"), &anyone, &[]), Decision::Deny(m) if m.contains("no Discord permissions"))
+        );
+        assert_eq!(
+            decide(&ChatCommand::Status { app: None }, None, &anyone, &[]),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn permissions_by_role_user_app_environment_and_command() {
+        let rules = vec![
+            Permission {
+                apps: vec!["web*".into()],
+                environments: vec!["staging".into(), "production".into()],
+                roles: vec!["ops".into()],
+                ..Default::default()
+            },
+            Permission {
+                users: vec!["42".into()],
+                commands: vec!["pause".into()],
+                ..Default::default()
+            },
+        ];
+        let deploy = |app: &str| ChatCommand::Deploy {
+            app: app.into(),
+            git_ref: None,
+        };
+        let ops = caller("7", &["ops"]);
+        assert_eq!(
+            decide(&deploy("web"), Some("staging"), &ops, &rules),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&deploy("web"), Some("production"), &ops, &rules),
+            Decision::Confirm
+        );
+        assert!(matches!(
+            decide(&deploy("api"), Some("staging"), &ops, &rules),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            decide(&deploy("web"), Some("dev"), &ops, &rules),
+            Decision::Deny(_)
+        ));
+        let user = caller("42", &[]);
+        let pause = ChatCommand::Pause { app: "api".into() };
+        assert_eq!(
+            decide(&pause, Some("production"), &user, &rules),
+            Decision::Allow
+        );
+        assert!(matches!(
+            decide(&deploy("api"), Some("production"), &user, &rules),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn confirmation_ids_round_trip_and_expire() {
+        let cmd = ChatCommand::Rollback {
+            app: "web".into(),
+            to: Some(3),
+        };
+        let id = confirm_id(&cmd, 1_000).unwrap();
+        assert_eq!(parse_confirm(&id, 1_100).unwrap(), cmd);
+        assert!(parse_confirm(&id, 1_000 + CONFIRM_SECONDS + 1).is_err());
+        let deploy = ChatCommand::Deploy {
+            app: "web".into(),
+            git_ref: Some("refs/heads/release:1".into()),
+        };
+        let id = confirm_id(&deploy, 5).unwrap();
+        assert_eq!(parse_confirm(&id, 6).unwrap(), deploy);
+        assert!(parse_confirm("gantry:confirm:5:pause:web:", 6).is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! What reporters say, pure: the Discord message of a deployment (one per deployment, edited in
+//! place, so it is rendered whole from the deployment's recorded state every time), and the
+//! GitHub commit-status and deployment-status states a deployment maps to.
+
+use crate::domain::{Deployment, DeploymentState, StepState, Trigger};
+
+pub const COLOR_RUNNING: u32 = 0x3b82f6;
+pub const COLOR_SUCCESS: u32 = 0x22c55e;
+pub const COLOR_FAILURE: u32 = 0xef4444;
+pub const COLOR_NEUTRAL: u32 = 0x9ca3af;
+pub const COLOR_ROLLBACK: u32 = 0xf59e0b;
+
+/// A Discord embed, in Gantry's terms (the adapter turns it into serenity's builder).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Embed {
+    pub title: String,
+    pub url: Option<String>,
+    pub description: String,
+    pub color: u32,
+    pub fields: Vec<Field>,
+    pub footer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Field {
+    pub name: String,
+    pub value: String,
+    pub inline: bool,
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// Discord's limits: 1024 characters a field value, 4096 a description.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let tail: String = s
+        .chars()
+        .rev()
+        .take(max.saturating_sub(2))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…\n{tail}")
+}
+
+fn duration(d: &Deployment, i: usize) -> String {
+    let s = &d.steps[i];
+    match (s.started_at, s.finished_at) {
+        (Some(a), Some(b)) => {
+            let ms = (b - a).num_milliseconds().max(0);
+            if ms < 1000 {
+                format!(" {ms} ms")
+            } else {
+                format!(" {:.1} s", ms as f64 / 1000.0)
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// The embed for a deployment as it stands. `repo` is `OWNER/NAME` on GitHub.
+pub fn deployment_embed(d: &Deployment, repo: &str) -> Embed {
+    let rollback = d.trigger == Trigger::Rollback || d.restore_from.is_some();
+    let (verdict, color) = match d.state {
+        DeploymentState::Queued => ("queued", COLOR_NEUTRAL),
+        DeploymentState::Running => ("running", COLOR_RUNNING),
+        DeploymentState::Succeeded if rollback => ("rolled back", COLOR_ROLLBACK),
+        DeploymentState::Succeeded => ("succeeded", COLOR_SUCCESS),
+        DeploymentState::Failed => ("failed", COLOR_FAILURE),
+        DeploymentState::Superseded => ("superseded", COLOR_NEUTRAL),
+    };
+    let env = &d.spec.environment;
+    let title = format!("{} → {env}: {verdict} (#{})", d.app, d.id);
+    let url = d
+        .sha
+        .as_ref()
+        .map(|sha| format!("https://github.com/{repo}/commit/{sha}"));
+    // The fetch step's outcome is "<short sha> <title> (<author>)".
+    let commit = d
+        .steps
+        .iter()
+        .find(|s| s.kind == crate::domain::StepKind::FetchSource)
+        .and_then(|s| s.outcome.clone())
+        .filter(|_| d.sha.is_some());
+    let mut description = match (&d.sha, &commit) {
+        (Some(sha), Some(line)) => {
+            let rest = line.strip_prefix(short(sha)).unwrap_or(line).trim();
+            format!(
+                "[`{}`](https://github.com/{repo}/commit/{sha}) {rest}",
+                short(sha)
+            )
+        }
+        (Some(sha), None) => format!("[`{}`](https://github.com/{repo}/commit/{sha})", short(sha)),
+        (None, _) => format!("`{}` (commit not resolved yet)", d.git_ref),
+    };
+    if let Some(from) = d.restore_from {
+        description.push_str(&format!(
+            "\nRollback: restores the release of deployment #{from}"
+        ));
+    }
+    description.push_str(&format!("\nby {} ({})", d.actor, d.trigger.as_str()));
+    let steps: Vec<String> = d
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mark = match s.state {
+                StepState::Pending => "⏳",
+                StepState::Running => "🔄",
+                StepState::Succeeded => "✅",
+                StepState::Failed => "❌",
+            };
+            format!("{mark} {}{}", s.kind.as_str(), duration(d, i))
+        })
+        .collect();
+    let mut fields = vec![Field {
+        name: "Steps".into(),
+        value: clip(&steps.join("\n"), 1024),
+        inline: false,
+    }];
+    if let Some(reason) = &d.reason {
+        fields.push(Field {
+            name: if d.state == DeploymentState::Failed {
+                "Reason"
+            } else {
+                "Note"
+            }
+            .into(),
+            value: clip(reason, 1024),
+            inline: false,
+        });
+    }
+    if d.state == DeploymentState::Failed {
+        let tail = d
+            .steps
+            .iter()
+            .find(|s| s.state == StepState::Failed)
+            .and_then(|s| s.log.as_deref())
+            .map(|log| {
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(10)..].join("\n")
+            })
+            .filter(|t| !t.trim().is_empty());
+        if let Some(t) = tail {
+            fields.push(Field {
+                name: "Last log lines".into(),
+                value: format!("```\n{}\n```", clip(&t.replace("```", "'''"), 1000)),
+                inline: false,
+            });
+        }
+    }
+    Embed {
+        title,
+        url,
+        description: clip(&description, 4096),
+        color,
+        fields,
+        footer: format!("gantry · {} · {}", d.app, d.git_ref),
+    }
+}
+
+/// GitHub commit-status state for a deployment, `None` when nothing should be posted.
+pub fn commit_status(state: DeploymentState) -> Option<(&'static str, &'static str)> {
+    Some(match state {
+        DeploymentState::Queued => ("pending", "queued"),
+        DeploymentState::Running => ("pending", "deploying"),
+        DeploymentState::Succeeded => ("success", "deployed"),
+        DeploymentState::Failed => ("failure", "deployment failed"),
+        DeploymentState::Superseded => ("error", "superseded by a newer deployment"),
+    })
+}
+
+/// GitHub deployment-status state for a deployment.
+pub fn deployment_status(state: DeploymentState) -> &'static str {
+    match state {
+        DeploymentState::Queued => "queued",
+        DeploymentState::Running => "in_progress",
+        DeploymentState::Succeeded => "success",
+        DeploymentState::Failed => "failure",
+        DeploymentState::Superseded => "inactive",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Step, StepKind};
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn step(
+        i: u32,
+        kind: StepKind,
+        state: StepState,
+        outcome: Option<&str>,
+        log: Option<&str>,
+    ) -> Step {
+        let done = matches!(state, StepState::Succeeded | StepState::Failed);
+        Step {
+            index: i,
+            kind,
+            state,
+            attempts: u32::from(state != StepState::Pending),
+            started_at: (state != StepState::Pending).then(|| at(i as i64 * 10)),
+            finished_at: done.then(|| at(i as i64 * 10 + 4)),
+            outcome: outcome.map(str::to_owned),
+            log: log.map(str::to_owned),
+        }
+    }
+
+    fn deployment(state: DeploymentState, steps: Vec<Step>) -> Deployment {
+        let mut spec = crate::manifests::scaffold_app("portfolio", "hosu/portfolio", "main").spec;
+        spec.environment = "production".into();
+        Deployment {
+            id: 12,
+            app: "portfolio".into(),
+            sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            git_ref: "refs/heads/main".into(),
+            trigger: Trigger::Push,
+            actor: "hosu".into(),
+            delivery_id: None,
+            restore_from: None,
+            state,
+            reason: None,
+            created_at: at(0),
+            started_at: Some(at(0)),
+            finished_at: None,
+            spec,
+            steps,
+        }
+    }
+
+    const FETCHED: &str = "0123456 Add the projects page (Hosu Kim)";
+
+    #[test]
+    fn start_embed() {
+        let d = deployment(
+            DeploymentState::Running,
+            vec![
+                step(
+                    0,
+                    StepKind::FetchSource,
+                    StepState::Succeeded,
+                    Some(FETCHED),
+                    None,
+                ),
+                step(1, StepKind::Build, StepState::Running, None, None),
+                step(2, StepKind::Report, StepState::Pending, None, None),
+            ],
+        );
+        insta::assert_yaml_snapshot!(deployment_embed(&d, "hosu/portfolio"));
+    }
+
+    #[test]
+    fn success_embed() {
+        let mut d = deployment(
+            DeploymentState::Succeeded,
+            vec![
+                step(
+                    0,
+                    StepKind::FetchSource,
+                    StepState::Succeeded,
+                    Some(FETCHED),
+                    None,
+                ),
+                step(
+                    1,
+                    StepKind::PublishImages,
+                    StepState::Succeeded,
+                    Some("1 image(s), 1 built, 0 reused"),
+                    None,
+                ),
+                step(
+                    2,
+                    StepKind::RollServices,
+                    StepState::Succeeded,
+                    Some("1 service(s), 1 rolled"),
+                    None,
+                ),
+                step(3, StepKind::Report, StepState::Succeeded, None, None),
+            ],
+        );
+        d.finished_at = Some(at(40));
+        insta::assert_yaml_snapshot!(deployment_embed(&d, "hosu/portfolio"));
+    }
+
+    #[test]
+    fn failure_embed() {
+        let mut d = deployment(
+            DeploymentState::Failed,
+            vec![
+                step(0, StepKind::FetchSource, StepState::Succeeded, Some(FETCHED), None),
+                step(1, StepKind::Build, StepState::Failed, Some("failed"), Some("$ npm ci\nadded 812 packages\n$ npm run build\nError: Cannot find module 'next'\n```injected```")),
+                step(2, StepKind::Report, StepState::Pending, None, None),
+            ],
+        );
+        d.reason = Some("step build failed: command `npm run build` exited with status 1".into());
+        insta::assert_yaml_snapshot!(deployment_embed(&d, "hosu/portfolio"));
+    }
+
+    #[test]
+    fn rollback_embed() {
+        let mut d = deployment(
+            DeploymentState::Succeeded,
+            vec![
+                step(
+                    0,
+                    StepKind::FetchSource,
+                    StepState::Succeeded,
+                    Some(FETCHED),
+                    None,
+                ),
+                step(
+                    1,
+                    StepKind::RollServices,
+                    StepState::Succeeded,
+                    Some("1 service(s), 1 rolled"),
+                    None,
+                ),
+                step(2, StepKind::Report, StepState::Succeeded, None, None),
+            ],
+        );
+        d.trigger = Trigger::Rollback;
+        d.restore_from = Some(9);
+        d.actor = "discord:hosu".into();
+        d.reason = Some("automatic deploys paused until `gantry resume portfolio`".into());
+        insta::assert_yaml_snapshot!(deployment_embed(&d, "hosu/portfolio"));
+    }
+
+    #[test]
+    fn states_map_to_github() {
+        assert_eq!(
+            commit_status(DeploymentState::Running),
+            Some(("pending", "deploying"))
+        );
+        assert_eq!(commit_status(DeploymentState::Failed).unwrap().0, "failure");
+        assert_eq!(deployment_status(DeploymentState::Succeeded), "success");
+    }
+}

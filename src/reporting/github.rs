@@ -1,0 +1,158 @@
+//! The GitHub reporter: a commit status per app (`gantry/APP`: pending -> success/failure) and,
+//! when the app asks for it, a GitHub deployment per environment with in_progress and final
+//! statuses. What was last posted is recorded per deployment, so every transition is posted
+//! once and in order (a deployment that finished before it was first reported still shows
+//! pending / in_progress first), and a retried step posts nothing new.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::ports::{CommitStatus, Forge};
+use super::{PublishError, Reporter};
+use crate::domain::{Deployment, DeploymentState};
+use crate::plan::notify::{commit_status, deployment_status};
+use crate::store::Store;
+
+pub struct GithubReporter {
+    forge: Arc<dyn Forge>,
+    store: Arc<dyn Store>,
+    /// Gantry's public URL, for links to the deployment.
+    public_url: Option<String>,
+}
+
+impl GithubReporter {
+    pub fn new(forge: Arc<dyn Forge>, store: Arc<dyn Store>, public_url: Option<String>) -> Self {
+        Self {
+            forge,
+            store,
+            public_url,
+        }
+    }
+
+    fn link(&self, d: &Deployment) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|u| format!("{u}/api/v1/deployments/{}", d.id))
+    }
+
+    async fn state(&self, d: &Deployment, key: &str) -> Result<Option<String>, PublishError> {
+        self.store
+            .reporter_state(d.id, key)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn record(&self, d: &Deployment, key: &str, value: &str) -> Result<(), PublishError> {
+        self.store
+            .set_reporter_state(d.id, key, value)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn statuses(&self, d: &Deployment, sha: &str) -> Result<(), PublishError> {
+        let Some((state, description)) = commit_status(d.state) else {
+            return Ok(());
+        };
+        let last = self.state(d, "github-status").await?;
+        if last.as_deref() == Some(state) {
+            return Ok(());
+        }
+        let mut steps = Vec::new();
+        if last.is_none() && state != "pending" {
+            steps.push(("pending", "deploying"));
+        }
+        steps.push((state, description));
+        for (state, description) in steps {
+            let status = CommitStatus {
+                state: state.into(),
+                context: format!("gantry/{}", d.app),
+                description: format!("#{} {description}", d.id),
+                target_url: self.link(d),
+            };
+            self.forge
+                .commit_status(&d.spec.source.repo, sha, &status)
+                .await?;
+            self.record(d, "github-status", state).await?;
+        }
+        Ok(())
+    }
+
+    async fn deployments(&self, d: &Deployment, sha: &str) -> Result<(), PublishError> {
+        let repo = &d.spec.source.repo;
+        let id = match self.state(d, "github-deployment").await? {
+            Some(id) => id.parse::<u64>().map_err(|_| PublishError {
+                target: "github",
+                message: format!("recorded GitHub deployment id `{id}` is not a number"),
+            })?,
+            None if d.state == DeploymentState::Superseded => return Ok(()),
+            None => {
+                let id = self
+                    .forge
+                    .create_deployment(
+                        repo,
+                        sha,
+                        &d.spec.environment,
+                        &format!("gantry deployment #{} of {}", d.id, d.app),
+                    )
+                    .await?;
+                self.record(d, "github-deployment", &id.to_string()).await?;
+                id
+            }
+        };
+        let state = deployment_status(d.state);
+        let last = self.state(d, "github-deployment-status").await?;
+        if last.as_deref() == Some(state) {
+            return Ok(());
+        }
+        let mut steps = Vec::new();
+        if last.is_none() && state != "in_progress" && state != "queued" {
+            steps.push("in_progress");
+        }
+        steps.push(state);
+        let link = self.link(d);
+        for state in steps {
+            let description = d
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("#{} {state}", d.id));
+            let description: String = description.chars().take(140).collect();
+            self.forge
+                .deployment_status(repo, id, state, &description, link.as_deref())
+                .await?;
+            self.record(d, "github-deployment-status", state).await?;
+        }
+        Ok(())
+    }
+}
+
+fn store_err(e: crate::store::StoreError) -> PublishError {
+    PublishError {
+        target: "github",
+        message: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl Reporter for GithubReporter {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+
+    #[tracing::instrument(skip_all, fields(deployment.id = d.id, app = %d.app))]
+    async fn report(&self, d: &Deployment) -> Result<(), PublishError> {
+        let Some(settings) = &d.spec.notifications.github else {
+            return Ok(());
+        };
+        let Some(sha) = d.sha.clone() else {
+            return Ok(());
+        };
+        if settings.statuses {
+            self.statuses(d, &sha).await?;
+        }
+        if settings.deployments {
+            self.deployments(d, &sha).await?;
+        }
+        Ok(())
+    }
+}
