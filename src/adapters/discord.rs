@@ -24,6 +24,45 @@ pub struct Discord {
     http: Arc<Http>,
 }
 
+/// Runs `call`, retrying Discord's 429 answers with backoff (0.5 s doubling, 5 tries). With
+/// serenity's rate limiter on (no proxy) 429s are already waited out before they surface.
+async fn limited<T, F, Fut>(mut call: F) -> Result<T, serenity::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, serenity::Error>>,
+{
+    let mut wait = std::time::Duration::from_millis(500);
+    for attempt in 1.. {
+        match call().await {
+            Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)))
+                if r.status_code.as_u16() == 429 && attempt < 5 =>
+            {
+                tracing::info!(
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "Discord rate limit; waiting"
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// An error with its source chain (serenity's top-level messages say little on their own).
+fn chain(e: &serenity::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
 fn fail(message: String) -> PublishError {
     PublishError {
         target: "discord",
@@ -39,7 +78,9 @@ impl Discord {
     ) -> Self {
         let mut b = HttpBuilder::new(bot_token.map(Secret::expose).unwrap_or_default());
         if let Some(url) = api_url {
-            b = b.proxy(url);
+            // serenity sends through a proxy only with its own rate limiter off (a proxy is
+            // expected to limit); `limited` below then retries 429s with backoff.
+            b = b.proxy(url).ratelimiter_disabled(true);
         }
         if let Some(id) = application_id {
             b = b.application_id(ApplicationId::new(id));
@@ -83,7 +124,7 @@ impl Discord {
             None => self.http.create_global_commands(&commands).await,
         };
         done.map(|c| c.len())
-            .map_err(|e| fail(format!("registering commands: {e}")))
+            .map_err(|e| fail(format!("registering commands: {}", chain(&e))))
     }
 }
 
@@ -95,16 +136,18 @@ impl InteractionReplies for Discord {
         content: &str,
     ) -> Result<(), PublishError> {
         let edit = EditInteractionResponse::new().content(content);
-        self.http
-            .edit_original_interaction_response(interaction_token, &edit, vec![])
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                fail(format!(
-                    "editing the interaction response: {}",
-                    e.to_string().replace(interaction_token, "[redacted]")
-                ))
-            })
+        limited(|| {
+            self.http
+                .edit_original_interaction_response(interaction_token, &edit, vec![])
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            fail(format!(
+                "editing the interaction response: {}",
+                chain(&e).replace(interaction_token, "[redacted]")
+            ))
+        })
     }
 }
 
@@ -138,11 +181,12 @@ impl Chat for Discord {
     #[tracing::instrument(skip_all)]
     async fn post(&self, target: &ChatTarget, e: &Embed) -> Result<u64, PublishError> {
         match target {
-            ChatTarget::Channel(c) => ChannelId::new(*c)
-                .send_message(&self.http, CreateMessage::new().embed(embed(e)))
-                .await
-                .map(|m| m.id.get())
-                .map_err(|err| fail(format!("posting to channel {c}: {err}"))),
+            ChatTarget::Channel(c) => limited(|| {
+                ChannelId::new(*c).send_message(&self.http, CreateMessage::new().embed(embed(e)))
+            })
+            .await
+            .map(|m| m.id.get())
+            .map_err(|err| fail(format!("posting to channel {c}: {}", chain(&err)))),
             ChatTarget::Webhook(url) => {
                 let (id, token) = webhook(url)?;
                 let msg = self
@@ -159,7 +203,7 @@ impl Chat for Discord {
                     .map_err(|err| {
                         fail(format!(
                             "posting through the webhook: {}",
-                            err.to_string().replace(&token, "[redacted]")
+                            chain(&err).replace(&token, "[redacted]")
                         ))
                     })?;
                 msg.map(|m| m.id.get())
@@ -179,7 +223,7 @@ impl Chat for Discord {
                 )
                 .await
                 .map(|_| ())
-                .map_err(|err| fail(format!("editing message {message}: {err}"))),
+                .map_err(|err| fail(format!("editing message {message}: {}", chain(&err)))),
             ChatTarget::Webhook(url) => {
                 let (id, token) = webhook(url)?;
                 self.http
@@ -196,7 +240,7 @@ impl Chat for Discord {
                     .map_err(|err| {
                         fail(format!(
                             "editing message {message}: {}",
-                            err.to_string().replace(&token, "[redacted]")
+                            chain(&err).replace(&token, "[redacted]")
                         ))
                     })
             }

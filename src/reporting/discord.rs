@@ -28,11 +28,7 @@ pub struct DiscordReporter {
 
 impl DiscordReporter {
     /// `env` reads the variables that `notifications.discord.webhookEnv` names.
-    pub fn new(
-        chat: Arc<dyn Chat>,
-        store: Arc<dyn Store>,
-        env: EnvLookup,
-    ) -> Self {
+    pub fn new(chat: Arc<dyn Chat>, store: Arc<dyn Store>, env: EnvLookup) -> Self {
         Self { chat, store, env }
     }
 

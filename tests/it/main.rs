@@ -4,11 +4,13 @@
 
 mod support;
 
+mod chatops;
 mod cli;
 mod crash;
 mod ecs;
 mod edge;
 mod events;
+mod fakes;
 mod images;
 mod pipeline;
 mod queue;

@@ -1,0 +1,210 @@
+//! Discord's and GitHub's HTTP APIs faked at the wire: a local server the real serenity and
+//! octocrab clients are pointed at (`GANTRY_DISCORD_API_URL`, `GANTRY_GITHUB_API_URL`). It
+//! records every request exactly (method, path, query, authorization, JSON body) and answers
+//! with payloads shaped like the ones in Discord's and GitHub's API documentation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub authorization: String,
+    pub body: Value,
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    seen: Arc<Mutex<Vec<Request>>>,
+    next_id: Arc<AtomicU64>,
+    /// Requests still to be answered 429 (Discord's rate limit), with Retry-After.
+    throttle: Arc<Mutex<usize>>,
+}
+
+pub struct Fake {
+    pub url: String,
+    shared: Shared,
+}
+
+impl Fake {
+    pub async fn start() -> Self {
+        let shared = Shared {
+            next_id: Arc::new(AtomicU64::new(1_100_000_000_000_000_000)),
+            ..Default::default()
+        };
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, shared }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// Answers the next `n` Discord requests with 429 and `Retry-After`.
+    pub fn throttle_next(&self, n: usize) {
+        *self.shared.throttle.lock().unwrap() = n;
+    }
+
+    pub fn matching(&self, method: &str, path_prefix: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(path_prefix))
+            .collect()
+    }
+}
+
+/// A Discord message object (docs: Channel resource, Message object).
+fn discord_message(id: u64, channel: &str, embeds: &Value) -> Value {
+    json!({
+        "id": id.to_string(),
+        "channel_id": channel,
+        "author": {"id": "1090000000000000001", "username": "Gantry", "discriminator": "0000", "avatar": null, "bot": true, "global_name": null},
+        "content": "",
+        "timestamp": "2026-12-01T12:00:00.000000+00:00",
+        "edited_timestamp": null,
+        "tts": false,
+        "mention_everyone": false,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": embeds,
+        "pinned": false,
+        "type": 0
+    })
+}
+
+fn discord(method: &Method, path: &str, body: &Value, id: u64) -> (u16, Value) {
+    let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
+    let embeds = body.get("embeds").cloned().unwrap_or(json!([]));
+    match (method.as_str(), parts.as_slice()) {
+        ("POST", ["channels", channel, "messages"]) => (200, discord_message(id, channel, &embeds)),
+        ("PATCH", ["channels", channel, "messages", message]) => (
+            200,
+            discord_message(message.parse().unwrap_or(0), channel, &embeds),
+        ),
+        ("POST", ["webhooks", _, _]) => (200, discord_message(id, "1090000000000000002", &embeds)),
+        ("PATCH", ["webhooks", _, _, "messages", message]) => (
+            200,
+            discord_message(
+                message.parse().unwrap_or(id),
+                "1090000000000000002",
+                &embeds,
+            ),
+        ),
+        ("PUT", ["applications", app, "commands"])
+        | ("PUT", ["applications", app, "guilds", _, "commands"]) => {
+            let cmds: Vec<Value> = body
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut c)| {
+                    c["id"] = json!((id + i as u64).to_string());
+                    c["application_id"] = json!(app);
+                    c["version"] = json!("1");
+                    c["type"] = json!(1);
+                    c["default_member_permissions"] = Value::Null;
+                    c
+                })
+                .collect();
+            (200, Value::Array(cmds))
+        }
+        _ => (404, json!({"message": "404: Not Found", "code": 0})),
+    }
+}
+
+fn github(method: &Method, path: &str, body: &Value, id: u64) -> (u16, Value) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("POST", ["repos", owner, repo, "statuses", sha]) => (
+            201,
+            json!({
+                "url": format!("https://api.github.com/repos/{owner}/{repo}/statuses/{sha}"),
+                "id": id, "node_id": "MDY6U3RhdHVzMQ==",
+                "state": body["state"], "description": body["description"],
+                "target_url": body["target_url"], "context": body["context"],
+                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
+            }),
+        ),
+        ("POST", ["repos", _, _, "deployments"]) => (
+            201,
+            json!({
+                "id": id, "node_id": "MDEwOkRlcGxveW1lbnQx", "sha": body["ref"], "ref": body["ref"],
+                "task": "deploy", "environment": body["environment"], "description": body["description"],
+                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
+            }),
+        ),
+        ("POST", ["repos", _, _, "deployments", _, "statuses"]) => (
+            201,
+            json!({"id": id, "state": body["state"], "description": body["description"], "created_at": "2026-12-01T12:00:00Z"}),
+        ),
+        _ => (
+            404,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        ),
+    }
+}
+
+async fn answer(
+    State(s): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.seen.lock().unwrap().push(Request {
+        method: method.to_string(),
+        path: path.clone(),
+        query: uri.query().unwrap_or("").to_owned(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        body: body_json.clone(),
+    });
+    let id = s.next_id.fetch_add(1, Ordering::SeqCst);
+    let is_discord = path.starts_with("/api/v10/");
+    if is_discord {
+        let mut left = s.throttle.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            return Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("content-type", "application/json")
+                .header("retry-after", "0.2")
+                .header("x-ratelimit-limit", "5")
+                .header("x-ratelimit-remaining", "0")
+                .header("x-ratelimit-reset-after", "0.2")
+                .header("x-ratelimit-bucket", "gantry-fake")
+                .body(Body::from(json!({"message": "You are being rate limited.", "retry_after": 0.2, "global": false}).to_string()))
+                .unwrap();
+        }
+    }
+    let (status, v) = if is_discord {
+        discord(&method, &path, &body_json, id)
+    } else {
+        github(&method, &path, &body_json, id)
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(v.to_string()))
+        .unwrap()
+}
