@@ -142,8 +142,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )));
     let discord_hook = config.discord.public_key.map(|key| {
         Arc::new(crate::http::discord::DiscordHook {
-            verifier: serenity::interactions_endpoint::Verifier::try_new(key)
-                .expect("checked when the configuration was loaded"),
+            verifier: Box::new(
+                crate::adapters::discord::InteractionSignatures::new(key)
+                    .expect("checked when the configuration was loaded"),
+            ),
             permissions: config.discord.permissions.clone(),
             replies: config
                 .discord

@@ -409,7 +409,7 @@ fn discord_config(
                 origin: "discord.publicKey (GANTRY_DISCORD_PUBLIC_KEY)".into(),
                 message: "must be the application's public key: 64 hex digits".into(),
             })?;
-            if serenity::interactions_endpoint::Verifier::try_new(key).is_err() {
+            if crate::adapters::discord::InteractionSignatures::new(key).is_none() {
                 return Err(ConfigError::Value {
                     origin: "discord.publicKey (GANTRY_DISCORD_PUBLIC_KEY)".into(),
                     message: "is not a valid Ed25519 public key".into(),

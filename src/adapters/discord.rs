@@ -247,3 +247,22 @@ impl Chat for Discord {
         }
     }
 }
+
+/// Discord's interaction signatures (Ed25519 over timestamp + body), checked by serenity's
+/// verifier.
+pub struct InteractionSignatures(serenity::interactions_endpoint::Verifier);
+
+impl InteractionSignatures {
+    /// `None` when `key` is not an Ed25519 public key.
+    pub fn new(key: [u8; 32]) -> Option<Self> {
+        serenity::interactions_endpoint::Verifier::try_new(key)
+            .ok()
+            .map(Self)
+    }
+}
+
+impl crate::http::discord::VerifyInteraction for InteractionSignatures {
+    fn verify(&self, signature: &str, timestamp: &str, body: &[u8]) -> bool {
+        self.0.verify(signature, timestamp, body).is_ok()
+    }
+}

@@ -383,6 +383,7 @@ fn button(custom_id: &str, user: &str, roles: &[&str]) -> Value {
 struct Chat {
     app: TestApp,
     signer: Signer2,
+    discord: Fake,
 }
 
 impl Chat {
@@ -396,6 +397,7 @@ impl Chat {
         ]);
         let public = signer.public_hex();
         let perms = permissions.to_string();
+        let discord = Fake::start().await;
         let app = TestApp::start_with(
             &[
                 (
@@ -410,10 +412,16 @@ impl Chat {
             &[
                 ("GANTRY_DISCORD_PUBLIC_KEY", public.as_str()),
                 ("GANTRY_DISCORD_PERMISSIONS", perms.as_str()),
+                ("GANTRY_DISCORD_APPLICATION_ID", "1090000000000000999"),
+                ("GANTRY_DISCORD_API_URL", discord.url.as_str()),
             ],
         )
         .await;
-        Self { app, signer }
+        Self {
+            app,
+            signer,
+            discord,
+        }
     }
 
     async fn post_raw(
@@ -711,4 +719,110 @@ async fn register_commands_overwrites_the_whole_set_idempotently() {
     assert_eq!(deploy["options"][1]["name"], "ref");
     assert_eq!(deploy["options"][1]["required"], false);
     assert_eq!(puts[0].authorization, format!("Bot {BOT_TOKEN}"));
+}
+
+#[tokio::test]
+async fn diff_answers_deferred_then_edits_the_answer_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chat = Chat::start(tmp.path()).await;
+    let r = chat
+        .post(&command("diff", &[("app", "web")], "555", &[]))
+        .await;
+    assert_eq!(
+        r,
+        json!({"type": 5, "data": {"flags": 64}}),
+        "deferred at once"
+    );
+    wait_for_requests(&chat.discord, "the follow-up edit", |seen| !seen.is_empty()).await;
+    let edits = chat.discord.requests();
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0].method, "PATCH");
+    assert_eq!(
+        edits[0].path,
+        "/api/v10/webhooks/1090000000000000999/A_UNIQUE_TOKEN/messages/@original"
+    );
+    assert_eq!(edits[0].body["content"], "`web` declares no ECS services");
+    chat.app.finish().await;
+}
+
+#[tokio::test]
+async fn github_app_auth_mints_an_installation_token_from_a_signed_jwt() {
+    let fake = Fake::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("app.pem");
+    let public = tmp.path().join("app.pub.pem");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (scripts/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        key.to_str().unwrap(),
+        "2048",
+    ]);
+    run(&[
+        "rsa",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let repo = GitRepo::new(&tmp.path().join("api"));
+    let sha = repo.commit(&[("a", "1")], "init");
+    let gh = "  notifications:\n    github:\n      statuses: true\n";
+    let m = manifest("api", &repo.path, "staging", gh, "true");
+    let app = TestApp::start_with(
+        &[("api.yaml", m)],
+        &[
+            ("GANTRY_GITHUB_API_URL", fake.url.as_str()),
+            ("GANTRY_GITHUB_APP_ID", "424242"),
+            ("GANTRY_GITHUB_INSTALLATION_ID", "777"),
+            ("GANTRY_GITHUB_APP_PRIVATE_KEY", pem.as_str()),
+        ],
+    )
+    .await;
+    app.hook(
+        "push",
+        "app-1",
+        &push_body("acme/api", "refs/heads/main", &sha),
+    )
+    .await;
+    app.wait_idle(Duration::from_secs(30)).await;
+    wait_for_requests(&fake, "the success status", |seen| {
+        seen.iter().any(|r| r.body["state"] == "success")
+    })
+    .await;
+    let minted = fake.matching("POST", "/app/installations/777/access_tokens");
+    assert!(!minted.is_empty());
+    let jwt = minted[0].authorization.strip_prefix("Bearer ").unwrap();
+    let decoding =
+        octocrab::jsonwebtoken::DecodingKey::from_rsa_pem(&std::fs::read(&public).unwrap())
+            .unwrap();
+    let claims = octocrab::jsonwebtoken::decode::<Value>(
+        jwt,
+        &decoding,
+        &octocrab::jsonwebtoken::Validation::new(octocrab::jsonwebtoken::Algorithm::RS256),
+    )
+    .expect("an RS256 JWT signed with the app's key");
+    assert_eq!(claims.claims["iss"].to_string().trim_matches('"'), "424242");
+    let statuses = fake.matching("POST", &format!("/repos/acme/api/statuses/{sha}"));
+    assert_eq!(statuses.len(), 2);
+    assert!(
+        statuses.iter().all(|r| r
+            .authorization
+            .starts_with("Bearer ghs_installation_token_")),
+        "{statuses:#?}"
+    );
+    app.finish().await;
 }

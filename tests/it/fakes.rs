@@ -130,6 +130,16 @@ fn discord(method: &Method, path: &str, body: &Value, id: u64) -> (u16, Value) {
 fn github(method: &Method, path: &str, body: &Value, id: u64) -> (u16, Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
+        // docs: "Create an installation access token for an app".
+        ("POST", ["app", "installations", _, "access_tokens"]) => (
+            201,
+            json!({
+                "token": format!("ghs_installation_token_{id}"),
+                "expires_at": "2099-01-01T00:00:00Z",
+                "permissions": {"statuses": "write", "deployments": "write", "metadata": "read"},
+                "repository_selection": "all"
+            }),
+        ),
         ("POST", ["repos", owner, repo, "statuses", sha]) => (
             201,
             json!({
