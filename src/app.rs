@@ -126,9 +126,36 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             store.clone(),
             Arc::new(|k: &str| std::env::var(k).ok()),
         ))];
-    if let Some(gh) = crate::adapters::github::GitHub::from_config(&config.github)
-        .context("invalid GitHub configuration")?
-    {
+    let github = crate::adapters::github::GitHub::from_config(&config.github)
+        .context("invalid GitHub configuration")?;
+    let wants_github: Vec<String> = set
+        .apps
+        .iter()
+        .filter(|a| a.manifest.spec.notifications.github.is_some())
+        .map(|a| a.manifest.metadata.name.clone())
+        .collect();
+    if github.is_none() && !wants_github.is_empty() {
+        tracing::warn!(apps = ?wants_github, "apps ask for GitHub statuses but no GitHub token or App is configured (GANTRY_GITHUB_TOKEN, GANTRY_GITHUB_APP_*): nothing will be reported to GitHub");
+    }
+    if config.discord.bot_token.is_none() {
+        let channels: Vec<String> = set
+            .apps
+            .iter()
+            .filter(|a| {
+                a.manifest
+                    .spec
+                    .notifications
+                    .discord
+                    .as_ref()
+                    .is_some_and(|d| d.channel.is_some())
+            })
+            .map(|a| a.manifest.metadata.name.clone())
+            .collect();
+        if !channels.is_empty() {
+            tracing::warn!(apps = ?channels, "apps post to Discord channels but GANTRY_DISCORD_BOT_TOKEN is not set: Discord will refuse those messages");
+        }
+    }
+    if let Some(gh) = github {
         live.push(Arc::new(crate::reporting::github::GithubReporter::new(
             Arc::new(gh),
             store.clone(),

@@ -356,6 +356,28 @@ mod tests {
     }
 
     #[test]
+    fn image_and_notification_fields_are_checked_where_they_are() {
+        let text = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n  images:\n    - name: api\n      repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/api:latest\n      builder: layer\n  notifications:\n    discord:\n      channel: deploys\n";
+        let e = errs(text);
+        assert!(
+            e.iter().any(|l| l.starts_with(
+                "m.yaml:10: spec.images[0].repository: repository must not name a tag"
+            )),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.contains("spec.images[0].base: the `layer` builder needs a base image")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("m.yaml:14: spec.notifications.discord.channel:")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn edge_rules_need_a_distribution() {
         let text = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n  sites:\n    - name: www\n      dir: out\n      bucket: web-bucket\n      prettyUrls: true\n";
         let e = errs(text);

@@ -347,6 +347,15 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "`channel: \"1234\"` with a bot token, or `webhookEnv: DISCORD_WEBHOOK_URL`",
             );
         }
+        if let Some(c) = &d.channel {
+            if c.parse::<u64>().is_err() {
+                p.add(
+                    "spec.notifications.discord.channel",
+                    format!("`{c}` is not a Discord channel id"),
+                    "copy the id with Discord's developer mode: a number like \"1090000000000000111\"",
+                );
+            }
+        }
     }
     p.0
 }
