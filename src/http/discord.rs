@@ -211,18 +211,7 @@ async fn command(s: &AppState, hook: &DiscordHook, i: &Interaction) -> Result<Va
         Err(e) => return Err(e),
     };
     match chatops::decide(&cmd, env.as_deref(), &who, &hook.permissions) {
-        Decision::Deny(reason) => {
-            ops::audit(
-                s,
-                &actor,
-                cmd.name(),
-                &target,
-                "denied",
-                Some(reason.clone()),
-            )
-            .await?;
-            Ok(ephemeral(&format!("⛔ {reason}. Nothing was changed.")))
-        }
+        Decision::Deny(reason) => deny(s, &actor, &cmd, &target, reason).await,
         Decision::Confirm => {
             let now = chrono::Utc::now().timestamp();
             let Some(id) = chatops::confirm_id(&cmd, now) else {
@@ -277,20 +266,21 @@ async fn component(s: &AppState, hook: &DiscordHook, i: &Interaction) -> Result<
     let env = environment(s, &cmd)?;
     // The clicker must hold the permission too (anyone in the channel can click).
     match chatops::decide(&cmd, env.as_deref(), &who, &hook.permissions) {
-        Decision::Deny(reason) => {
-            ops::audit(
-                s,
-                &actor,
-                cmd.name(),
-                &target,
-                "denied",
-                Some(reason.clone()),
-            )
-            .await?;
-            Ok(ephemeral(&format!("⛔ {reason}. Nothing was changed.")))
-        }
+        Decision::Deny(reason) => deny(s, &actor, &cmd, &target, reason).await,
         Decision::Allow | Decision::Confirm => run(s, hook, &cmd, &actor, &i.token, true).await,
     }
+}
+
+/// Refuses a command (ephemerally) and audits the refusal.
+async fn deny(
+    s: &AppState,
+    actor: &str,
+    cmd: &ChatCommand,
+    target: &str,
+    reason: String,
+) -> Result<Value, ApiError> {
+    ops::audit(s, actor, cmd.name(), target, "denied", Some(reason.clone())).await?;
+    Ok(ephemeral(&format!("⛔ {reason}. Nothing was changed.")))
 }
 
 /// Carries out an authorised command; `from_button` answers by updating the button's message.

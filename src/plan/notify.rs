@@ -240,18 +240,17 @@ mod tests {
 
     const FETCHED: &str = "0123456 Add the projects page (Hosu Kim)";
 
+    /// A step that succeeded with `outcome`.
+    fn done(i: u32, kind: StepKind, outcome: Option<&str>) -> Step {
+        step(i, kind, StepState::Succeeded, outcome, None)
+    }
+
     #[test]
     fn start_embed() {
         let d = deployment(
             DeploymentState::Running,
             vec![
-                step(
-                    0,
-                    StepKind::FetchSource,
-                    StepState::Succeeded,
-                    Some(FETCHED),
-                    None,
-                ),
+                done(0, StepKind::FetchSource, Some(FETCHED)),
                 step(1, StepKind::Build, StepState::Running, None, None),
                 step(2, StepKind::Report, StepState::Pending, None, None),
             ],
@@ -264,28 +263,14 @@ mod tests {
         let mut d = deployment(
             DeploymentState::Succeeded,
             vec![
-                step(
-                    0,
-                    StepKind::FetchSource,
-                    StepState::Succeeded,
-                    Some(FETCHED),
-                    None,
-                ),
-                step(
+                done(0, StepKind::FetchSource, Some(FETCHED)),
+                done(
                     1,
                     StepKind::PublishImages,
-                    StepState::Succeeded,
                     Some("1 image(s), 1 built, 0 reused"),
-                    None,
                 ),
-                step(
-                    2,
-                    StepKind::RollServices,
-                    StepState::Succeeded,
-                    Some("1 service(s), 1 rolled"),
-                    None,
-                ),
-                step(3, StepKind::Report, StepState::Succeeded, None, None),
+                done(2, StepKind::RollServices, Some("1 service(s), 1 rolled")),
+                done(3, StepKind::Report, None),
             ],
         );
         d.finished_at = Some(at(40));
@@ -297,7 +282,7 @@ mod tests {
         let mut d = deployment(
             DeploymentState::Failed,
             vec![
-                step(0, StepKind::FetchSource, StepState::Succeeded, Some(FETCHED), None),
+                done(0, StepKind::FetchSource, Some(FETCHED)),
                 step(1, StepKind::Build, StepState::Failed, Some("failed"), Some("$ npm ci\nadded 812 packages\n$ npm run build\nError: Cannot find module 'next'\n```injected```")),
                 step(2, StepKind::Report, StepState::Pending, None, None),
             ],
@@ -311,21 +296,9 @@ mod tests {
         let mut d = deployment(
             DeploymentState::Succeeded,
             vec![
-                step(
-                    0,
-                    StepKind::FetchSource,
-                    StepState::Succeeded,
-                    Some(FETCHED),
-                    None,
-                ),
-                step(
-                    1,
-                    StepKind::RollServices,
-                    StepState::Succeeded,
-                    Some("1 service(s), 1 rolled"),
-                    None,
-                ),
-                step(2, StepKind::Report, StepState::Succeeded, None, None),
+                done(0, StepKind::FetchSource, Some(FETCHED)),
+                done(1, StepKind::RollServices, Some("1 service(s), 1 rolled")),
+                done(2, StepKind::Report, None),
             ],
         );
         d.trigger = Trigger::Rollback;
