@@ -5,7 +5,8 @@
 //! false and the listener stops accepting while in-flight requests finish; the queue claims
 //! nothing more and running deployments start no new step; after `shutdownGrace` the `abort`
 //! token kills steps still running, which stay `running` in the store and resume on the next
-//! start. Every spawned task is tracked and awaited.
+//! start. Reporters then get up to 10 s to send what is left. Every spawned task is tracked and
+//! awaited.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,9 @@ use crate::pipeline::{Cancel, Engine, SitePorts};
 use crate::queue::Queue;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
+
+/// How long shutdown waits for reporters to send what is left.
+const REPORTER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A started daemon.
 pub struct Running {
@@ -234,8 +238,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = queue_task.await;
         // The engine is gone with the queue, so the reporters see the channel close once
         // they have published what was left.
-        for reporter in reporters {
-            let _ = reporter.await;
+        // Reporters finish what is left, but a remote that hangs does not hold shutdown up.
+        for mut reporter in reporters {
+            if tokio::time::timeout(REPORTER_GRACE, &mut reporter)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a reporter did not finish within {REPORTER_GRACE:?}; stopping it");
+                reporter.abort();
+            }
         }
         aborter.abort();
         signals.abort();

@@ -76,7 +76,15 @@ impl Discord {
         api_url: Option<&str>,
         application_id: Option<u64>,
     ) -> Self {
-        let mut b = HttpBuilder::new(bot_token.map(Secret::expose).unwrap_or_default());
+        // Bounded requests: a Discord that hangs must not hold reporting (or shutdown) up.
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("a rustls HTTP client builds");
+        let mut b =
+            HttpBuilder::new(bot_token.map(Secret::expose).unwrap_or_default()).client(client);
         if let Some(url) = api_url {
             // serenity sends through a proxy only with its own rate limiter off (a proxy is
             // expected to limit); `limited` below then retries 429s with backoff.

@@ -36,7 +36,11 @@ impl GitHub {
     /// `None` when neither an App nor a token is configured.
     pub fn from_config(c: &GithubConfig) -> Result<Option<Self>, GithubSetupError> {
         let setup = |e: octocrab::Error| GithubSetupError(describe(e));
-        let mut b = Octocrab::builder();
+        let timeout = Some(std::time::Duration::from_secs(30));
+        let mut b = Octocrab::builder()
+            .set_connect_timeout(Some(std::time::Duration::from_secs(10)))
+            .set_read_timeout(timeout)
+            .set_write_timeout(timeout);
         if let Some(url) = &c.api_url {
             b = b.base_uri(url.as_str()).map_err(setup)?;
         }
