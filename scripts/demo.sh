@@ -69,10 +69,18 @@ export GANTRY_REGISTRY_ENDPOINTS="123456789012.dkr.ecr.us-east-1.amazonaws.com=h
 export GANTRY_ECS_POLL=300ms
 unset GANTRY_CONFIG
 
+# Discord is not reachable here: a local stand-in records what Gantry sends it.
+DISCORD_PORT="${GANTRY_DEMO_DISCORD_PORT:-18081}"
+DISCORD_LOG="$DEMO/discord.jsonl"
+python3 demo/fake_discord.py "$DISCORD_PORT" "$DISCORD_LOG" &
+DISCORD_PID=$!
+export GANTRY_DISCORD_API_URL="http://127.0.0.1:$DISCORD_PORT"
+export GANTRY_DISCORD_BOT_TOKEN="demo-bot-token"
+
 phase "start gantry serve (log: $DEMO/gantry.log)"
 "$GANTRY" serve >"$DEMO/gantry.log" 2>&1 &
 PID=$!
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
+trap 'kill "$PID" "$DISCORD_PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   curl -fsS "$GANTRY_SERVER/readyz" >/dev/null 2>&1 && break
   kill -0 "$PID" 2>/dev/null || { cat "$DEMO/gantry.log"; exit 1; }
@@ -144,6 +152,17 @@ phase "roll back to the first deployment (no rebuild), which pauses automatic de
 "$GANTRY" status
 "${AWS[@]}" s3 cp "s3://$BUCKET/index.html" - | grep -o "Hello from Gantry[^<]*"
 "$GANTRY" resume demo
+
+phase "Discord: one message per deployment, created once, then edited in place"
+python3 - "$DISCORD_LOG" <<'PY'
+import json, sys
+seen = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    title = (r["body"].get("embeds") or [{}])[0].get("title", "")
+    key = "new message" if r["method"] == "POST" else "edit " + r["path"].rsplit("/", 1)[-1]
+    print(f"  {r['method']:<5} {key:<28} {title}")
+PY
 
 phase "history"
 "$GANTRY" history demo
