@@ -473,6 +473,10 @@ async fn a_second_deployment_of_the_same_sha_builds_nothing_and_uploads_no_blob(
 
 /// moto ECS + S3 behind a recording proxy: the kaniko builder's RunTask and context object.
 struct Kaniko {
+    /// The registered kaniko task definition and the gantry.yaml naming it.
+    td: String,
+    config: std::path::PathBuf,
+    _config_dir: tempfile::TempDir,
     proxy: S3Proxy,
     s3: aws_sdk_s3::Client,
     ecs: aws_sdk_ecs::Client,
@@ -482,7 +486,8 @@ struct Kaniko {
 }
 
 impl Kaniko {
-    async fn new(name: &str) -> Self {
+    /// A cluster, a bucket and a kaniko task definition whose task exits with `exit_code`.
+    async fn new(name: &str, exit_code: &str) -> Self {
         let config = aws_config(&moto_url()).await;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
@@ -503,14 +508,23 @@ impl Kaniko {
             .await
             .unwrap();
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        Self {
+        let config_dir = tempfile::tempdir().unwrap();
+        let mut k = Self {
+            td: String::new(),
+            config: config_dir.path().join("gantry.yaml"),
+            _config_dir: config_dir,
             proxy: S3Proxy::start(&moto_url()).await,
             s3,
             ecs,
             cluster,
             bucket,
             subnet: crate::services::default_subnet(),
-        }
+        };
+        k.td = k
+            .task_definition(&format!("kaniko-{name}-{}", std::process::id()), exit_code)
+            .await;
+        k.write_config();
+        k
     }
 
     async fn task_definition(&self, family: &str, exit_code: &str) -> String {
@@ -563,32 +577,25 @@ impl Kaniko {
             .to_owned()
     }
 
-    fn config(&self, dir: &std::path::Path, task_definition: &str) -> std::path::PathBuf {
-        let path = dir.join("gantry.yaml");
+    fn write_config(&self) {
         std::fs::write(
-            &path,
+            &self.config,
             format!(
-                "images:\n  kaniko:\n    cluster: {}\n    taskDefinition: {task_definition}\n    bucket: {}\n    subnets: [{}]\n    securityGroups: [sg-0123456789abcdef0]\n",
-                self.cluster, self.bucket, self.subnet
+                "images:\n  kaniko:\n    cluster: {}\n    taskDefinition: {}\n    bucket: {}\n    subnets: [{}]\n    securityGroups: [sg-0123456789abcdef0]\n",
+                self.cluster, self.td, self.bucket, self.subnet
             ),
         )
         .unwrap();
-        path
     }
 
-    async fn build(
-        &self,
-        config: &std::path::Path,
-        context: &std::path::Path,
-        target: &str,
-    ) -> (bool, String, String) {
+    async fn build(&self, context: &std::path::Path, target: &str) -> (bool, String, String) {
         run(cli()
             .env("GANTRY_AWS_ENDPOINT_URL", &self.proxy.url)
             .env("GANTRY_ECS_POLL", "20ms")
             .arg("image")
             .arg("build")
             .arg("--config")
-            .arg(config)
+            .arg(&self.config)
             .args(["--builder", "kaniko", "--context"])
             .arg(context)
             .args([
@@ -614,12 +621,8 @@ impl Kaniko {
 
 #[tokio::test]
 async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
-    let k = Kaniko::new("ok").await;
-    let td = k
-        .task_definition(&format!("kaniko-ok-{}", std::process::id()), "0")
-        .await;
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let config = k.config(cfg_dir.path(), &td);
+    let k = Kaniko::new("ok", "0").await;
+    let td = k.td.clone();
     let context = app_dir(&[
         (
             "Dockerfile",
@@ -634,7 +637,7 @@ async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
     // exactly where kaniko would, and expect Gantry to read its digest back.
     let pushed = layer_build(app_dir(&[("x", "y")]).path(), &repo).await;
 
-    let (ok, stdout, stderr) = k.build(&config, context.path(), &target).await;
+    let (ok, stdout, stderr) = k.build(context.path(), &target).await;
     assert!(ok, "{stderr}");
     assert_eq!(
         stdout.trim(),
@@ -723,16 +726,11 @@ async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
 
 #[tokio::test]
 async fn a_kaniko_task_that_exits_non_zero_fails_the_build_with_its_reason() {
-    let k = Kaniko::new("fail").await;
-    let td = k
-        .task_definition(&format!("kaniko-fail-{}", std::process::id()), "3")
-        .await;
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let config = k.config(cfg_dir.path(), &td);
+    let k = Kaniko::new("fail", "3").await;
     let context = app_dir(&[("Dockerfile", "FROM scratch\nCOPY . /\n"), ("a.txt", "a")]);
     let repo = unique("kaniko-fail");
     let (ok, stdout, stderr) = k
-        .build(&config, context.path(), &format!("{ECR}/{repo}:{REVISION}"))
+        .build(context.path(), &format!("{ECR}/{repo}:{REVISION}"))
         .await;
     assert!(!ok, "{stdout}");
     let err = stderr
