@@ -265,9 +265,7 @@ impl Config {
     }
 
     fn from_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let pick = |var: &str, file_value: Option<String>| {
-            env(var).filter(|v| !v.is_empty()).or(file_value)
-        };
+        let pick = |var: &str, file_value: Option<String>| pick(env, var, file_value);
         let listen_s = pick("GANTRY_LISTEN", raw.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen = listen_s.parse().map_err(|_| ConfigError::Value {
             origin: "listen (GANTRY_LISTEN)".into(),
@@ -387,6 +385,15 @@ impl Config {
     }
 }
 
+/// A non-empty environment variable wins over the file's value.
+fn pick(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    file_value: Option<String>,
+) -> Option<String> {
+    env(var).filter(|v| !v.is_empty()).or(file_value)
+}
+
 fn parse_id(origin: &str, v: &str) -> Result<u64, ConfigError> {
     v.trim().parse().map_err(|_| ConfigError::Value {
         origin: origin.into(),
@@ -398,8 +405,7 @@ fn discord_config(
     raw: RawDiscord,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<DiscordConfig, ConfigError> {
-    let pick =
-        |var: &str, file_value: Option<String>| env(var).filter(|v| !v.is_empty()).or(file_value);
+    let pick = |var: &str, file_value: Option<String>| pick(env, var, file_value);
     let public_key = match pick("GANTRY_DISCORD_PUBLIC_KEY", raw.public_key) {
         Some(hex_key) => {
             let bytes = hex::decode(hex_key.trim())
@@ -484,8 +490,7 @@ fn github_app(
     raw: &RawGithub,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<GithubApp>, ConfigError> {
-    let pick =
-        |var: &str, file_value: Option<String>| env(var).filter(|v| !v.is_empty()).or(file_value);
+    let pick = |var: &str, file_value: Option<String>| pick(env, var, file_value);
     let app_id = pick("GANTRY_GITHUB_APP_ID", raw.app_id.map(|v| v.to_string()));
     let installation = pick(
         "GANTRY_GITHUB_INSTALLATION_ID",

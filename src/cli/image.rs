@@ -166,7 +166,11 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Arc::new(crate::adapters::ecs::Ecs::new(&sdk)),
         Arc::new(crate::adapters::process::ShellRunner),
     )?;
-    let scratch = tempfile_dir()?;
+    // Removed when the command ends.
+    let scratch = tempfile::Builder::new()
+        .prefix("gantry-image-")
+        .tempdir()
+        .context("failed to create a scratch directory")?;
     let log = StepLog::new(256 * 1024, config.redactor()).echoing_to_stderr();
     let commit = Commit {
         tag: target.tag.clone().unwrap_or_else(|| revision.clone()),
@@ -199,27 +203,5 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: {}", config.redactor().redact(&e.to_string()));
             Ok(ExitCode::FAILURE)
         }
-    }
-}
-
-fn tempfile_dir() -> anyhow::Result<ScratchDir> {
-    let path = std::env::temp_dir().join(format!("gantry-image-{}", std::process::id()));
-    std::fs::create_dir_all(&path)
-        .with_context(|| format!("failed to create {}", path.display()))?;
-    Ok(ScratchDir(path))
-}
-
-/// A scratch directory removed when the command ends.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -186,6 +186,20 @@ pub fn deployment_status(state: DeploymentState) -> &'static str {
     }
 }
 
+/// The states still to post, in order, to move from `last` (what was posted, if anything) to
+/// `target`: a deployment first reported after it finished still shows `first` before it.
+pub fn transitions(
+    last: Option<&str>,
+    first: &'static str,
+    target: &'static str,
+) -> Vec<&'static str> {
+    match last {
+        Some(l) if l == target => vec![],
+        None if target != first => vec![first, target],
+        _ => vec![target],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +320,20 @@ mod tests {
         d.actor = "discord:hosu".into();
         d.reason = Some("automatic deploys paused until `gantry resume portfolio`".into());
         insta::assert_yaml_snapshot!(deployment_embed(&d, "hosu/portfolio"));
+    }
+
+    #[test]
+    fn each_state_is_posted_once_and_the_first_one_never_skipped() {
+        assert_eq!(
+            transitions(None, "pending", "success"),
+            vec!["pending", "success"]
+        );
+        assert_eq!(transitions(None, "pending", "pending"), vec!["pending"]);
+        assert_eq!(
+            transitions(Some("pending"), "pending", "failure"),
+            vec!["failure"]
+        );
+        assert!(transitions(Some("success"), "pending", "success").is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::ports::{CommitStatus, Forge};
 use super::{PublishError, Reporter};
 use crate::domain::{Deployment, DeploymentState};
-use crate::plan::notify::{commit_status, deployment_status};
+use crate::plan::notify::{commit_status, deployment_status, transitions};
 use crate::store::Store;
 
 pub struct GithubReporter {
@@ -55,15 +55,12 @@ impl GithubReporter {
             return Ok(());
         };
         let last = self.state(d, "github-status").await?;
-        if last.as_deref() == Some(state) {
-            return Ok(());
-        }
-        let mut steps = Vec::new();
-        if last.is_none() && state != "pending" {
-            steps.push(("pending", "deploying"));
-        }
-        steps.push((state, description));
-        for (state, description) in steps {
+        for state in transitions(last.as_deref(), "pending", state) {
+            let description = if state == "pending" && d.state.is_terminal() {
+                "deploying"
+            } else {
+                description
+            };
             let status = CommitStatus {
                 state: state.into(),
                 context: format!("gantry/{}", d.app),
@@ -102,16 +99,13 @@ impl GithubReporter {
         };
         let state = deployment_status(d.state);
         let last = self.state(d, "github-deployment-status").await?;
-        if last.as_deref() == Some(state) {
-            return Ok(());
-        }
-        let mut steps = Vec::new();
-        if last.is_none() && state != "in_progress" && state != "queued" {
-            steps.push("in_progress");
-        }
-        steps.push(state);
+        let first = if state == "queued" {
+            "queued"
+        } else {
+            "in_progress"
+        };
         let link = self.link(d);
-        for state in steps {
+        for state in transitions(last.as_deref(), first, state) {
             let description = d
                 .reason
                 .clone()
