@@ -89,7 +89,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ecs.clone(),
         runner.clone(),
     )?;
-    let ecs_for_chat = ecs.clone();
     let sites = SitePorts {
         objects,
         cdn: Arc::new(CloudFront::new(&aws)),
@@ -132,33 +131,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ))];
     let github = crate::adapters::github::GitHub::from_config(&config.github)
         .context("invalid GitHub configuration")?;
-    let wants_github: Vec<String> = set
-        .apps
-        .iter()
-        .filter(|a| a.manifest.spec.notifications.github.is_some())
-        .map(|a| a.manifest.metadata.name.clone())
-        .collect();
-    if github.is_none() && !wants_github.is_empty() {
-        tracing::warn!(apps = ?wants_github, "apps ask for GitHub statuses but no GitHub token or App is configured (GANTRY_GITHUB_TOKEN, GANTRY_GITHUB_APP_*): nothing will be reported to GitHub");
-    }
-    if config.discord.bot_token.is_none() {
-        let channels: Vec<String> = set
-            .apps
-            .iter()
-            .filter(|a| {
-                a.manifest
-                    .spec
-                    .notifications
-                    .discord
-                    .as_ref()
-                    .is_some_and(|d| d.channel.is_some())
-            })
-            .map(|a| a.manifest.metadata.name.clone())
-            .collect();
-        if !channels.is_empty() {
-            tracing::warn!(apps = ?channels, "apps post to Discord channels but GANTRY_DISCORD_BOT_TOKEN is not set: Discord will refuse those messages");
-        }
-    }
+    warn_unreportable(&config, &set, github.is_some());
     if let Some(gh) = github {
         live.push(Arc::new(crate::reporting::github::GithubReporter::new(
             Arc::new(gh),
@@ -182,7 +155,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .discord
                 .application_id
                 .map(|_| discord.clone() as Arc<dyn crate::reporting::ports::InteractionReplies>),
-            ecs: Some(ecs_for_chat.clone()),
+            ecs: Some(ecs.clone()),
         })
     });
     drop(events);
@@ -260,6 +233,37 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// Warns at start about reports the manifests ask for that this configuration cannot send.
+fn warn_unreportable(config: &Config, set: &manifests::ManifestSet, github: bool) {
+    let wants_github: Vec<String> = set
+        .apps
+        .iter()
+        .filter(|a| a.manifest.spec.notifications.github.is_some())
+        .map(|a| a.manifest.metadata.name.clone())
+        .collect();
+    if !github && !wants_github.is_empty() {
+        tracing::warn!(apps = ?wants_github, "apps ask for GitHub statuses but no GitHub token or App is configured (GANTRY_GITHUB_TOKEN, GANTRY_GITHUB_APP_*): nothing will be reported to GitHub");
+    }
+    if config.discord.bot_token.is_none() {
+        let channels: Vec<String> = set
+            .apps
+            .iter()
+            .filter(|a| {
+                a.manifest
+                    .spec
+                    .notifications
+                    .discord
+                    .as_ref()
+                    .is_some_and(|d| d.channel.is_some())
+            })
+            .map(|a| a.manifest.metadata.name.clone())
+            .collect();
+        if !channels.is_empty() {
+            tracing::warn!(apps = ?channels, "apps post to Discord channels but GANTRY_DISCORD_BOT_TOKEN is not set: Discord will refuse those messages");
+        }
+    }
+}
+
 /// The registry client and the image builders, as configured (also used by `gantry image`).
 pub fn image_ports(
     config: &crate::config::ImagesConfig,
@@ -284,11 +288,11 @@ pub fn image_ports(
         .map(|k| Arc::new(Kaniko::new(k, objects, ecs, registry.clone())) as Arc<dyn Builder>);
     Ok(crate::images::ImagePorts {
         layer: Arc::new(LayerBuilder::new(registry.clone())),
-        buildah: Some(Arc::new(Buildah::new(
+        buildah: Arc::new(Buildah::new(
             registry.clone(),
             runner,
             config.buildah.clone(),
-        ))),
+        )),
         kaniko,
         registry,
         concurrency: config.concurrency,

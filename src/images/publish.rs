@@ -21,7 +21,8 @@ use crate::plan::oci;
 pub struct ImagePorts {
     pub registry: Arc<dyn Registry>,
     pub layer: Arc<dyn Builder>,
-    pub buildah: Option<Arc<dyn Builder>>,
+    /// Runs `images.buildah`; where it is not installed, builds fail with the shell's "not found".
+    pub buildah: Arc<dyn Builder>,
     pub kaniko: Option<Arc<dyn Builder>>,
     /// Images of one app built at once.
     pub concurrency: usize,
@@ -109,10 +110,7 @@ pub async fn publish(
     let kind = spec.builder_kind().to_owned();
     let builder: Arc<dyn Builder> = match kind.as_str() {
         "layer" => ports.layer.clone(),
-        "buildah" => ports.buildah.clone().ok_or(BuildError::Unavailable(
-            "buildah",
-            "set images.buildah.enabled, or use the layer or kaniko builder",
-        ))?,
+        "buildah" => ports.buildah.clone(),
         "kaniko" => ports.kaniko.clone().ok_or(BuildError::Unavailable(
             "kaniko",
             "configure images.kaniko in gantry.yaml",
