@@ -234,13 +234,10 @@ async fn publish_images(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> 
         _ => StepError::Image(e),
     })?;
     let mut release = current_release(ctx, &commit.sha).await?;
-    let mut built = 0;
     for p in &published {
-        if !p.skipped {
-            built += 1;
-        }
         release.images.insert(p.name.clone(), p.reference.clone());
     }
+    let built = published.iter().filter(|p| !p.skipped).count();
     ctx.store.record_release(release).await?;
     Ok(StepOutput {
         summary: format!(
