@@ -21,9 +21,10 @@ use crate::adapters::git::GitFetcher;
 use crate::adapters::process::ShellRunner;
 use crate::adapters::s3::S3Store;
 use crate::config::Config;
+use crate::control::Control;
 use crate::http::{router, AppState};
 use crate::manifests;
-use crate::pipeline::{Cancel, Engine, SitePorts};
+use crate::pipeline::{Cancel, Engine, Ports, SitePorts};
 use crate::queue::Queue;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -79,9 +80,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let aws = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let signals = Arc::new(crate::services::signals::EcsSignals::default());
-    let objects: Arc<dyn crate::sites::ObjectStore> = Arc::new(S3Store::new(&aws));
-    let ecs: Arc<dyn crate::services::ports::ServiceDeployer> = Arc::new(Ecs::new(&aws));
-    let runner: Arc<dyn crate::pipeline::ports::CommandRunner> = Arc::new(ShellRunner);
+    let objects: Arc<dyn crate::ports::ObjectStore> = Arc::new(S3Store::new(&aws));
+    let ecs: Arc<dyn crate::ports::ServiceDeployer> = Arc::new(Ecs::new(&aws));
+    let runner: Arc<dyn crate::ports::CommandRunner> = Arc::new(ShellRunner);
     let images = image_ports(
         &config.images,
         &aws,
@@ -93,25 +94,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         objects,
         cdn: Arc::new(CloudFront::new(&aws)),
     };
-    let engine = Arc::new(
-        Engine::new(
-            store.clone(),
-            fetcher,
-            runner,
-            config.data_dir.join("work"),
-            config.pipeline.clone(),
-            redactor,
-        )
-        .with_sites(sites)
-        .with_ecs(ecs.clone())
-        .with_images(images)
-        .with_events(events.clone())
-        .with_signals(signals.clone()),
-    );
+    let ports = Ports {
+        fetcher,
+        runner,
+        sites: Some(sites),
+        ecs: Some(ecs.clone()),
+        images: Some(images),
+        signals: Some(signals.clone()),
+    };
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        ports,
+        Some(events.clone()),
+        config.data_dir.join("work"),
+        config.pipeline.clone(),
+        redactor,
+    ));
     // Reporters observe transitions; each runs until the engine and queue are gone.
     let mut reporters = Vec::new();
     if let Some(bus) = config.eventbridge_bus.as_deref() {
-        let publisher: Arc<dyn crate::reporting::EventPublisher> =
+        let publisher: Arc<dyn crate::ports::EventPublisher> =
             Arc::new(EventBridge::new(&aws, bus));
         reporters.push(tokio::spawn(crate::reporting::run(
             events.subscribe(),
@@ -129,8 +131,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             store.clone(),
             Arc::new(|k: &str| std::env::var(k).ok()),
         ))];
-    let github = crate::adapters::github::GitHub::from_config(&config.github)
-        .context("invalid GitHub configuration")?;
+    use crate::adapters::github::{GitHub, GithubAuth};
+    let gh = &config.github;
+    let auth = match (&gh.app, &gh.token) {
+        (Some(app), _) => Some(GithubAuth::App {
+            app_id: app.app_id,
+            installation_id: app.installation_id,
+            private_key: &app.private_key,
+        }),
+        (None, Some(token)) => Some(GithubAuth::Token(token)),
+        (None, None) => None,
+    };
+    let github =
+        GitHub::new(gh.api_url.as_deref(), auth).context("invalid GitHub configuration")?;
     warn_unreportable(&config, &set, github.is_some());
     if let Some(gh) = github {
         live.push(Arc::new(crate::reporting::github::GithubReporter::new(
@@ -144,21 +157,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store.clone(),
         live,
     )));
-    let discord_hook = config.discord.public_key.map(|key| {
-        Arc::new(crate::http::discord::DiscordHook {
-            verifier: Box::new(
-                crate::adapters::discord::InteractionSignatures::new(key)
-                    .expect("checked when the configuration was loaded"),
-            ),
-            permissions: config.discord.permissions.clone(),
-            replies: config
-                .discord
-                .application_id
-                .map(|_| discord.clone() as Arc<dyn crate::reporting::ports::InteractionReplies>),
-            ecs: Some(ecs.clone()),
-        })
-    });
-    drop(events);
     let cancel = Cancel::default();
     let queue = Queue::new(
         store.clone(),
@@ -166,10 +164,39 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.queue.max_concurrent,
         cancel.clone(),
     );
+    let manifests_slot = Arc::new(RwLock::new(set));
+    let control = Arc::new(Control::new(
+        store.clone(),
+        manifests_slot.clone(),
+        queue.handle(),
+        Some(ecs.clone()),
+    ));
+    let followups = tokio_util::task::TaskTracker::new();
+    let verifier = config
+        .discord
+        .public_key
+        .map(|key| {
+            crate::adapters::discord::InteractionSignatures::new(key).context(
+                "discord.publicKey (GANTRY_DISCORD_PUBLIC_KEY) is not a valid Ed25519 public key",
+            )
+        })
+        .transpose()?;
+    let discord_hook = verifier.map(|verifier| {
+        Arc::new(crate::http::discord::DiscordHook {
+            verifier: Box::new(verifier),
+            permissions: config.discord.permissions.clone(),
+            replies: config
+                .discord
+                .application_id
+                .map(|_| discord.clone() as Arc<dyn crate::ports::InteractionReplies>),
+            tasks: followups.clone(),
+            control: control.clone(),
+        })
+    });
+    drop(events);
     let state = AppState {
         store: store.clone(),
-        manifests: Arc::new(RwLock::new(set)),
-        queue: queue.handle(),
+        control,
         webhook_secrets: Arc::new(config.github.webhook_secrets.clone()),
         api_token: config.api_token.clone(),
         shutting_down: cancel.stop.clone(),
@@ -184,7 +211,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%addr, "gantry listening");
 
     let manifests_dir = config.manifests.clone();
-    let manifests_slot = state.manifests.clone();
     let app = router(state, config.github.max_body_bytes);
     let grace = config.pipeline.shutdown_grace;
     let task_cancel = cancel.clone();
@@ -220,6 +246,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 tracing::warn!("a reporter did not finish within {REPORTER_GRACE:?}; stopping it");
                 reporter.abort();
             }
+        }
+        // Deferred chat follow-ups (a /diff) finish or are dropped with the reporters.
+        followups.close();
+        if tokio::time::timeout(REPORTER_GRACE, followups.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("chat follow-ups did not finish within {REPORTER_GRACE:?}");
         }
         aborter.abort();
         signals.abort();
@@ -267,12 +301,13 @@ fn warn_unreportable(config: &Config, set: &manifests::ManifestSet, github: bool
 /// The registry client and the image builders, as configured (also used by `gantry image`).
 pub fn image_ports(
     config: &crate::config::ImagesConfig,
-    aws: &aws_config::SdkConfig,
-    objects: Arc<dyn crate::sites::ObjectStore>,
-    ecs: Arc<dyn crate::services::ports::ServiceDeployer>,
-    runner: Arc<dyn crate::pipeline::ports::CommandRunner>,
+    aws: &crate::adapters::aws::SdkConfig,
+    objects: Arc<dyn crate::ports::ObjectStore>,
+    ecs: Arc<dyn crate::ports::ServiceDeployer>,
+    runner: Arc<dyn crate::ports::CommandRunner>,
 ) -> anyhow::Result<crate::images::ImagePorts> {
-    use crate::images::{buildah::Buildah, kaniko::Kaniko, layer::LayerBuilder, Builder, Registry};
+    use crate::images::{buildah::Buildah, kaniko::Kaniko, layer::LayerBuilder, Builder};
+    use crate::ports::Registry;
     let ecr = Arc::new(crate::adapters::ecr::Ecr::new(aws));
     let registry: Arc<dyn Registry> = Arc::new(
         crate::adapters::registry::HttpRegistry::new(

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::manifests::parse_duration;
 use crate::secret::{Redactor, Secret};
 
 #[derive(Debug, Clone)]
@@ -22,7 +21,7 @@ pub struct Config {
     pub api_token: Option<Secret>,
     pub github: GithubConfig,
     pub queue: QueueConfig,
-    pub pipeline: PipelineConfig,
+    pub pipeline: crate::pipeline::PipelineConfig,
     /// Endpoint for every AWS service (an emulator such as moto); normally unset, so the
     /// standard AWS configuration applies (`AWS_ENDPOINT_URL`, profiles, task role).
     pub aws_endpoint: Option<String>,
@@ -91,18 +90,6 @@ pub struct GithubConfig {
 pub struct QueueConfig {
     /// Deployments of different apps that may run at once.
     pub max_concurrent: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct PipelineConfig {
-    /// Bytes of output kept per step log (the tail is kept).
-    pub step_log_bytes: usize,
-    /// Default build timeout when an app sets none.
-    pub build_timeout: Duration,
-    /// How long shutdown waits for running steps before leaving them to resume.
-    pub shutdown_grace: Duration,
-    /// First wait between ECS rollout polls; it doubles up to six times this (5 s -> 30 s).
-    pub ecs_poll: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -358,7 +345,7 @@ impl Config {
             public_url: pick("GANTRY_PUBLIC_URL", raw.public_url)
                 .map(|u| u.trim_end_matches('/').to_owned()),
             queue: QueueConfig { max_concurrent },
-            pipeline: PipelineConfig {
+            pipeline: crate::pipeline::PipelineConfig {
                 step_log_bytes,
                 build_timeout,
                 shutdown_grace,
@@ -415,12 +402,6 @@ fn discord_config(
                 origin: "discord.publicKey (GANTRY_DISCORD_PUBLIC_KEY)".into(),
                 message: "must be the application's public key: 64 hex digits".into(),
             })?;
-            if crate::adapters::discord::InteractionSignatures::new(key).is_none() {
-                return Err(ConfigError::Value {
-                    origin: "discord.publicKey (GANTRY_DISCORD_PUBLIC_KEY)".into(),
-                    message: "is not a valid Ed25519 public key".into(),
-                });
-            }
             Some(key)
         }
         None => None,
@@ -526,11 +507,9 @@ fn images_config(
             registry_endpoints.insert(host.trim().to_owned(), url.trim().to_owned());
         }
     }
-    crate::adapters::registry::check_endpoints(&registry_endpoints).map_err(|e| {
-        ConfigError::Value {
-            origin: "images.registryEndpoints (GANTRY_REGISTRY_ENDPOINTS)".into(),
-            message: e.to_string(),
-        }
+    crate::domain::check_endpoints(&registry_endpoints).map_err(|e| ConfigError::Value {
+        origin: "images.registryEndpoints (GANTRY_REGISTRY_ENDPOINTS)".into(),
+        message: e.to_string(),
     })?;
     let concurrency = number(
         env,
@@ -594,9 +573,9 @@ fn duration(
 ) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
-        Some(v) => parse_duration(&v).ok_or_else(|| ConfigError::Value {
+        Some(v) => crate::domain::duration::parse(&v).map_err(|e| ConfigError::Value {
             origin: origin.into(),
-            message: format!("`{v}` is not a duration like 90s, 10m or 1h"),
+            message: format!("{e}; {}", crate::domain::duration::HINT),
         }),
     }
 }

@@ -4,13 +4,24 @@
 //! and connection errors).
 
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Loads the SDK configuration from the environment; `endpoint` overrides every service's.
 pub async fn load(endpoint: Option<&str>) -> SdkConfig {
+    // The SDK retries each call (throttling, 5xx, resets) up to AWS_MAX_ATTEMPTS times
+    // (default 8); what still fails comes back classified, and the engine retries the step.
+    let attempts = std::env::var("AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| (1..=20).contains(n))
+        .unwrap_or(8);
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
         RetryConfig::standard()
-            .with_max_attempts(8)
+            .with_max_attempts(attempts)
             .with_initial_backoff(std::time::Duration::from_millis(100)),
     );
     if let Some(url) = endpoint {
@@ -28,4 +39,47 @@ pub fn custom_s3_endpoint(config: &SdkConfig) -> bool {
 /// An SDK error with its whole source chain, for messages that say what AWS answered.
 pub fn error_chain<E: std::error::Error>(e: E) -> String {
     aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
+}
+
+/// Error codes AWS services answer when the same request may succeed later.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "ServerException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Whether an SDK error is worth retrying: timeouts, connection failures (refused, reset),
+/// unreadable responses, throttling, and 5xx answers. A 4xx that is not throttling (a bad
+/// task definition, a missing bucket) is permanent.
+pub fn transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            status >= 500 || status == 429 || s.err().code().is_some_and(transient_code)
+        }
+        _ => false,
+    }
+}
+
+/// Whether an AWS error code means "try again later".
+pub fn transient_code(code: &str) -> bool {
+    TRANSIENT_CODES.contains(&code)
 }

@@ -11,7 +11,7 @@ use aws_sdk_cloudfront::types::{
 };
 use aws_sdk_cloudfront::Client;
 
-use crate::sites::ports::{Cdn, CdnError, EdgeOutcome};
+use crate::ports::{Cdn, CdnError, EdgeOutcome};
 
 pub struct CloudFront {
     client: Client,
@@ -25,11 +25,15 @@ impl CloudFront {
     }
 }
 
-fn req(operation: &'static str) -> impl Fn(String) -> CdnError {
-    move |message| CdnError::Request { operation, message }
+fn req(operation: &'static str) -> impl Fn(bool, String) -> CdnError {
+    move |transient, message| CdnError::Request {
+        operation,
+        message,
+        transient,
+    }
 }
 
-use super::aws::error_chain as ctx;
+use super::aws::{error_chain as ctx, transient};
 
 #[async_trait]
 impl Cdn for CloudFront {
@@ -41,14 +45,14 @@ impl Cdn for CloudFront {
                     .quantity(paths.len() as i32)
                     .set_items(Some(paths.to_vec()))
                     .build()
-                    .map_err(|e| req("CreateInvalidation")(e.to_string()))?,
+                    .map_err(|e| req("CreateInvalidation")(false, e.to_string()))?,
             )
             .caller_reference(format!(
                 "gantry-{}",
                 chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
             ))
             .build()
-            .map_err(|e| req("CreateInvalidation")(e.to_string()))?;
+            .map_err(|e| req("CreateInvalidation")(false, e.to_string()))?;
         let mut delay = Duration::from_secs(5);
         for attempt in 1.. {
             match self
@@ -79,7 +83,7 @@ impl Cdn for CloudFront {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                 }
-                Err(e) => return Err(req("CreateInvalidation")(ctx(e))),
+                Err(e) => return Err(req("CreateInvalidation")(transient(&e), ctx(e))),
             }
         }
         unreachable!("the loop returns")
@@ -101,7 +105,7 @@ impl Cdn for CloudFront {
                 .id(id)
                 .send()
                 .await
-                .map_err(|e| req("GetInvalidation")(ctx(e)))?;
+                .map_err(|e| req("GetInvalidation")(transient(&e), ctx(e)))?;
             if out
                 .invalidation()
                 .is_some_and(|i| i.status() == "Completed")
@@ -130,7 +134,7 @@ impl Cdn for CloudFront {
             .comment("Managed by Gantry")
             .runtime(FunctionRuntime::CloudfrontJs20)
             .build()
-            .map_err(|e| req("CreateFunction")(e.to_string()))?;
+            .map_err(|e| req("CreateFunction")(false, e.to_string()))?;
         let dev = self
             .client
             .get_function()
@@ -151,13 +155,13 @@ impl Cdn for CloudFront {
                     .function_code(Blob::new(code.as_bytes()))
                     .send()
                     .await
-                    .map_err(|e| req("CreateFunction")(ctx(e)))?;
+                    .map_err(|e| req("CreateFunction")(transient(&e), ctx(e)))?;
                 (
                     Some(EdgeOutcome::Created),
                     out.e_tag().unwrap_or_default().to_owned(),
                 )
             }
-            Err(e) => return Err(req("GetFunction")(ctx(e))),
+            Err(e) => return Err(req("GetFunction")(transient(&e), ctx(e))),
             Ok(out) if out.function_code().map(|b| b.as_ref()) != Some(code.as_bytes()) => {
                 let etag = out.e_tag().unwrap_or_default().to_owned();
                 let up = self
@@ -169,7 +173,7 @@ impl Cdn for CloudFront {
                     .function_code(Blob::new(code.as_bytes()))
                     .send()
                     .await
-                    .map_err(|e| req("UpdateFunction")(ctx(e)))?;
+                    .map_err(|e| req("UpdateFunction")(transient(&e), ctx(e)))?;
                 (
                     Some(EdgeOutcome::Updated),
                     up.e_tag().unwrap_or_default().to_owned(),
@@ -209,7 +213,7 @@ impl Cdn for CloudFront {
                     .if_match(etag)
                     .send()
                     .await
-                    .map_err(|e| req("PublishFunction")(ctx(e)))?;
+                    .map_err(|e| req("PublishFunction")(transient(&e), ctx(e)))?;
                 published
                     .function_summary()
                     .and_then(|s| s.function_metadata())
@@ -224,7 +228,7 @@ impl Cdn for CloudFront {
                     .stage(FunctionStage::Live)
                     .send()
                     .await
-                    .map_err(|e| req("DescribeFunction")(ctx(e)))?;
+                    .map_err(|e| req("DescribeFunction")(transient(&e), ctx(e)))?;
                 d.function_summary()
                     .and_then(|s| s.function_metadata())
                     .map(|m| m.function_arn().to_owned())
@@ -250,15 +254,17 @@ impl CloudFront {
             .id(distribution)
             .send()
             .await
-            .map_err(|e| req("GetDistributionConfig")(ctx(e)))?;
+            .map_err(|e| req("GetDistributionConfig")(transient(&e), ctx(e)))?;
         let etag = current.e_tag().unwrap_or_default().to_owned();
         let Some(mut config) = current.distribution_config else {
             return Err(req("GetDistributionConfig")(
+                false,
                 "no distribution config returned".into(),
             ));
         };
         let Some(behaviour) = config.default_cache_behavior.as_mut() else {
             return Err(req("GetDistributionConfig")(
+                false,
                 "the distribution has no default cache behaviour".into(),
             ));
         };
@@ -279,14 +285,14 @@ impl CloudFront {
                 .function_arn(arn)
                 .event_type(EventType::ViewerRequest)
                 .build()
-                .map_err(|e| req("UpdateDistribution")(e.to_string()))?,
+                .map_err(|e| req("UpdateDistribution")(false, e.to_string()))?,
         );
         behaviour.function_associations = Some(
             FunctionAssociations::builder()
                 .quantity(items.len() as i32)
                 .set_items(Some(items))
                 .build()
-                .map_err(|e| req("UpdateDistribution")(e.to_string()))?,
+                .map_err(|e| req("UpdateDistribution")(false, e.to_string()))?,
         );
         self.client
             .update_distribution()
@@ -295,7 +301,7 @@ impl CloudFront {
             .distribution_config(config)
             .send()
             .await
-            .map_err(|e| req("UpdateDistribution")(ctx(e)))?;
+            .map_err(|e| req("UpdateDistribution")(transient(&e), ctx(e)))?;
         Ok(true)
     }
 }

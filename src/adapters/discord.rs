@@ -16,8 +16,8 @@ use serenity::model::id::{ApplicationId, ChannelId, GuildId, MessageId};
 
 use crate::plan::chatops::CommandDef;
 use crate::plan::notify::Embed;
-use crate::reporting::ports::{Chat, ChatTarget, InteractionReplies};
-use crate::reporting::PublishError;
+use crate::ports::PublishError;
+use crate::ports::{Chat, ChatTarget, InteractionReplies};
 use crate::secret::Secret;
 
 pub struct Discord {
@@ -269,7 +269,7 @@ impl InteractionSignatures {
     }
 }
 
-impl crate::http::discord::VerifyInteraction for InteractionSignatures {
+impl crate::ports::VerifyInteraction for InteractionSignatures {
     fn verify(&self, signature: &str, timestamp: &str, body: &[u8]) -> bool {
         self.0.verify(signature, timestamp, body).is_ok()
     }

@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use base64::Engine as _;
 use tokio::sync::Mutex;
 
-use crate::images::{Login, RegistryError};
+use crate::ports::{Login, RegistryError};
 use crate::secret::Secret;
 
 pub struct Ecr {

@@ -22,10 +22,10 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::domain::taskdef::TaskDefinition;
+use crate::domain::taskdef::{family_of, TaskDefinition};
 use crate::domain::NetworkSpec;
 use crate::plan::rollout::DeploymentSnapshot;
-use crate::services::ports::{EcsError, NewService, ServiceDeployer, ServiceState, TaskStop};
+use crate::ports::{EcsError, NewService, ServiceDeployer, ServiceState, TaskStop};
 
 pub struct Ecs {
     client: Client,
@@ -39,11 +39,15 @@ impl Ecs {
     }
 }
 
-fn err(operation: &'static str) -> impl Fn(String) -> EcsError {
-    move |message| EcsError { operation, message }
+fn err(operation: &'static str) -> impl Fn(bool, String) -> EcsError {
+    move |transient, message| EcsError {
+        operation,
+        message,
+        transient,
+    }
 }
 
-use super::aws::error_chain as ctx;
+use super::aws::{error_chain as ctx, transient};
 
 /// Keeps the raw body of the response it sees.
 #[derive(Debug, Clone, Default)]
@@ -78,7 +82,7 @@ fn vpc(n: &NetworkSpec) -> Result<NetworkConfiguration, EcsError> {
             AssignPublicIp::Disabled
         })
         .build()
-        .map_err(|e| err("networkConfiguration")(e.to_string()))?;
+        .map_err(|e| err("networkConfiguration")(false, e.to_string()))?;
     Ok(NetworkConfiguration::builder()
         .awsvpc_configuration(v)
         .build())
@@ -112,7 +116,7 @@ fn primary_id(
         })
         .and_then(|d| d.id())
         .map(str::to_owned)
-        .ok_or_else(|| err(operation)("ECS answered without a PRIMARY deployment".into()))
+        .ok_or_else(|| err(operation)(false, "ECS answered without a PRIMARY deployment".into()))
 }
 
 #[async_trait]
@@ -129,7 +133,7 @@ impl ServiceDeployer for Ecs {
             .services(service)
             .send()
             .await
-            .map_err(|e| err("DescribeServices")(ctx(e)))?;
+            .map_err(|e| err("DescribeServices")(transient(&e), ctx(e)))?;
         let Some(s) = out
             .services()
             .iter()
@@ -153,20 +157,20 @@ impl ServiceDeployer for Ecs {
             .interceptor(capture.clone())
             .send()
             .await
-            .map_err(|e| err("DescribeTaskDefinition")(ctx(e)))?;
+            .map_err(|e| err("DescribeTaskDefinition")(transient(&e), ctx(e)))?;
         let body = capture
             .0
             .lock()
             .expect("capture lock")
             .take()
-            .ok_or_else(|| err("DescribeTaskDefinition")("empty answer".into()))?;
+            .ok_or_else(|| err("DescribeTaskDefinition")(false, "empty answer".into()))?;
         TaskDefinition::from_json(&String::from_utf8_lossy(&body))
-            .map_err(|e| err("DescribeTaskDefinition")(e.to_string()))
+            .map_err(|e| err("DescribeTaskDefinition")(false, e.to_string()))
     }
 
     async fn register(&self, td: &TaskDefinition) -> Result<String, EcsError> {
-        let body =
-            serde_json::to_vec(td).map_err(|e| err("RegisterTaskDefinition")(e.to_string()))?;
+        let body = serde_json::to_vec(td)
+            .map_err(|e| err("RegisterTaskDefinition")(false, e.to_string()))?;
         let len = body.len();
         // The typed input only satisfies the builder; the request body is replaced by `td`.
         let out = self
@@ -181,11 +185,11 @@ impl ServiceDeployer for Ecs {
             })
             .send()
             .await
-            .map_err(|e| err("RegisterTaskDefinition")(ctx(e)))?;
+            .map_err(|e| err("RegisterTaskDefinition")(transient(&e), ctx(e)))?;
         out.task_definition()
             .and_then(|t| t.task_definition_arn())
             .map(str::to_owned)
-            .ok_or_else(|| err("RegisterTaskDefinition")("no ARN in the answer".into()))
+            .ok_or_else(|| err("RegisterTaskDefinition")(false, "no ARN in the answer".into()))
     }
 
     async fn create_service(&self, s: &NewService) -> Result<String, EcsError> {
@@ -221,7 +225,10 @@ impl ServiceDeployer for Ecs {
                     .build(),
             );
         }
-        let out = req.send().await.map_err(|e| err("CreateService")(ctx(e)))?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| err("CreateService")(transient(&e), ctx(e)))?;
         primary_id(out.service(), "CreateService")
     }
 
@@ -241,7 +248,7 @@ impl ServiceDeployer for Ecs {
             .set_desired_count(desired_count)
             .send()
             .await
-            .map_err(|e| err("UpdateService")(ctx(e)))?;
+            .map_err(|e| err("UpdateService")(transient(&e), ctx(e)))?;
         primary_id(out.service(), "UpdateService")
     }
 
@@ -274,19 +281,21 @@ impl ServiceDeployer for Ecs {
         if let Some(n) = network {
             req = req.network_configuration(vpc(n)?);
         }
-        let out = req.send().await.map_err(|e| err("RunTask")(ctx(e)))?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| err("RunTask")(transient(&e), ctx(e)))?;
         if let Some(f) = out.failures().first() {
-            return Err(err("RunTask")(format!(
-                "{} {}",
-                f.reason().unwrap_or(""),
-                f.detail().unwrap_or("")
-            )));
+            return Err(err("RunTask")(
+                false,
+                format!("{} {}", f.reason().unwrap_or(""), f.detail().unwrap_or("")),
+            ));
         }
         out.tasks()
             .first()
             .and_then(|t| t.task_arn())
             .map(str::to_owned)
-            .ok_or_else(|| err("RunTask")("no task started".into()))
+            .ok_or_else(|| err("RunTask")(false, "no task started".into()))
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), EcsError> {
@@ -297,7 +306,7 @@ impl ServiceDeployer for Ecs {
             .reason(reason)
             .send()
             .await
-            .map_err(|e| err("StopTask")(ctx(e)))?;
+            .map_err(|e| err("StopTask")(transient(&e), ctx(e)))?;
         Ok(())
     }
 
@@ -309,9 +318,12 @@ impl ServiceDeployer for Ecs {
             .tasks(task)
             .send()
             .await
-            .map_err(|e| err("DescribeTasks")(ctx(e)))?;
+            .map_err(|e| err("DescribeTasks")(transient(&e), ctx(e)))?;
         let Some(t) = out.tasks().first() else {
-            return Err(err("DescribeTasks")(format!("task {task} not found")));
+            return Err(err("DescribeTasks")(
+                false,
+                format!("task {task} not found"),
+            ));
         };
         if t.last_status() != Some("STOPPED") {
             return Ok(None);
@@ -333,7 +345,7 @@ impl ServiceDeployer for Ecs {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| err("ListTaskDefinitions")(ctx(e)))?;
+            let page = page.map_err(|e| err("ListTaskDefinitions")(transient(&e), ctx(e)))?;
             // family_prefix is a prefix: keep this family's revisions only.
             arns.extend(
                 page.task_definition_arns()
@@ -355,7 +367,7 @@ impl ServiceDeployer for Ecs {
             .send();
         while let Some(page) = pages.next().await {
             names.extend(
-                page.map_err(|e| err("ListServices")(ctx(e)))?
+                page.map_err(|e| err("ListServices")(transient(&e), ctx(e)))?
                     .service_arns()
                     .iter()
                     .cloned(),
@@ -370,7 +382,7 @@ impl ServiceDeployer for Ecs {
                 .set_services(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|e| err("DescribeServices")(ctx(e)))?;
+                .map_err(|e| err("DescribeServices")(transient(&e), ctx(e)))?;
             for s in out.services() {
                 used.extend(s.task_definition().map(str::to_owned));
                 used.extend(
@@ -389,13 +401,7 @@ impl ServiceDeployer for Ecs {
             .task_definition(arn)
             .send()
             .await
-            .map_err(|e| err("DeregisterTaskDefinition")(ctx(e)))?;
+            .map_err(|e| err("DeregisterTaskDefinition")(transient(&e), ctx(e)))?;
         Ok(())
     }
-}
-
-/// `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION` -> `FAMILY`.
-pub fn family_of(arn: &str) -> &str {
-    let tail = arn.rsplit('/').next().unwrap_or(arn);
-    tail.rsplit_once(':').map(|(f, _)| f).unwrap_or(tail)
 }

@@ -6,7 +6,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
 use crate::domain::{DeploymentEvent, EVENT_DETAIL_TYPE, EVENT_SOURCE};
-use crate::reporting::{EventPublisher, PublishError};
+use crate::ports::{EventPublisher, PublishError};
 
 pub struct EventBridge {
     client: Client,

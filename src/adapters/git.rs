@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use tokio::process::Command;
 
-use crate::pipeline::log::StepLog;
-use crate::pipeline::ports::{FetchError, FetchRequest, FetchedCommit, Revision, SourceFetcher};
+use crate::ports::StepLog;
+use crate::ports::{FetchError, FetchRequest, FetchedCommit, Revision, SourceFetcher};
 use crate::secret::{Redactor, Secret};
 
 pub struct GitFetcher {
@@ -253,4 +253,31 @@ impl GitFetcher {
             time: next().parse().unwrap_or(0),
         })
     }
+}
+/// The commit a local checkout is at (for `gantry image build` in a user's CI).
+pub fn local_head(dir: &Path) -> Option<String> {
+    local_git(dir, &["rev-parse", "HEAD"])
+}
+
+/// The commit time of a local checkout's HEAD, seconds since the epoch, as git prints it.
+pub fn local_commit_time(dir: &Path) -> Option<String> {
+    local_git(dir, &["log", "-1", "--format=%ct"])
+}
+
+/// The `origin` remote's URL of a local checkout.
+pub fn local_origin(dir: &Path) -> Option<String> {
+    local_git(dir, &["remote", "get-url", "origin"])
+}
+
+fn local_git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
 }

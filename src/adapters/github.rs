@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use octocrab::Octocrab;
 use serde_json::{json, Value};
 
-use crate::config::GithubConfig;
-use crate::reporting::ports::{CommitStatus, Forge};
-use crate::reporting::PublishError;
+use crate::ports::PublishError;
+use crate::ports::{CommitStatus, Forge};
+use crate::secret::Secret;
 
 pub struct GitHub {
     octo: Octocrab,
@@ -32,37 +32,55 @@ fn describe(e: octocrab::Error) -> String {
     }
 }
 
+/// How Gantry authenticates to GitHub's API.
+pub enum GithubAuth<'a> {
+    /// A GitHub App installation: octocrab signs the JWT and mints installation tokens.
+    App {
+        app_id: u64,
+        installation_id: u64,
+        private_key: &'a Secret,
+    },
+    Token(&'a Secret),
+}
+
 impl GitHub {
     /// `None` when neither an App nor a token is configured.
-    pub fn from_config(c: &GithubConfig) -> Result<Option<Self>, GithubSetupError> {
+    pub fn new(
+        api_url: Option<&str>,
+        auth: Option<GithubAuth<'_>>,
+    ) -> Result<Option<Self>, GithubSetupError> {
         let setup = |e: octocrab::Error| GithubSetupError(describe(e));
         let timeout = Some(std::time::Duration::from_secs(30));
         let mut b = Octocrab::builder()
             .set_connect_timeout(Some(std::time::Duration::from_secs(10)))
             .set_read_timeout(timeout)
             .set_write_timeout(timeout);
-        if let Some(url) = &c.api_url {
-            b = b.base_uri(url.as_str()).map_err(setup)?;
+        if let Some(url) = api_url {
+            b = b.base_uri(url).map_err(setup)?;
         }
-        let octo = match (&c.app, &c.token) {
-            (Some(app), _) => {
-                let key = octocrab::EncodingKey::from_rsa_pem(app.private_key.expose().as_bytes())
+        let octo = match auth {
+            Some(GithubAuth::App {
+                app_id,
+                installation_id,
+                private_key,
+            }) => {
+                let key = octocrab::EncodingKey::from_rsa_pem(private_key.expose().as_bytes())
                     .map_err(|_| {
                         GithubSetupError(
                             "github.appPrivateKey is not an RSA private key in PEM".into(),
                         )
                     })?;
-                b.app(app.app_id.into(), key)
+                b.app(app_id.into(), key)
                     .build()
                     .map_err(setup)?
-                    .installation(app.installation_id.into())
+                    .installation(installation_id.into())
                     .map_err(setup)?
             }
-            (None, Some(token)) => b
+            Some(GithubAuth::Token(token)) => b
                 .personal_token(token.expose().to_owned())
                 .build()
                 .map_err(setup)?,
-            (None, None) => return Ok(None),
+            None => return Ok(None),
         };
         Ok(Some(Self { octo }))
     }

@@ -1,6 +1,8 @@
-//! Adapters: the only code that talks to the outside world (processes, git, AWS, and later
-//! registries, GitHub and Discord). Each implements a narrow port owned by the core.
+//! Adapters: the only code that talks to the outside world (processes, git, AWS, registries,
+//! GitHub, Discord, and Gantry's own API for the CLI). Each implements a narrow port owned by
+//! the core, or is a client the composition root or a CLI command hands to the core.
 
+pub mod api_client;
 pub mod aws;
 pub mod cloudfront;
 pub mod discord;

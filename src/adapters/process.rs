@@ -8,8 +8,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::log::StepLog;
-use crate::pipeline::ports::{CommandError, CommandRunner, CommandSpec};
+use crate::ports::StepLog;
+use crate::ports::{CommandError, CommandRunner, CommandSpec};
 
 pub struct ShellRunner;
 

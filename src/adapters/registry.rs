@@ -1,4 +1,4 @@
-//! The OCI Distribution API over reqwest (`images::Registry`). Credentials: ECR registries
+//! The OCI Distribution API over reqwest (`ports::Registry`). Credentials: ECR registries
 //! through `GetAuthorizationToken` (cached), any other from the standard auth file
 //! (`images.authFile`, `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
 //! `~/.docker/config.json`). Basic and Bearer-token challenges are both answered. A registry
@@ -22,10 +22,9 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::Mutex;
 
 use super::ecr::Ecr;
-use crate::images::{
-    ecr_registry, is_loopback_host, Endpoint, ImageRef, Login, Manifest, Registry, RegistryError,
-};
+use crate::domain::{ecr_registry, is_loopback_host, ImageRef};
 use crate::plan::oci;
+use crate::ports::{Endpoint, Login, Manifest, Registry, RegistryError};
 use crate::secret::Secret;
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -40,37 +39,16 @@ pub struct HttpRegistry {
     auth: Mutex<HashMap<(String, String, bool), Secret>>,
 }
 
-/// Validates `images.registryEndpoints`: URLs, `http` only for loopback hosts.
-pub fn check_endpoints(endpoints: &BTreeMap<String, String>) -> Result<(), RegistryError> {
-    for (registry, url) in endpoints {
-        let bad = |message: String| RegistryError::Endpoint {
-            registry: registry.clone(),
-            message,
-        };
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| bad(format!("`{url}` is not a URL: {e}")))?;
-        let host = parsed.host_str().unwrap_or_default();
-        match parsed.scheme() {
-            "https" => {}
-            "http" if is_loopback_host(host) => {}
-            "http" => {
-                return Err(bad(format!(
-                    "`{url}`: plain http is allowed only for localhost registries"
-                )))
-            }
-            s => return Err(bad(format!("`{url}`: unsupported scheme `{s}`"))),
-        }
-    }
-    Ok(())
-}
-
 impl HttpRegistry {
     pub fn new(
         endpoints: BTreeMap<String, String>,
         auth_file: Option<PathBuf>,
         ecr: Option<Arc<Ecr>>,
     ) -> Result<Self, RegistryError> {
-        check_endpoints(&endpoints)?;
+        crate::domain::check_endpoints(&endpoints).map_err(|e| RegistryError::Endpoint {
+            registry: e.registry,
+            message: e.message,
+        })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))
@@ -523,18 +501,5 @@ mod tests {
         assert_eq!(p["realm"], "https://auth.docker.io/token");
         assert_eq!(p["service"], "registry.docker.io");
         assert_eq!(p["scope"], "repository:library/python:pull");
-    }
-
-    #[test]
-    fn plain_http_only_for_loopback() {
-        let ok: BTreeMap<_, _> = [(
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string(),
-            "http://127.0.0.1:5056".to_string(),
-        )]
-        .into();
-        assert!(check_endpoints(&ok).is_ok());
-        let bad: BTreeMap<_, _> = [("r".to_string(), "http://10.0.0.5:5000".to_string())].into();
-        let e = check_endpoints(&bad).unwrap_err().to_string();
-        assert!(e.contains("only for localhost"), "{e}");
     }
 }

@@ -12,8 +12,9 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::aws::transient;
 use crate::domain::{ObjectHeaders, RemoteObject};
-use crate::sites::ports::{ObjectStore, ObjectStoreError};
+use crate::ports::{ObjectStore, ObjectStoreError};
 
 /// Bytes from which uploads go multipart, and the part size.
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
@@ -61,10 +62,11 @@ impl S3Store {
     ) -> Result<String, ObjectStoreError> {
         let err = |operation: &'static str| {
             let key = key.to_owned();
-            move |e: String| ObjectStoreError::Request {
+            move |transient: bool, e: String| ObjectStoreError::Request {
                 operation,
                 key,
                 message: e,
+                transient,
             }
         };
         let created = self
@@ -76,7 +78,9 @@ impl S3Store {
             .cache_control(&headers.cache_control)
             .send()
             .await
-            .map_err(|e| err("CreateMultipartUpload")(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| {
+                err("CreateMultipartUpload")(transient(&e), DisplayErrorContext(&e).to_string())
+            })?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let result = async {
             let mut parts = Vec::new();
@@ -90,7 +94,7 @@ impl S3Store {
                     .length(Length::Exact(len))
                     .build()
                     .await
-                    .map_err(|e| err("UploadPart")(e.to_string()))?;
+                    .map_err(|e| err("UploadPart")(false, e.to_string()))?;
                 let part = self
                     .client
                     .upload_part()
@@ -101,7 +105,9 @@ impl S3Store {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| err("UploadPart")(DisplayErrorContext(&e).to_string()))?;
+                    .map_err(|e| {
+                        err("UploadPart")(transient(&e), DisplayErrorContext(&e).to_string())
+                    })?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -124,7 +130,12 @@ impl S3Store {
                 )
                 .send()
                 .await
-                .map_err(|e| err("CompleteMultipartUpload")(DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| {
+                    err("CompleteMultipartUpload")(
+                        transient(&e),
+                        DisplayErrorContext(&e).to_string(),
+                    )
+                })?;
             Ok(unquote(done.e_tag()))
         }
         .await;
@@ -166,6 +177,7 @@ impl ObjectStore for S3Store {
             let page = page.map_err(|e| ObjectStoreError::Request {
                 operation: "ListObjectsV2",
                 key: format!("{bucket}/{prefix}"),
+                transient: transient(&e),
                 message: DisplayErrorContext(&e).to_string(),
             })?;
             for o in page.contents() {
@@ -180,10 +192,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, ObjectStoreError> {
-        let err = |m: String| ObjectStoreError::Request {
+        let err = |transient: bool, m: String| ObjectStoreError::Request {
             operation: "GetObject",
             key: key.to_owned(),
             message: m,
+            transient,
         };
         match self
             .client
@@ -197,12 +210,12 @@ impl ObjectStore for S3Store {
                 out.body
                     .collect()
                     .await
-                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(false, e.to_string()))?
                     .into_bytes()
                     .to_vec(),
             )),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(err(DisplayErrorContext(&e).to_string())),
+            Err(e) => Err(err(transient(&e), DisplayErrorContext(&e).to_string())),
         }
     }
 
@@ -247,6 +260,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| ObjectStoreError::Request {
                 operation: "PutObject",
                 key: key.to_owned(),
+                transient: transient(&e),
                 message: DisplayErrorContext(&e).to_string(),
             })?;
         Ok(unquote(out.e_tag()))
@@ -274,6 +288,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| ObjectStoreError::Request {
                 operation: "CopyObject",
                 key: key.to_owned(),
+                transient: transient(&e),
                 message: DisplayErrorContext(&e).to_string(),
             })?;
         Ok(unquote(out.copy_object_result().and_then(|r| r.e_tag())))
@@ -281,10 +296,11 @@ impl ObjectStore for S3Store {
 
     async fn delete(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectStoreError> {
         for chunk in keys.chunks(1000) {
-            let err = |m: String| ObjectStoreError::Request {
+            let err = |transient: bool, m: String| ObjectStoreError::Request {
                 operation: "DeleteObjects",
                 key: chunk[0].clone(),
                 message: m,
+                transient,
             };
             let ids = chunk
                 .iter()
@@ -292,14 +308,14 @@ impl ObjectStore for S3Store {
                     ObjectIdentifier::builder()
                         .key(k)
                         .build()
-                        .map_err(|e| err(e.to_string()))
+                        .map_err(|e| err(false, e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder()
                 .set_objects(Some(ids))
                 .quiet(true)
                 .build()
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| err(false, e.to_string()))?;
             let out = self
                 .client
                 .delete_objects()
@@ -307,14 +323,17 @@ impl ObjectStore for S3Store {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| err(DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| err(transient(&e), DisplayErrorContext(&e).to_string()))?;
             if let Some(first) = out.errors().first() {
-                return Err(err(format!(
-                    "{} object(s) not deleted, first: {} {}",
-                    out.errors().len(),
-                    first.key().unwrap_or(""),
-                    first.message().unwrap_or("")
-                )));
+                return Err(err(
+                    first.code().is_some_and(super::aws::transient_code),
+                    format!(
+                        "{} object(s) not deleted, first: {} {}",
+                        out.errors().len(),
+                        first.key().unwrap_or(""),
+                        first.message().unwrap_or("")
+                    ),
+                ));
             }
         }
         Ok(())

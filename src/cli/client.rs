@@ -7,57 +7,35 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use super::ServerArgs;
+use crate::adapters::api_client::ApiClient;
+use crate::secret::Secret;
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
+/// The daemon's API, with `anyhow` errors for the commands below.
+struct Client(ApiClient);
 
 impl Client {
     fn new(args: &ServerArgs) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: args.server.trim_end_matches('/').to_owned(),
-            token: args.token.clone(),
-        }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("failed to reach gantry at {}", self.base))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let msg = body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no details");
-            bail!("gantry answered {status}: {msg}");
-        }
-        Ok(body)
+        Self(ApiClient::new(
+            &args.server,
+            args.token.clone().map(Secret::new),
+        ))
     }
 
     /// POSTs a request that queues a deployment; returns its id and the whole answer.
     async fn queue(&self, path: &str, body: &Value) -> anyhow::Result<(i64, Value)> {
-        let out = self
-            .send(self.http.post(format!("{}{path}", self.base)).json(body))
-            .await?;
+        let out = self.post(path, body).await?;
         let id = out["id"]
             .as_i64()
             .context("the daemon did not return a deployment id")?;
         Ok((id, out))
     }
 
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        Ok(self.0.post(path, body).await?)
+    }
+
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        Ok(self.0.get(path).await?)
     }
 }
 
@@ -136,10 +114,9 @@ pub async fn rollback(
 pub async fn resume(args: &ServerArgs, app: &str) -> anyhow::Result<ExitCode> {
     let c = Client::new(args);
     let out = c
-        .send(
-            c.http
-                .post(format!("{}/api/v1/apps/{app}/resume", c.base))
-                .json(&json!({ "actor": actor() })),
+        .post(
+            &format!("/api/v1/apps/{app}/resume"),
+            &json!({ "actor": actor() }),
         )
         .await?;
     if out["resumed"].as_bool() == Some(true) {

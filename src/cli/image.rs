@@ -11,9 +11,10 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::Config;
-use crate::domain::ImageSpec;
-use crate::images::{publish, Commit, ImageRef};
-use crate::pipeline::log::StepLog;
+use crate::domain::ImageRef;
+use crate::domain::{BuilderKind, ImageSpec};
+use crate::images::{publish, Commit};
+use crate::ports::StepLog;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -29,8 +30,8 @@ pub struct BuildArgs {
     /// A moving tag set besides TAG (e.g. `latest`).
     #[arg(long)]
     pub also_tag: Option<String>,
-    #[arg(long, value_parser = ["layer", "buildah", "kaniko"])]
-    pub builder: Option<String>,
+    #[arg(long)]
+    pub builder: Option<BuilderKind>,
     /// Base image for the layer builder.
     #[arg(long)]
     pub base: Option<String>,
@@ -91,19 +92,6 @@ fn json_array(v: &Option<String>, flag: &str) -> anyhow::Result<Option<Vec<Strin
         .transpose()
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
-}
-
 pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref()).context("invalid configuration")?;
     let target = ImageRef::parse(&args.tag).context("--tag")?;
@@ -112,7 +100,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let revision = match &args.revision {
         Some(r) => r.clone(),
-        None => git(&args.context, &["rev-parse", "HEAD"]).context(
+        None => crate::adapters::git::local_head(&args.context).context(
             "the context is not in a git repository: pass --revision (the commit being built)",
         )?,
     };
@@ -121,14 +109,14 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         .and_then(|v| v.parse().ok())
     {
         Some(e) => e,
-        None => git(&args.context, &["log", "-1", "--format=%ct"])
+        None => crate::adapters::git::local_commit_time(&args.context)
             .and_then(|t| t.parse().ok())
             .unwrap_or(0),
     };
     let source_url = args
         .source
         .clone()
-        .or_else(|| git(&args.context, &["remote", "get-url", "origin"]))
+        .or_else(|| crate::adapters::git::local_origin(&args.context))
         .unwrap_or_else(|| format!("file://{}", args.context.display()));
     let spec = ImageSpec {
         name: target
@@ -140,7 +128,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         repository: target.name(),
         context: ".".into(),
         dockerfile: args.dockerfile.clone(),
-        builder: args.builder.clone(),
+        builder: args.builder,
         base: args.base.clone(),
         workdir: args.workdir.clone(),
         entrypoint: json_array(&args.entrypoint, "entrypoint")?,
@@ -153,7 +141,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         tag: args.also_tag.clone(),
         create_repository: args.create_repository,
     };
-    if spec.builder_kind() == "layer" && spec.base.is_none() {
+    if spec.builder_kind() == BuilderKind::Layer && spec.base.is_none() {
         anyhow::bail!(
             "the layer builder needs --base IMAGE (or use --builder buildah with a Dockerfile)"
         );

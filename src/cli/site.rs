@@ -9,11 +9,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::adapters::{aws, cloudfront::CloudFront, s3::S3Store};
-use crate::domain::{Grace, HostRedirect};
+use crate::domain::{Grace, HostRedirect, Preset};
 use crate::plan::edge::EdgeRules;
 use crate::plan::headers::HeaderRules;
+use crate::ports::Cdn;
 use crate::sites::sync::{LogProgress, Progress};
-use crate::sites::{sync, Cdn, S3Target, SyncOptions, SyncReport};
+use crate::sites::{sync, S3Target, SyncOptions, SyncReport};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -22,8 +23,8 @@ pub struct SyncArgs {
     /// Destination, `s3://BUCKET[/PREFIX]`.
     pub target: String,
     /// Header preset: `nextjs` (immutable `_next/static`, revalidated HTML/RSC) or `plain`.
-    #[arg(long, default_value = "plain", value_parser = ["nextjs", "plain"])]
-    pub preset: String,
+    #[arg(long, default_value = "plain")]
+    pub preset: Preset,
     /// CloudFront distribution to invalidate (and to attach edge rules to).
     #[arg(long)]
     pub distribution: Option<String>,
@@ -94,7 +95,7 @@ pub struct RollbackArgs {
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let opts = SyncOptions {
         target: S3Target::parse(&args.target).map_err(anyhow::Error::msg)?,
-        rules: HeaderRules::new("plain", &[], None)?,
+        rules: HeaderRules::new(Preset::Plain, &[], None)?,
         grace: Grace::default(),
         concurrency: 32,
         dry_run: args.dry_run,
@@ -128,7 +129,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let target = S3Target::parse(&args.target).map_err(anyhow::Error::msg)?;
     let rules = HeaderRules::new(
-        &args.preset,
+        args.preset,
         &pairs(&args.cache_control, "--cache-control")?,
         Some(&args.extensionless_type),
     )?;

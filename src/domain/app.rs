@@ -48,8 +48,12 @@ pub struct AppSpec {
     pub notifications: Notifications,
     /// How long each service's rollout may take before Gantry fails it and rolls back, e.g.
     /// `15m` (the default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout_timeout: Option<String>,
+    #[serde(
+        default,
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rollout_timeout: Option<std::time::Duration>,
     /// ACTIVE task definition revisions kept per family (default 10); older ones that no
     /// service runs are deregistered after a successful rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,8 +106,12 @@ pub struct BuildSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
     /// Timeout for all commands together, e.g. `30s`, `10m`, `1h`. Default `30m`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    #[serde(
+        default,
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A container image built from the checkout.
@@ -122,7 +130,7 @@ pub struct ImageSpec {
     pub dockerfile: Option<String>,
     /// `layer`, `buildah` or `kaniko`. Default: `layer` when `base` is set, else `buildah`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub builder: Option<String>,
+    pub builder: Option<BuilderKind>,
     /// Base image the `layer` builder adds the context onto, e.g. `python:3.12-slim`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
@@ -155,11 +163,11 @@ pub struct ImageSpec {
 
 impl ImageSpec {
     /// The builder this image uses, defaults applied.
-    pub fn builder_kind(&self) -> &str {
-        match (&self.builder, &self.base) {
+    pub fn builder_kind(&self) -> BuilderKind {
+        match (self.builder, &self.base) {
             (Some(b), _) => b,
-            (None, Some(_)) => "layer",
-            (None, None) => "buildah",
+            (None, Some(_)) => BuilderKind::Layer,
+            (None, None) => BuilderKind::Buildah,
         }
     }
 
@@ -236,8 +244,8 @@ pub struct SiteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<String>,
     /// `nextjs` or `plain`.
-    #[serde(default = "default_preset")]
-    pub preset: String,
+    #[serde(default)]
+    pub preset: Preset,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cache_control: Vec<CacheRule>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -250,10 +258,6 @@ pub struct SiteSpec {
     /// Releases an object that left the build is kept for before deletion. Default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_releases: Option<u64>,
-}
-
-fn default_preset() -> String {
-    "plain".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -323,6 +327,77 @@ impl AppSpec {
             Some(url) if url.starts_with('/') => format!("file://{url}"),
             Some(url) => url.clone(),
             None => format!("https://github.com/{}.git", self.source.repo),
+        }
+    }
+}
+
+/// Which backend builds an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuilderKind {
+    /// In-process OCI assembly onto a base image.
+    Layer,
+    /// `buildah bud` of a Dockerfile.
+    Buildah,
+    /// A Dockerfile built by kaniko in a one-off ECS task.
+    Kaniko,
+}
+
+impl BuilderKind {
+    pub const ALL: [BuilderKind; 3] = [Self::Layer, Self::Buildah, Self::Kaniko];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Layer => "layer",
+            Self::Buildah => "buildah",
+            Self::Kaniko => "kaniko",
+        }
+    }
+}
+
+impl std::fmt::Display for BuilderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BuilderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| format!("unknown builder `{s}`: use `layer`, `buildah` or `kaniko`"))
+    }
+}
+
+/// A site's header preset: the Cache-Control rules added after the manifest's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// `_next/static/**` immutable; HTML and RSC payloads (`*.txt`) revalidated.
+    Nextjs,
+    /// HTML revalidated.
+    #[default]
+    Plain,
+}
+
+impl Preset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nextjs => "nextjs",
+            Self::Plain => "plain",
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nextjs" => Ok(Self::Nextjs),
+            "plain" => Ok(Self::Plain),
+            _ => Err(format!("unknown preset `{s}`: use `nextjs` or `plain`")),
         }
     }
 }

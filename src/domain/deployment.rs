@@ -194,6 +194,52 @@ pub struct NewDeployment {
     pub spec: AppSpec,
 }
 
+/// The 7-character form of a commit sha people read (the whole string when shorter).
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// A deployment to create together with the steps it will run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueue {
+    pub deployment: NewDeployment,
+    pub steps: Vec<StepKind>,
+}
+
+/// What Gantry did with a webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Intake {
+    /// Deployments were queued.
+    Queued,
+    /// Nothing to do (the reason is recorded).
+    Ignored,
+    /// GitHub's `ping` after a webhook is created.
+    Ping,
+}
+
+impl Intake {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Ignored => "ignored",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+impl std::str::FromStr for Intake {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "queued" => Ok(Self::Queued),
+            "ignored" => Ok(Self::Ignored),
+            "ping" => Ok(Self::Ping),
+            other => Err(format!("unknown delivery outcome `{other}`")),
+        }
+    }
+}
+
 /// A deployment as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Deployment {

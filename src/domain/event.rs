@@ -46,6 +46,7 @@ impl DeploymentEvent {
         state: DeploymentState,
         step: Option<StepChange>,
         reason: Option<String>,
+        at: DateTime<Utc>,
     ) -> Self {
         Self {
             deployment_id: dep.id,
@@ -58,7 +59,7 @@ impl DeploymentEvent {
             state,
             step,
             reason,
-            at: Utc::now(),
+            at,
         }
     }
 }

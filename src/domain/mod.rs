@@ -4,7 +4,9 @@
 
 pub mod app;
 pub mod deployment;
+pub mod duration;
 pub mod event;
+pub mod image_ref;
 pub mod push;
 pub mod site;
 pub mod taskdef;
@@ -12,5 +14,6 @@ pub mod taskdef;
 pub use app::*;
 pub use deployment::*;
 pub use event::*;
+pub use image_ref::*;
 pub use push::*;
 pub use site::*;

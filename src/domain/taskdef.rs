@@ -128,6 +128,12 @@ impl TaskDefinition {
     }
 }
 
+/// `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION` -> `FAMILY`.
+pub fn family_of(arn: &str) -> &str {
+    let tail = arn.rsplit('/').next().unwrap_or(arn);
+    tail.rsplit_once(':').map(|(f, _)| f).unwrap_or(tail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,28 +33,22 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
-    let apps: Vec<_> = {
-        let m = s.manifests.read().expect("manifests lock poisoned");
-        m.apps.iter().map(|a| a.manifest.clone()).collect()
-    };
-    let paused = s.store.paused().await?;
-    let mut out = Vec::with_capacity(apps.len());
-    for app in apps {
-        let last = s
-            .store
-            .deployments(Some(&app.metadata.name), 1)
-            .await?
-            .pop();
-        let pause = paused.iter().find(|p| p.app == app.metadata.name);
-        out.push(json!({
-            "name": app.metadata.name,
-            "environment": app.spec.environment,
-            "repo": app.spec.source.repo,
-            "branch": app.spec.source.branch,
-            "last_deployment": last,
-            "paused": pause,
-        }));
-    }
+    let out: Vec<Value> = s
+        .control
+        .overview(None)
+        .await?
+        .into_iter()
+        .map(|a| {
+            json!({
+                "name": a.manifest.metadata.name,
+                "environment": a.manifest.spec.environment,
+                "repo": a.manifest.spec.source.repo,
+                "branch": a.manifest.spec.source.branch,
+                "last_deployment": a.last,
+                "paused": a.paused,
+            })
+        })
+        .collect();
     Ok(Json(Value::Array(out)))
 }
 
@@ -137,7 +131,10 @@ pub async fn deploy(
         Err(e) => return Err(ApiError::from_rejection(e)),
     };
     let actor = body.actor.clone().unwrap_or_else(|| "api".into());
-    let q = super::ops::deploy(&s, &app, body.git_ref, body.sha, Trigger::Api, &actor).await?;
+    let q = s
+        .control
+        .deploy(&app, body.git_ref, body.sha, Trigger::Api, &actor)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": q.id, "app": app, "ref": q.git_ref })),
@@ -165,7 +162,7 @@ pub async fn rollback(
         Err(e) => return Err(ApiError::from_rejection(e)),
     };
     let actor = body.actor.unwrap_or_else(|| "api".into());
-    let r = super::ops::rollback(&s, &app, body.to, &actor).await?;
+    let r = s.control.rollback(&app, body.to, &actor).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": r.id, "app": app, "restores": r.restores, "paused": r.paused })),
@@ -192,7 +189,7 @@ pub async fn resume(
         Err(e) => return Err(ApiError::from_rejection(e)),
     }
     .unwrap_or_else(|| "api".into());
-    let resumed = super::ops::resume(&s, &app, &actor).await?;
+    let resumed = s.control.resume(&app, &actor).await?;
     Ok(Json(json!({ "app": app, "resumed": resumed })))
 }
 

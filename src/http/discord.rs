@@ -2,7 +2,7 @@
 //! (`X-Signature-Ed25519` over `X-Signature-Timestamp` + body, against the application's public
 //! key) and the timestamp's age are checked before the body is parsed; anything else gets 401
 //! and changes nothing. PING answers PONG. Slash commands are parsed and authorised by
-//! `plan::chatops` (deny by default), run through `http::ops` (the same code as the API), and
+//! `plan::chatops` (deny by default), run through `control` (the same use-cases as the API), and
 //! every one is audited with who asked, what, and the outcome. Production deploys and
 //! rollbacks answer with a confirmation button first; `/diff` is deferred and answered by a
 //! follow-up edit.
@@ -16,22 +16,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
-use super::{ops, AppState};
+use super::AppState;
+use crate::control::{Control, ControlError};
 use crate::domain::Trigger;
-use crate::plan::chatops::{self, Caller, ChatCommand, Decision, Permission};
-use crate::reporting::ports::InteractionReplies;
-use crate::services::ports::ServiceDeployer;
+use crate::plan::chatops::{self, AppLine, Caller, ChatCommand, Decision, Permission, Reply};
+use crate::ports::{InteractionReplies, VerifyInteraction};
 
 /// How old a signed timestamp may be (replays of captured requests are refused).
 pub const MAX_AGE_SECONDS: i64 = 300;
-
-/// Checks an interaction's signature (`adapters::discord::InteractionSignatures`).
-pub trait VerifyInteraction: Send + Sync {
-    fn verify(&self, signature: &str, timestamp: &str, body: &[u8]) -> bool;
-}
 
 /// What the interactions endpoint needs besides the shared state.
 pub struct DiscordHook {
@@ -39,7 +35,10 @@ pub struct DiscordHook {
     pub permissions: Vec<Permission>,
     /// Edits deferred responses; without it `/diff` answers that it cannot.
     pub replies: Option<Arc<dyn InteractionReplies>>,
-    pub ecs: Option<Arc<dyn ServiceDeployer>>,
+    /// Deferred follow-ups in flight; shutdown waits for them.
+    pub tasks: TaskTracker,
+    /// The use-cases, for follow-ups that outlive the request.
+    pub control: Arc<Control>,
 }
 
 // The parts of Discord's interaction object Gantry reads (unknown fields are ignored, so
@@ -124,17 +123,18 @@ pub async fn interactions(
         Ok(i) => i,
         Err(e) => return ApiError::BadRequest(format!("not an interaction: {e}")).into_response(),
     };
+    let control = s.control.as_ref();
     let result = match interaction.kind {
-        PING => Ok(json!({ "type": 1 })),
-        APPLICATION_COMMAND => command(&s, &hook, &interaction).await,
-        MESSAGE_COMPONENT => component(&s, &hook, &interaction).await,
-        other => Err(ApiError::BadRequest(format!(
+        PING => Ok(Reply::pong()),
+        APPLICATION_COMMAND => command(control, &hook, &interaction).await,
+        MESSAGE_COMPONENT => component(control, &hook, &interaction).await,
+        other => Err(ControlError::Invalid(format!(
             "unsupported interaction type {other}"
         ))),
     };
     match result {
-        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
-        Err(e) => e.into_response(),
+        Ok(reply) => (StatusCode::OK, Json(reply.to_json())).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -157,33 +157,19 @@ fn caller(i: &Interaction) -> (Caller, String) {
     (Caller { user_id: id, roles }, actor)
 }
 
-/// A message only the caller sees; mentions never ping anyone.
-fn ephemeral(content: &str) -> Value {
-    json!({"type": 4, "data": {"content": content, "flags": 64, "allowed_mentions": {"parse": []}}})
-}
-
-fn public(content: &str) -> Value {
-    json!({"type": 4, "data": {"content": content, "allowed_mentions": {"parse": []}}})
-}
-
-/// Replaces the message a button was on (and removes its buttons).
-fn update(content: &str) -> Value {
-    json!({"type": 7, "data": {"content": content, "components": [], "allowed_mentions": {"parse": []}}})
-}
-
-fn environment(s: &AppState, cmd: &ChatCommand) -> Result<Option<String>, ApiError> {
+fn environment(c: &Control, cmd: &ChatCommand) -> Result<Option<String>, ControlError> {
     match cmd.app() {
-        Some(app) => Ok(Some(ops::manifest(s, app)?.spec.environment)),
+        Some(app) => Ok(Some(c.manifest(app)?.spec.environment)),
         None => Ok(None),
     }
 }
 
-async fn command(s: &AppState, hook: &DiscordHook, i: &Interaction) -> Result<Value, ApiError> {
+async fn command(c: &Control, hook: &DiscordHook, i: &Interaction) -> Result<Reply, ControlError> {
     let (who, actor) = caller(i);
     let data = i
         .data
         .as_ref()
-        .ok_or_else(|| ApiError::BadRequest("a command without data".into()))?;
+        .ok_or_else(|| ControlError::Invalid("a command without data".into()))?;
     let name = data.name.clone().unwrap_or_default();
     let options: Vec<(String, String)> = data
         .options
@@ -199,55 +185,40 @@ async fn command(s: &AppState, hook: &DiscordHook, i: &Interaction) -> Result<Va
         .collect();
     let cmd = match ChatCommand::parse(&name, &options) {
         Ok(c) => c,
-        Err(e) => return Ok(ephemeral(&e)),
+        Err(e) => return Ok(Reply::ephemeral(e)),
     };
     let target = cmd.app().unwrap_or("*").to_owned();
-    let env = match environment(s, &cmd) {
+    let env = match environment(c, &cmd) {
         Ok(e) => e,
-        Err(ApiError::NotFound(m)) => {
-            ops::audit(s, &actor, cmd.name(), &target, "rejected", Some(m.clone())).await?;
-            return Ok(ephemeral(&m));
+        Err(ControlError::NotFound(m)) => {
+            c.audit(&actor, cmd.name(), &target, "rejected", Some(m.clone()))
+                .await?;
+            return Ok(Reply::ephemeral(m));
         }
         Err(e) => return Err(e),
     };
     match chatops::decide(&cmd, env.as_deref(), &who, &hook.permissions) {
-        Decision::Deny(reason) => deny(s, &actor, &cmd, &target, reason).await,
+        Decision::Deny(reason) => deny(c, &actor, &cmd, &target, reason).await,
         Decision::Confirm => {
             let now = chrono::Utc::now().timestamp();
             let Some(id) = chatops::confirm_id(&cmd, now) else {
-                return Ok(ephemeral(
+                return Ok(Reply::ephemeral(
                     "that ref is too long to confirm with a button; deploy it with `gantry deploy`",
                 ));
             };
-            ops::audit(s, &actor, cmd.name(), &target, "confirmation asked", None).await?;
-            let what = match &cmd {
-                ChatCommand::Deploy { app, git_ref } => format!(
-                    "Deploy `{app}` ({}) to **production**?",
-                    git_ref.as_deref().unwrap_or("its branch")
-                ),
-                ChatCommand::Rollback { app, to } => format!(
-                    "Roll `{app}` back in **production** to {}? Automatic deploys will pause.",
-                    to.map_or("the previous release".to_owned(), |t| format!(
-                        "deployment #{t}"
-                    ))
-                ),
-                _ => unreachable!("only deploys and rollbacks are confirmed"),
-            };
-            Ok(json!({"type": 4, "data": {
-                "content": format!("{what} (expires in {} minutes)", chatops::CONFIRM_SECONDS / 60),
-                "flags": 64,
-                "allowed_mentions": {"parse": []},
-                "components": [{"type": 1, "components": [
-                    {"type": 2, "style": 4, "label": "Confirm", "custom_id": id},
-                    {"type": 2, "style": 2, "label": "Cancel", "custom_id": chatops::CANCEL_ID}
-                ]}]
-            }}))
+            c.audit(&actor, cmd.name(), &target, "confirmation asked", None)
+                .await?;
+            Ok(Reply::confirm(&cmd, id))
         }
-        Decision::Allow => run(s, hook, &cmd, &actor, &i.token, false).await,
+        Decision::Allow => run(c, hook, &cmd, &actor, &i.token, false).await,
     }
 }
 
-async fn component(s: &AppState, hook: &DiscordHook, i: &Interaction) -> Result<Value, ApiError> {
+async fn component(
+    c: &Control,
+    hook: &DiscordHook,
+    i: &Interaction,
+) -> Result<Reply, ControlError> {
     let (who, actor) = caller(i);
     let id = i
         .data
@@ -255,66 +226,62 @@ async fn component(s: &AppState, hook: &DiscordHook, i: &Interaction) -> Result<
         .and_then(|d| d.custom_id.clone())
         .unwrap_or_default();
     if id == chatops::CANCEL_ID {
-        ops::audit(s, &actor, "confirm", "*", "cancelled", None).await?;
-        return Ok(update("Cancelled. Nothing was changed."));
+        c.audit(&actor, "confirm", "*", "cancelled", None).await?;
+        return Ok(Reply::update("Cancelled. Nothing was changed."));
     }
     let cmd = match chatops::parse_confirm(&id, chrono::Utc::now().timestamp()) {
         Ok(c) => c,
-        Err(e) => return Ok(update(&e)),
+        Err(e) => return Ok(Reply::update(e)),
     };
     let target = cmd.app().unwrap_or("*").to_owned();
-    let env = environment(s, &cmd)?;
+    let env = environment(c, &cmd)?;
     // The clicker must hold the permission too (anyone in the channel can click).
     match chatops::decide(&cmd, env.as_deref(), &who, &hook.permissions) {
-        Decision::Deny(reason) => deny(s, &actor, &cmd, &target, reason).await,
-        Decision::Allow | Decision::Confirm => run(s, hook, &cmd, &actor, &i.token, true).await,
+        Decision::Deny(reason) => deny(c, &actor, &cmd, &target, reason).await,
+        Decision::Allow | Decision::Confirm => run(c, hook, &cmd, &actor, &i.token, true).await,
     }
 }
 
 /// Refuses a command (ephemerally) and audits the refusal.
 async fn deny(
-    s: &AppState,
+    c: &Control,
     actor: &str,
     cmd: &ChatCommand,
     target: &str,
     reason: String,
-) -> Result<Value, ApiError> {
-    ops::audit(s, actor, cmd.name(), target, "denied", Some(reason.clone())).await?;
-    Ok(ephemeral(&format!("⛔ {reason}. Nothing was changed.")))
+) -> Result<Reply, ControlError> {
+    let text = chatops::denied(&reason);
+    c.audit(actor, cmd.name(), target, "denied", Some(reason))
+        .await?;
+    Ok(Reply::ephemeral(text))
 }
 
 /// Carries out an authorised command; `from_button` answers by updating the button's message.
 async fn run(
-    s: &AppState,
+    c: &Control,
     hook: &DiscordHook,
     cmd: &ChatCommand,
     actor: &str,
     token: &str,
     from_button: bool,
-) -> Result<Value, ApiError> {
-    let reply = |text: String| {
-        if from_button {
-            update(&text)
-        } else {
-            public(&text)
-        }
-    };
+) -> Result<Reply, ControlError> {
     let outcome = match cmd {
         ChatCommand::Deploy { app, git_ref } => {
-            ops::deploy(s, app, git_ref.clone(), None, Trigger::Discord, actor)
+            c.deploy(app, git_ref.clone(), None, Trigger::Discord, actor)
                 .await
                 .map(|q| format!("🚀 Deployment #{} of `{app}` ({}) queued by {actor}.", q.id, q.git_ref))
         }
-        ChatCommand::Rollback { app, to } => ops::rollback(s, app, *to, actor).await.map(|r| {
+        ChatCommand::Rollback { app, to } => c.rollback(app, *to, actor).await.map(|r| {
             format!(
                 "⏪ Rolling `{app}` back to deployment #{} as #{}; automatic deploys are paused until `/resume {app}`.",
                 r.restores, r.id
             )
         }),
-        ChatCommand::Pause { app } => ops::pause(s, app, actor)
+        ChatCommand::Pause { app } => c
+            .pause(app, actor)
             .await
             .map(|()| format!("⏸️ `{app}` is paused: pushes will not deploy it until `/resume {app}`.")),
-        ChatCommand::Resume { app } => ops::resume(s, app, actor).await.map(|r| {
+        ChatCommand::Resume { app } => c.resume(app, actor).await.map(|r| {
             if r {
                 format!("▶️ `{app}` resumed: pushes deploy it again.")
             } else {
@@ -322,23 +289,34 @@ async fn run(
             }
         }),
         ChatCommand::Status { app } => {
-            let text = status(s, app.as_deref()).await?;
-            ops::audit(s, actor, "status", app.as_deref().unwrap_or("*"), "answered", None).await?;
-            return Ok(ephemeral(&text));
+            let apps = c.overview(app.as_deref()).await?;
+            let lines: Vec<AppLine<'_>> = apps
+                .iter()
+                .map(|a| AppLine {
+                    name: &a.manifest.metadata.name,
+                    environment: &a.manifest.spec.environment,
+                    last: a.last.as_ref(),
+                    paused: a.paused.as_ref(),
+                })
+                .collect();
+            let text = chatops::status_text(&lines, app.as_deref());
+            c.audit(actor, "status", app.as_deref().unwrap_or("*"), "answered", None)
+                .await?;
+            return Ok(Reply::ephemeral(text));
         }
         ChatCommand::History { app } => {
-            let text = history(s, app).await?;
-            ops::audit(s, actor, "history", app, "answered", None).await?;
-            return Ok(ephemeral(&text));
+            let text = chatops::history_text(app, &c.history(app, 10).await?);
+            c.audit(actor, "history", app, "answered", None).await?;
+            return Ok(Reply::ephemeral(text));
         }
-        ChatCommand::Diff { app } => return diff(s, hook, app, actor, token).await,
+        ChatCommand::Diff { app } => return diff(c, hook, app, actor, token).await,
     };
     match outcome {
-        Ok(text) => Ok(reply(text)),
+        Ok(text) if from_button => Ok(Reply::update(text)),
+        Ok(text) => Ok(Reply::public(text)),
         // Not-found and bad requests are the caller's to fix: say so, audit the refusal.
-        Err(ApiError::NotFound(m)) | Err(ApiError::BadRequest(m)) => {
-            ops::audit(
-                s,
+        Err(ControlError::NotFound(m)) | Err(ControlError::Invalid(m)) => {
+            c.audit(
                 actor,
                 cmd.name(),
                 cmd.app().unwrap_or("*"),
@@ -347,115 +325,43 @@ async fn run(
             )
             .await?;
             Ok(if from_button {
-                update(&m)
+                Reply::update(m)
             } else {
-                ephemeral(&m)
+                Reply::ephemeral(m)
             })
         }
         Err(e) => Err(e),
     }
 }
 
-async fn status(s: &AppState, only: Option<&str>) -> Result<String, ApiError> {
-    let apps: Vec<(String, String)> = {
-        let m = s.manifests.read().expect("manifests lock poisoned");
-        m.apps
-            .iter()
-            .map(|a| {
-                (
-                    a.manifest.metadata.name.clone(),
-                    a.manifest.spec.environment.clone(),
-                )
-            })
-            .filter(|(n, _)| only.is_none_or(|o| o == n))
-            .collect()
-    };
-    if apps.is_empty() {
-        return Ok(match only {
-            Some(a) => format!("no app named `{a}` in the manifests"),
-            None => "no apps in the manifests".into(),
-        });
-    }
-    let paused = s.store.paused().await?;
-    let mut lines = Vec::new();
-    for (app, env) in apps {
-        let last = s.store.deployments(Some(&app), 1).await?.pop();
-        let mut line = match last {
-            Some(d) => format!(
-                "**{app}** ({env}): #{} {} `{}`",
-                d.id,
-                d.state,
-                d.sha.as_deref().map_or("-", |s| &s[..s.len().min(7)])
-            ),
-            None => format!("**{app}** ({env}): never deployed"),
-        };
-        if let Some(p) = paused.iter().find(|p| p.app == app) {
-            line.push_str(&format!(" — paused: {}", p.reason));
-        }
-        lines.push(line);
-    }
-    Ok(lines.join("\n"))
-}
-
-async fn history(s: &AppState, app: &str) -> Result<String, ApiError> {
-    ops::manifest(s, app)?;
-    let list = s.store.deployments(Some(app), 10).await?;
-    if list.is_empty() {
-        return Ok(format!("`{app}` has no deployments yet"));
-    }
-    Ok(list
-        .iter()
-        .map(|d| {
-            format!(
-                "#{} {} `{}` {} by {} ({})",
-                d.id,
-                d.state,
-                d.sha.as_deref().map_or("-", |s| &s[..s.len().min(7)]),
-                d.git_ref,
-                d.actor,
-                d.created_at.format("%Y-%m-%d %H:%M UTC")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n"))
-}
-
-/// Answers at once with a deferred response; the diff follows as an edit of it.
+/// Answers at once with a deferred response; the diff follows as an edit of it, from a task
+/// that shutdown waits for.
 async fn diff(
-    s: &AppState,
+    c: &Control,
     hook: &DiscordHook,
     app: &str,
     actor: &str,
     token: &str,
-) -> Result<Value, ApiError> {
-    let manifest = match ops::manifest(s, app) {
-        Ok(m) => m,
-        Err(ApiError::NotFound(m)) => return Ok(ephemeral(&m)),
-        Err(e) => return Err(e),
-    };
-    let (Some(replies), Some(ecs)) = (hook.replies.clone(), hook.ecs.clone()) else {
-        return Ok(ephemeral(
+) -> Result<Reply, ControlError> {
+    if let Err(ControlError::NotFound(m)) = c.manifest(app) {
+        return Ok(Reply::ephemeral(m));
+    }
+    let (Some(replies), true) = (hook.replies.clone(), c.can_diff()) else {
+        return Ok(Reply::ephemeral(
             "/diff needs a bot token (GANTRY_DISCORD_BOT_TOKEN) and AWS access on this Gantry",
         ));
     };
-    ops::audit(s, actor, "diff", app, "answered", None).await?;
-    let token = token.to_owned();
-    let app = app.to_owned();
-    tokio::spawn(async move {
-        let text =
-            match crate::services::diff::diff(&manifest.spec, &Default::default(), ecs.as_ref())
-                .await
-            {
-                Ok(d) if d.is_empty() => format!("`{app}` declares no ECS services"),
-                Ok(d) => {
-                    let clipped: String = d.chars().take(1900).collect();
-                    format!("```diff\n{clipped}\n```")
-                }
-                Err(e) => format!("cannot diff `{app}`: {e}"),
-            };
+    c.audit(actor, "diff", app, "answered", None).await?;
+    let (token, app) = (token.to_owned(), app.to_owned());
+    let control = hook.control.clone();
+    hook.tasks.spawn(async move {
+        let text = match control.diff(&app).await {
+            Ok(d) => chatops::diff_text(&app, &d),
+            Err(e) => e.to_string(),
+        };
         if let Err(e) = replies.edit_original(&token, &text).await {
             tracing::warn!(app = %app, error = %e, "cannot send the /diff follow-up");
         }
     });
-    Ok(json!({"type": 5, "data": {"flags": 64}}))
+    Ok(Reply::deferred())
 }

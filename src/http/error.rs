@@ -14,11 +14,26 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Unsupported(String),
+    /// This Gantry cannot serve the request as configured.
+    #[error("{0}")]
+    Unavailable(String),
     /// A request axum's extractors rejected (too large, malformed), with their status.
     #[error("{message}")]
     Rejected { status: StatusCode, message: String },
     #[error("internal error")]
     Store(#[from] crate::store::StoreError),
+}
+
+impl From<crate::control::ControlError> for ApiError {
+    fn from(e: crate::control::ControlError) -> Self {
+        use crate::control::ControlError;
+        match e {
+            ControlError::NotFound(m) => Self::NotFound(m),
+            ControlError::Invalid(m) => Self::BadRequest(m),
+            ControlError::Unavailable(m) => Self::Unavailable(m),
+            ControlError::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -37,6 +52,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Rejected { status, .. } => *status,
             Self::Store(e) => {
                 tracing::error!(error = %e, "store error while serving a request");

@@ -2,9 +2,10 @@
 //!
 //! Order matters: the body (already bounded by the route's limit, 413 beyond it) is verified
 //! against `X-Hub-Signature-256` before anything parses it; a bad or missing signature is 401
-//! and leaves no trace in the store. Then the delivery is recorded (by `X-GitHub-Delivery`,
-//! so a redelivery is a no-op) together with the deployments it asks for, in one transaction,
-//! and only then answered: 202 when deployments were queued, 200 otherwise.
+//! and leaves no trace in the store. Then `control` records the delivery (by
+//! `X-GitHub-Delivery`, so a redelivery is a no-op) together with the deployments it asks for,
+//! in one transaction, and only then is it answered: 202 when deployments were queued, 200
+//! otherwise.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,10 +18,9 @@ use sha2::Sha256;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{PushEvent, Trigger};
-use crate::plan::intake::{plan_push, IntakeDecision};
+use crate::domain::{Intake, PushEvent};
 use crate::secret::Secret;
-use crate::store::{DeliveryOutcome, DeliveryRecord};
+use crate::store::DeliveryOutcome;
 
 /// Checks `X-Hub-Signature-256` (`sha256=<hex>`) against every accepted secret, in constant
 /// time per secret.
@@ -85,95 +85,17 @@ pub async fn github(
         return Err(ApiError::Unsupported("form-encoded payloads are not accepted: set the webhook's content type to application/json".into()));
     }
 
-    let (record, enqueue) = match event.as_str() {
-        "push" => {
-            let push: PushEvent = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::BadRequest(format!("malformed push payload: {e}")))?;
-            let decision = {
-                let manifests = s.manifests.read().expect("manifests lock poisoned");
-                match plan_push(manifests.manifests(), &push) {
-                    IntakeDecision::Deploy { apps, sha } => {
-                        let reqs = apps
-                            .iter()
-                            .filter_map(|name| manifests.get(name))
-                            .map(|app| {
-                                crate::queue::request(
-                                    &app.manifest,
-                                    Some(sha.clone()),
-                                    push.git_ref.clone(),
-                                    Trigger::Push,
-                                    push.actor(),
-                                    Some(delivery.clone()),
-                                )
-                            })
-                            .collect::<Vec<_>>();
-                        Ok(reqs)
-                    }
-                    IntakeDecision::Ignore { reason } => Err(reason),
-                }
-            };
-            // Paused apps (after a rollback) take no automatic deploys.
-            let decision = match decision {
-                Ok(reqs) if !reqs.is_empty() => {
-                    let paused = s.store.paused().await?;
-                    let (held, go): (Vec<_>, Vec<_>) = reqs
-                        .into_iter()
-                        .partition(|r| paused.iter().any(|p| p.app == r.deployment.app));
-                    if go.is_empty() {
-                        let why: Vec<String> = held
-                            .iter()
-                            .filter_map(|r| paused.iter().find(|p| p.app == r.deployment.app))
-                            .map(|p| format!("app `{}` is paused ({}): run `gantry resume {}` to deploy again", p.app, p.reason, p.app))
-                            .collect();
-                        Err(why.join("; "))
-                    } else {
-                        Ok(go)
-                    }
-                }
-                other => other,
-            };
-            let (outcome, reason, reqs) = match decision {
-                Ok(reqs) => ("queued", None, reqs),
-                Err(reason) => ("ignored", Some(reason), vec![]),
-            };
-            let record = DeliveryRecord {
-                id: delivery.clone(),
-                event: event.clone(),
-                repo: Some(push.repository.full_name.clone()),
-                git_ref: Some(push.git_ref.clone()),
-                sha: Some(push.after.clone()),
-                outcome: outcome.into(),
-                reason,
-            };
-            (record, reqs)
-        }
-        other => {
-            // Every event must at least be JSON; GitHub never sends anything else.
-            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-                .map_err(|e| ApiError::BadRequest(format!("malformed JSON payload: {e}")))?;
-            let (outcome, reason) = if other == "ping" {
-                ("ping", None)
-            } else {
-                (
-                    "ignored",
-                    Some(format!("Gantry does not act on `{other}` events")),
-                )
-            };
-            let record = DeliveryRecord {
-                id: delivery.clone(),
-                event: event.clone(),
-                repo: None,
-                git_ref: None,
-                sha: None,
-                outcome: outcome.into(),
-                reason,
-            };
-            (record, vec![])
-        }
+    let outcome = if event == "push" {
+        let push: PushEvent = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("malformed push payload: {e}")))?;
+        s.control.push(&delivery, &event, &push).await?
+    } else {
+        // Every event must at least be JSON; GitHub never sends anything else.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON payload: {e}")))?;
+        s.control.other_event(&delivery, &event).await?
     };
-    let reason = record.reason.clone();
-    let ping = record.outcome == "ping";
-    match s.store.record_delivery(record, enqueue).await? {
+    match outcome {
         DeliveryOutcome::Duplicate => {
             tracing::info!("redelivery of a known delivery: nothing to do");
             Ok((
@@ -181,19 +103,19 @@ pub async fn github(
                 Json(json!({ "delivery": delivery, "duplicate": true })),
             ))
         }
-        DeliveryOutcome::Recorded { deployments } if !deployments.is_empty() => {
+        DeliveryOutcome::Recorded { deployments, .. } if !deployments.is_empty() => {
             tracing::info!(deployments = ?deployments, "push recorded; deployments queued");
-            s.queue.wake();
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({ "delivery": delivery, "deployments": deployments })),
             ))
         }
-        DeliveryOutcome::Recorded { .. } if ping => Ok((
+        DeliveryOutcome::Recorded { record, .. } if record.outcome == Intake::Ping => Ok((
             StatusCode::OK,
             Json(json!({ "delivery": delivery, "pong": true })),
         )),
-        DeliveryOutcome::Recorded { .. } => {
+        DeliveryOutcome::Recorded { record, .. } => {
+            let reason = record.reason;
             tracing::info!(reason = reason.as_deref().unwrap_or(""), "delivery ignored");
             Ok((
                 StatusCode::OK,

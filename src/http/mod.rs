@@ -8,26 +8,25 @@ pub mod discord;
 mod error;
 mod health;
 pub mod hooks;
-pub mod ops;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use crate::manifests::ManifestSet;
-use crate::queue::QueueHandle;
+use crate::control::Control;
 use crate::secret::Secret;
 use crate::store::Store;
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
+    /// Read-only views (deployments, releases, audit) come straight from the store;
+    /// everything that changes something goes through `control`.
     pub store: Arc<dyn Store>,
-    pub manifests: Arc<RwLock<ManifestSet>>,
-    pub queue: QueueHandle,
+    pub control: Arc<Control>,
     pub webhook_secrets: Arc<Vec<Secret>>,
     pub api_token: Option<Secret>,
     /// Fired when shutdown begins: readiness turns false.

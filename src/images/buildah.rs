@@ -11,8 +11,8 @@ use base64::Engine as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{BuildError, BuildRequest, Builder, BuiltImage, ImageRef, Registry};
-use crate::pipeline::log::StepLog;
-use crate::pipeline::ports::{CommandError, CommandRunner, CommandSpec};
+use crate::ports::StepLog;
+use crate::ports::{CommandError, CommandRunner, CommandSpec};
 
 pub struct Buildah {
     registry: Arc<dyn Registry>,

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::{BuildError, BuildRequest, Builder, BuiltImage, Registry};
 use crate::domain::site::ObjectHeaders;
 use crate::domain::NetworkSpec;
-use crate::pipeline::log::StepLog;
 use crate::plan::oci;
-use crate::services::ports::ServiceDeployer;
-use crate::sites::ObjectStore;
+use crate::ports::ObjectStore;
+use crate::ports::ServiceDeployer;
+use crate::ports::StepLog;
 
 /// Where kaniko tasks run (`images.kaniko` in gantry.yaml).
 #[derive(Debug, Clone, PartialEq)]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::{BuildError, BuildRequest, Builder, BuiltImage, Manifest, Registry};
-use crate::pipeline::log::StepLog;
 use crate::plan::oci::{self, ImageSettings};
+use crate::ports::StepLog;
 
 pub const DEFAULT_WORKDIR: &str = "/app";
 

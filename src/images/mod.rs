@@ -13,9 +13,7 @@ pub mod buildah;
 pub mod context;
 pub mod kaniko;
 pub mod layer;
-pub mod ports;
 pub mod publish;
-mod reference;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,13 +22,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-pub use ports::{Endpoint, Login, Manifest, Registry, RegistryError};
 pub use publish::{publish, publish_all, Commit, ImagePorts, PublishError, Published};
-pub use reference::{ecr_registry, is_loopback_host, valid_tag, ImageRef, RefError};
 
-use crate::domain::ImageSpec;
-use crate::pipeline::log::StepLog;
+use crate::domain::{ImageRef, ImageSpec};
 use crate::plan::oci::{ParsedManifest, TreeEntry};
+use crate::ports::StepLog;
+use crate::ports::{Manifest, Registry, RegistryError};
 
 /// A base image resolved to one platform's manifest.
 #[derive(Debug, Clone)]

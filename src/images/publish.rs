@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{resolve_base, BuildError, BuildRequest, Builder, ImageRef, Manifest, Registry};
-use crate::domain::ImageSpec;
-use crate::pipeline::log::StepLog;
+use crate::domain::{BuilderKind, ImageSpec};
 use crate::plan::oci;
+use crate::ports::StepLog;
 
 /// The registry and the builders this Gantry has.
 #[derive(Clone)]
@@ -47,7 +47,7 @@ pub struct Published {
     /// `repository@digest`, what task definitions get.
     pub reference: String,
     pub digest: String,
-    pub builder: String,
+    pub builder: BuilderKind,
     /// Nothing was built: the registry had this sha with the same inputs.
     pub skipped: bool,
     pub uploaded_blobs: Option<usize>,
@@ -107,15 +107,14 @@ pub async fn publish(
     log: &StepLog,
     abort: &CancellationToken,
 ) -> Result<Published, BuildError> {
-    let kind = spec.builder_kind().to_owned();
-    let builder: Arc<dyn Builder> = match kind.as_str() {
-        "layer" => ports.layer.clone(),
-        "buildah" => ports.buildah.clone(),
-        "kaniko" => ports.kaniko.clone().ok_or(BuildError::Unavailable(
+    let kind = spec.builder_kind();
+    let builder: Arc<dyn Builder> = match kind {
+        BuilderKind::Layer => ports.layer.clone(),
+        BuilderKind::Buildah => ports.buildah.clone(),
+        BuilderKind::Kaniko => ports.kaniko.clone().ok_or(BuildError::Unavailable(
             "kaniko",
             "configure images.kaniko in gantry.yaml",
         ))?,
-        other => return Err(BuildError::Invalid(format!("unknown builder `{other}`"))),
     };
     let repo = ImageRef::parse(&spec.repository).map_err(|e| BuildError::Invalid(e.to_string()))?;
     let target = repo.with_tag(&commit.tag);
@@ -126,8 +125,8 @@ pub async fn publish(
     let tree = tokio::task::spawn_blocking(move || super::context::read_tree(&dir, &exclude))
         .await
         .map_err(|e| BuildError::Invalid(format!("reading the context panicked: {e}")))??;
-    let base = match (&kind[..], &spec.base) {
-        ("layer", Some(b)) => {
+    let base = match (kind, &spec.base) {
+        (BuilderKind::Layer, Some(b)) => {
             let r = ImageRef::parse(b).map_err(|e| BuildError::Invalid(e.to_string()))?;
             Some(resolve_base(registry, &r).await?)
         }
@@ -145,7 +144,7 @@ pub async fn publish(
         m.insert("epoch".into(), commit.epoch.into());
     }
     let inputs = oci::inputs_key(
-        &kind,
+        kind.as_str(),
         &settings,
         base.as_ref().map(|b| b.manifest.digest.as_str()),
         &tree,

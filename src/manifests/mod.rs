@@ -7,8 +7,6 @@
 mod locate;
 mod validate;
 
-pub use validate::parse_duration;
-
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -153,7 +151,7 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<Manifes
     let mut apps = Vec::new();
     let mut errors = Vec::new();
     for (doc, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: serde_yaml::Value = match serde_yaml::Value::deserialize(de) {
+        let mut value: serde_yaml::Value = match serde_yaml::Value::deserialize(de) {
             Ok(v) => v,
             Err(e) => {
                 errors.push(yaml_error(file, String::new(), &e));
@@ -164,9 +162,13 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<Manifes
             continue;
         }
         let base = file.parent().unwrap_or(Path::new("."));
+        // Durations that do not parse are reported and taken out first, so the rest of the
+        // document is still checked and every problem is reported at once.
+        let bad_durations = validate::take_bad_durations(&mut value);
         match parse_document(&value) {
             Ok(manifest) => {
-                let problems = validate::app(&manifest, base);
+                let mut problems = bad_durations;
+                problems.extend(validate::app(&manifest, base));
                 if problems.is_empty() {
                     let mut manifest = manifest;
                     // A deployment may run long after loading, from another directory.
@@ -281,7 +283,7 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
                 workdir: None,
                 env: Default::default(),
                 pass_env: vec![],
-                timeout: Some("30m".into()),
+                timeout: Some(std::time::Duration::from_secs(30 * 60)),
             }),
             images: vec![],
             services: vec![],

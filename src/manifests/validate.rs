@@ -68,15 +68,6 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "list shell commands, e.g. `- npm ci && npm run build`, or remove `build`",
             );
         }
-        if let Some(t) = &b.timeout {
-            if parse_duration(t).is_none() {
-                p.add(
-                    "spec.build.timeout",
-                    format!("`{t}` is not a duration"),
-                    "use e.g. `90s`, `10m` or `1h30m`",
-                );
-            }
-        }
         if let Some(w) = &b.workdir {
             if !is_relative_inside(w) {
                 p.add(
@@ -105,15 +96,6 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
             }
         }
     }
-    if let Some(t) = &s.rollout_timeout {
-        if parse_duration(t).is_none() {
-            p.add(
-                "spec.rolloutTimeout",
-                format!("`{t}` is not a duration"),
-                "use e.g. `15m`",
-            );
-        }
-    }
     let mut image_names = BTreeSet::new();
     for (i, img) in s.images.iter().enumerate() {
         let at = format!("spec.images[{i}]");
@@ -131,15 +113,6 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com/api`",
             );
         }
-        if let Some(b) = &img.builder {
-            if !matches!(b.as_str(), "layer" | "buildah" | "kaniko") {
-                p.add(
-                    format!("{at}.builder"),
-                    format!("unknown builder `{b}`"),
-                    "use `layer`, `buildah` or `kaniko`",
-                );
-            }
-        }
         if !is_relative_inside(&img.context) {
             p.add(
                 format!("{at}.context"),
@@ -147,7 +120,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "",
             );
         }
-        if let Err(e) = crate::images::ImageRef::parse(&img.repository) {
+        if let Err(e) = crate::domain::ImageRef::parse(&img.repository) {
             p.add(
                 format!("{at}.repository"),
                 e.to_string(),
@@ -167,7 +140,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
             );
         }
         match img.builder_kind() {
-            "layer" => {
+            crate::domain::BuilderKind::Layer => {
                 match &img.base {
                     None => p.add(
                         format!("{at}.base"),
@@ -175,7 +148,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                         "e.g. `base: python:3.12-slim`, or use `builder: buildah` with a Dockerfile",
                     ),
                     Some(b) => {
-                        if let Err(e) = crate::images::ImageRef::parse(b) {
+                        if let Err(e) = crate::domain::ImageRef::parse(b) {
                             p.add(format!("{at}.base"), e.to_string(), "");
                         }
                     }
@@ -208,7 +181,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
             }
         }
         if let Some(t) = &img.tag {
-            if !crate::images::valid_tag(t) {
+            if !crate::domain::valid_tag(t) {
                 p.add(
                     format!("{at}.tag"),
                     format!("`{t}` is not a valid tag"),
@@ -290,13 +263,6 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 format!("{at}.bucket"),
                 format!("`{}` is not a valid S3 bucket name", site.bucket),
                 "3-63 lowercase letters, digits, '.' and '-'",
-            );
-        }
-        if !matches!(site.preset.as_str(), "nextjs" | "plain") {
-            p.add(
-                format!("{at}.preset"),
-                format!("unknown preset `{}`", site.preset),
-                "use `nextjs` or `plain`",
             );
         }
         if !is_relative_inside(&site.dir) {
@@ -490,35 +456,6 @@ pub(super) fn duplicate_names(set: &ManifestSet) -> Vec<ManifestError> {
     errors
 }
 
-/// Parses `90s`, `10m`, `1h30m`, `2h`.
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let mut total_ms = 0u64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit_ms, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else {
-            match rest.chars().next()? {
-                's' => (1000, 1),
-                'm' => (60_000, 1),
-                'h' => (3_600_000, 1),
-                _ => return None,
-            }
-        };
-        total_ms += n * unit_ms;
-        rest = &rest[len..];
-    }
-    Some(std::time::Duration::from_millis(total_ms))
-}
-
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -563,17 +500,42 @@ fn redact_userinfo(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The duration fields of an App, as paths into the document.
+const DURATION_FIELDS: &[&[&str]] = &[&["spec", "build", "timeout"], &["spec", "rolloutTimeout"]];
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
-        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
-        assert!(parse_duration("10").is_none());
-        assert!(parse_duration("5d").is_none());
-        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
-        assert_eq!(parse_duration("1m30s").unwrap().as_secs(), 90);
+/// Reports every duration field that does not parse (or exceeds the bound) and removes it
+/// from the document, so deserialising the rest can go on and report its own problems.
+pub fn take_bad_durations(doc: &mut serde_yaml::Value) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for path in DURATION_FIELDS {
+        let (last, parents) = path.split_last().expect("paths are not empty");
+        let parent = parents
+            .iter()
+            .try_fold(&mut *doc, |at, key| at.get_mut(*key));
+        let Some(map) = parent.and_then(|p| p.as_mapping_mut()) else {
+            continue;
+        };
+        let Some(value) = map.get(*last) else {
+            continue;
+        };
+        let error = match value {
+            serde_yaml::Value::String(text) => crate::domain::duration::parse(text)
+                .err()
+                .map(|e| e.to_string()),
+            serde_yaml::Value::Null => None,
+            other => Some(format!(
+                "`{}` is not a duration",
+                serde_yaml::to_string(other).unwrap_or_default().trim()
+            )),
+        };
+        if let Some(message) = error {
+            map.remove(*last);
+            problems.push(Problem {
+                path: path.join("."),
+                message,
+                hint: Some(crate::domain::duration::HINT.into()),
+            });
+        }
     }
+    problems
 }

@@ -6,8 +6,6 @@
 //! `abort` (the running step is killed and left `running`, to be resumed on restart).
 //! The engine never decides what to deploy; the queue hands it deployments.
 
-pub mod log;
-pub mod ports;
 mod steps;
 
 use std::path::PathBuf;
@@ -16,13 +14,24 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PipelineConfig;
 use crate::domain::{Deployment, DeploymentEvent, DeploymentState, StepChange, StepState};
+use crate::ports::{Cdn, CommandRunner, ObjectStore, ServiceDeployer, SourceFetcher, StepLog};
 use crate::secret::Redactor;
 use crate::store::{StepEnd, Store, StoreError};
-use log::StepLog;
-use ports::{CommandRunner, SourceFetcher};
 pub use steps::StepError;
+
+/// The engine's settings (`pipeline.*` in gantry.yaml).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Bytes of output kept per step log (the tail is kept).
+    pub step_log_bytes: usize,
+    /// Default build timeout when an app sets none.
+    pub build_timeout: Duration,
+    /// How long shutdown waits for running steps before leaving them to resume.
+    pub shutdown_grace: Duration,
+    /// First wait between ECS rollout polls; it doubles up to six times this (5 s -> 30 s).
+    pub ecs_poll: Duration,
+}
 
 /// How a run of the engine ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +52,28 @@ pub struct Cancel {
 /// The site ports, when the daemon has AWS configured.
 #[derive(Clone)]
 pub struct SitePorts {
-    pub objects: Arc<dyn crate::sites::ObjectStore>,
-    pub cdn: Arc<dyn crate::sites::Cdn>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub cdn: Arc<dyn Cdn>,
+}
+
+/// Everything the steps reach the outside world through. The optional ones are absent on a
+/// daemon without AWS or image builders; a step that needs one then fails with why.
+#[derive(Clone)]
+pub struct Ports {
+    pub fetcher: Arc<dyn SourceFetcher>,
+    pub runner: Arc<dyn CommandRunner>,
+    pub sites: Option<SitePorts>,
+    pub ecs: Option<Arc<dyn ServiceDeployer>>,
+    pub images: Option<crate::images::ImagePorts>,
+    /// ECS events (from `/hooks/eventbridge`) that wake rollout watchers early.
+    pub signals: Option<Arc<crate::services::signals::EcsSignals>>,
 }
 
 pub struct Engine {
     store: Arc<dyn Store>,
-    sites: Option<SitePorts>,
-    ecs: Option<Arc<dyn crate::services::ports::ServiceDeployer>>,
-    images: Option<crate::images::ImagePorts>,
+    ports: Ports,
+    /// Every transition is broadcast to reporters (which observe; they never drive).
     events: Option<tokio::sync::broadcast::Sender<DeploymentEvent>>,
-    signals: Option<Arc<crate::services::signals::EcsSignals>>,
-    fetcher: Arc<dyn SourceFetcher>,
-    runner: Arc<dyn CommandRunner>,
     work_dir: PathBuf,
     config: PipelineConfig,
     redactor: Redactor,
@@ -64,37 +82,20 @@ pub struct Engine {
 impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
-        fetcher: Arc<dyn SourceFetcher>,
-        runner: Arc<dyn CommandRunner>,
+        ports: Ports,
+        events: Option<tokio::sync::broadcast::Sender<DeploymentEvent>>,
         work_dir: PathBuf,
         config: PipelineConfig,
         redactor: Redactor,
     ) -> Self {
         Self {
             store,
-            sites: None,
-            ecs: None,
-            images: None,
-            events: None,
-            signals: None,
-            fetcher,
-            runner,
+            ports,
+            events,
             work_dir,
             config,
             redactor,
         }
-    }
-
-    /// Lets `sync_sites` steps reach S3 and CloudFront.
-    pub fn with_sites(mut self, ports: SitePorts) -> Self {
-        self.sites = Some(ports);
-        self
-    }
-
-    /// Broadcasts every transition to reporters (which observe; they never drive).
-    pub fn with_events(mut self, events: tokio::sync::broadcast::Sender<DeploymentEvent>) -> Self {
-        self.events = Some(events);
-        self
     }
 
     fn emit(
@@ -106,26 +107,14 @@ impl Engine {
     ) {
         if let Some(tx) = &self.events {
             // No receiver is not an error: reporting is optional.
-            let _ = tx.send(DeploymentEvent::of(dep, state, step, reason));
+            let _ = tx.send(DeploymentEvent::of(
+                dep,
+                state,
+                step,
+                reason,
+                chrono::Utc::now(),
+            ));
         }
-    }
-
-    /// ECS events (from `/hooks/eventbridge`) that wake rollout watchers early.
-    pub fn with_signals(mut self, signals: Arc<crate::services::signals::EcsSignals>) -> Self {
-        self.signals = Some(signals);
-        self
-    }
-
-    /// Lets `publish_images` steps reach the registry and the builders.
-    pub fn with_images(mut self, ports: crate::images::ImagePorts) -> Self {
-        self.images = Some(ports);
-        self
-    }
-
-    /// Lets `roll_services` steps reach ECS.
-    pub fn with_ecs(mut self, ecs: Arc<dyn crate::services::ports::ServiceDeployer>) -> Self {
-        self.ecs = Some(ecs);
-        self
     }
 
     /// Runs (or resumes) a deployment that the store has marked `running`.
@@ -165,13 +154,13 @@ impl Engine {
                 workspace: &workspace,
                 log: &log,
                 abort: &cancel.abort,
-                fetcher: self.fetcher.as_ref(),
-                runner: self.runner.as_ref(),
+                fetcher: self.ports.fetcher.as_ref(),
+                runner: self.ports.runner.as_ref(),
                 store: self.store.as_ref(),
-                sites: self.sites.as_ref(),
-                ecs: self.ecs.as_deref(),
-                images: self.images.as_ref(),
-                signals: self.signals.as_ref(),
+                sites: self.ports.sites.as_ref(),
+                ecs: self.ports.ecs.as_deref(),
+                images: self.ports.images.as_ref(),
+                signals: self.ports.signals.as_ref(),
                 config: &self.config,
             };
             let result = self

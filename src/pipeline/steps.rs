@@ -4,13 +4,12 @@
 
 use std::path::Path;
 
-use crate::config::PipelineConfig;
+use super::PipelineConfig;
 use crate::domain::{Deployment, Release, StepKind};
-use crate::manifests::parse_duration;
 use crate::store::Store;
 
-use super::log::StepLog;
-use super::ports::{
+use crate::ports::StepLog;
+use crate::ports::{
     CommandError, CommandRunner, CommandSpec, FetchError, FetchRequest, Revision, SourceFetcher,
 };
 
@@ -47,7 +46,7 @@ pub struct StepContext<'a> {
     pub runner: &'a dyn CommandRunner,
     pub store: &'a dyn Store,
     pub sites: Option<&'a super::SitePorts>,
-    pub ecs: Option<&'a dyn crate::services::ports::ServiceDeployer>,
+    pub ecs: Option<&'a dyn crate::ports::ServiceDeployer>,
     pub images: Option<&'a crate::images::ImagePorts>,
     pub signals: Option<&'a std::sync::Arc<crate::services::signals::EcsSignals>>,
     pub config: &'a PipelineConfig,
@@ -121,11 +120,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
         }
     };
-    let timeout = match &spec.timeout {
-        Some(t) => parse_duration(t)
-            .ok_or_else(|| StepError::Invalid(format!("build timeout `{t}` is not a duration")))?,
-        None => ctx.config.build_timeout,
-    };
+    let timeout = spec.timeout.unwrap_or(ctx.config.build_timeout);
     let cwd = match &spec.workdir {
         Some(w) => checkout_dir(ctx).join(w),
         None => checkout_dir(ctx),
@@ -351,7 +346,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             .iter()
             .map(|r| (r.glob.clone(), r.value.clone()))
             .collect();
-        let rules = HeaderRules::new(&site.preset, &user, None).map_err(|e| err(e.to_string()))?;
+        let rules = HeaderRules::new(site.preset, &user, None).map_err(|e| err(e.to_string()))?;
         let edge = EdgeRules {
             redirects: site.redirects.clone(),
             pretty_urls: site.pretty_urls,
@@ -374,7 +369,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             edge: (!edge.is_empty()).then(|| (function_name(&ctx.dep.app, &site.name), edge)),
         };
         let progress = LogProgress::default();
-        let cdn: Option<&dyn crate::sites::Cdn> =
+        let cdn: Option<&dyn crate::ports::Cdn> =
             site.distribution.as_ref().map(|_| ports.cdn.as_ref());
         let work = async {
             match restore_to {
@@ -445,11 +440,11 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         ctx.dep.sha.clone().ok_or_else(|| {
             StepError::Invalid("no commit was resolved for this deployment".into())
         })?;
-    let timeout = match &ctx.dep.spec.rollout_timeout {
-        Some(t) => parse_duration(t)
-            .ok_or_else(|| StepError::Invalid(format!("rolloutTimeout `{t}` is not a duration")))?,
-        None => std::time::Duration::from_secs(15 * 60),
-    };
+    let timeout = ctx
+        .dep
+        .spec
+        .rollout_timeout
+        .unwrap_or(std::time::Duration::from_secs(15 * 60));
     let opts = RolloutOptions {
         timeout,
         poll: ctx.config.ecs_poll,

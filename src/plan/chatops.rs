@@ -5,6 +5,8 @@
 
 use globset::Glob;
 
+use crate::domain::{short_sha, Deployment, Paused};
+
 /// A parsed slash command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatCommand {
@@ -310,6 +312,239 @@ pub fn command_set() -> Vec<CommandDef> {
     ]
 }
 
+/// Discord's interaction callback types (the `type` of an interaction response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackType {
+    /// Answers a PING.
+    Pong = 1,
+    /// A message in answer to a command.
+    ChannelMessage = 4,
+    /// "Thinking…": the answer follows as an edit of the original response.
+    DeferredChannelMessage = 5,
+    /// Replaces the message a component (button) was on.
+    UpdateMessage = 7,
+}
+
+/// Message flag: only the caller sees it.
+pub const EPHEMERAL: u64 = 1 << 6;
+
+/// Component types and button styles used in confirmations.
+const ACTION_ROW: u8 = 1;
+const BUTTON: u8 = 2;
+const STYLE_SECONDARY: u8 = 2;
+const STYLE_DANGER: u8 = 4;
+
+/// A button on a confirmation message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    pub label: &'static str,
+    pub custom_id: String,
+    pub danger: bool,
+}
+
+/// An interaction response, before it becomes Discord's JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub kind: CallbackType,
+    pub content: Option<String>,
+    pub ephemeral: bool,
+    /// `Some(vec![])` removes the buttons of the message being updated.
+    pub buttons: Option<Vec<Button>>,
+}
+
+impl Reply {
+    pub fn pong() -> Self {
+        Self {
+            kind: CallbackType::Pong,
+            content: None,
+            ephemeral: false,
+            buttons: None,
+        }
+    }
+
+    /// A message only the caller sees.
+    pub fn ephemeral(content: impl Into<String>) -> Self {
+        Self {
+            kind: CallbackType::ChannelMessage,
+            content: Some(content.into()),
+            ephemeral: true,
+            buttons: None,
+        }
+    }
+
+    /// A message the channel sees.
+    pub fn public(content: impl Into<String>) -> Self {
+        Self {
+            ephemeral: false,
+            ..Self::ephemeral(content)
+        }
+    }
+
+    /// Replaces the message a button was on, and removes its buttons.
+    pub fn update(content: impl Into<String>) -> Self {
+        Self {
+            kind: CallbackType::UpdateMessage,
+            content: Some(content.into()),
+            ephemeral: false,
+            buttons: Some(vec![]),
+        }
+    }
+
+    /// Answered later by editing the original response; only the caller sees it.
+    pub fn deferred() -> Self {
+        Self {
+            kind: CallbackType::DeferredChannelMessage,
+            content: None,
+            ephemeral: true,
+            buttons: None,
+        }
+    }
+
+    /// Asks the caller (only) to confirm `cmd` with a button that carries `confirm_id`.
+    pub fn confirm(cmd: &ChatCommand, confirm_id: String) -> Self {
+        let what = match cmd {
+            ChatCommand::Deploy { app, git_ref } => format!(
+                "Deploy `{app}` ({}) to **production**?",
+                git_ref.as_deref().unwrap_or("its branch")
+            ),
+            ChatCommand::Rollback { app, to } => format!(
+                "Roll `{app}` back in **production** to {}? Automatic deploys will pause.",
+                to.map_or("the previous release".to_owned(), |t| format!(
+                    "deployment #{t}"
+                ))
+            ),
+            other => format!("Run `/{}`?", other.name()),
+        };
+        Self {
+            buttons: Some(vec![
+                Button {
+                    label: "Confirm",
+                    custom_id: confirm_id,
+                    danger: true,
+                },
+                Button {
+                    label: "Cancel",
+                    custom_id: CANCEL_ID.to_owned(),
+                    danger: false,
+                },
+            ]),
+            ..Self::ephemeral(format!(
+                "{what} (expires in {} minutes)",
+                CONFIRM_SECONDS / 60
+            ))
+        }
+    }
+
+    /// Discord's JSON for this response. Mentions in content never ping anyone.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        if self.kind == CallbackType::Pong {
+            return json!({ "type": CallbackType::Pong as u8 });
+        }
+        let mut data = Map::new();
+        if let Some(c) = &self.content {
+            data.insert("content".into(), json!(c));
+            data.insert("allowed_mentions".into(), json!({ "parse": [] }));
+        }
+        if self.ephemeral {
+            data.insert("flags".into(), json!(EPHEMERAL));
+        }
+        if let Some(buttons) = &self.buttons {
+            let rows = if buttons.is_empty() {
+                vec![]
+            } else {
+                let row: Vec<Value> = buttons
+                    .iter()
+                    .map(|b| {
+                        json!({
+                            "type": BUTTON,
+                            "style": if b.danger { STYLE_DANGER } else { STYLE_SECONDARY },
+                            "label": b.label,
+                            "custom_id": b.custom_id,
+                        })
+                    })
+                    .collect();
+                vec![json!({ "type": ACTION_ROW, "components": row })]
+            };
+            data.insert("components".into(), Value::Array(rows));
+        }
+        json!({ "type": self.kind as u8, "data": data })
+    }
+}
+
+/// The refusal a denied caller sees.
+pub fn denied(reason: &str) -> String {
+    format!("⛔ {reason}. Nothing was changed.")
+}
+
+/// One line per app for `/status`: its last deployment and any pause.
+pub fn status_text(apps: &[AppLine<'_>], only: Option<&str>) -> String {
+    if apps.is_empty() {
+        return match only {
+            Some(a) => format!("no app named `{a}` in the manifests"),
+            None => "no apps in the manifests".into(),
+        };
+    }
+    apps.iter()
+        .map(|a| {
+            let mut line = match a.last {
+                Some(d) => format!(
+                    "**{}** ({}): #{} {} `{}`",
+                    a.name,
+                    a.environment,
+                    d.id,
+                    d.state,
+                    d.sha.as_deref().map_or("-", short_sha)
+                ),
+                None => format!("**{}** ({}): never deployed", a.name, a.environment),
+            };
+            if let Some(p) = a.paused {
+                line.push_str(&format!(" — paused: {}", p.reason));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An app as `/status` shows it.
+pub struct AppLine<'a> {
+    pub name: &'a str,
+    pub environment: &'a str,
+    pub last: Option<&'a Deployment>,
+    pub paused: Option<&'a Paused>,
+}
+
+/// `/history`: the newest deployments, one line each.
+pub fn history_text(app: &str, list: &[Deployment]) -> String {
+    if list.is_empty() {
+        return format!("`{app}` has no deployments yet");
+    }
+    list.iter()
+        .map(|d| {
+            format!(
+                "#{} {} `{}` {} by {} ({})",
+                d.id,
+                d.state,
+                d.sha.as_deref().map_or("-", short_sha),
+                d.git_ref,
+                d.actor,
+                d.created_at.format("%Y-%m-%d %H:%M UTC")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The follow-up that answers a deferred `/diff`, clipped to fit a Discord message.
+pub fn diff_text(app: &str, diff: &str) -> String {
+    if diff.is_empty() {
+        return format!("`{app}` declares no ECS services");
+    }
+    let clipped: String = diff.chars().take(1900).collect();
+    format!("```diff\n{clipped}\n```")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,5 +660,42 @@ mod tests {
         let id = confirm_id(&deploy, 5).unwrap();
         assert_eq!(parse_confirm(&id, 6).unwrap(), deploy);
         assert!(parse_confirm("gantry:confirm:5:pause:web:", 6).is_err());
+    }
+
+    #[test]
+    fn interaction_responses_as_discord_reads_them() {
+        let deploy = ChatCommand::Deploy {
+            app: "api".into(),
+            git_ref: Some("refs/tags/v1".into()),
+        };
+        let rollback = ChatCommand::Rollback {
+            app: "api".into(),
+            to: Some(12),
+        };
+        insta::assert_json_snapshot!("pong", Reply::pong().to_json());
+        insta::assert_json_snapshot!("ephemeral", Reply::ephemeral(denied("no")).to_json());
+        insta::assert_json_snapshot!("public", Reply::public("queued").to_json());
+        insta::assert_json_snapshot!("update", Reply::update("Cancelled.").to_json());
+        insta::assert_json_snapshot!("deferred", Reply::deferred().to_json());
+        insta::assert_json_snapshot!(
+            "confirm_deploy",
+            Reply::confirm(&deploy, "gantry:confirm:x".into()).to_json()
+        );
+        insta::assert_json_snapshot!(
+            "confirm_rollback",
+            Reply::confirm(&rollback, "gantry:confirm:y".into()).to_json()
+        );
+    }
+
+    #[test]
+    fn diff_answers_are_clipped_to_a_message() {
+        assert_eq!(diff_text("api", ""), "`api` declares no ECS services");
+        let long = "+".repeat(5000);
+        let text = diff_text("api", &long);
+        assert!(
+            text.len() < 2000 && text.starts_with("```diff\n"),
+            "{}",
+            text.len()
+        );
     }
 }

@@ -77,18 +77,18 @@ pub struct RuleError {
 impl HeaderRules {
     /// User rules first (first match wins), then the preset's (`nextjs` or `plain`).
     pub fn new(
-        preset: &str,
+        preset: crate::domain::Preset,
         user: &[(String, String)],
         extensionless: Option<&str>,
     ) -> Result<Self, RuleError> {
         let mut all: Vec<(String, String)> = user.to_vec();
         match preset {
-            "nextjs" => {
+            crate::domain::Preset::Nextjs => {
                 all.push(("_next/static/**".into(), IMMUTABLE.into()));
                 all.push(("*.html".into(), REVALIDATE.into()));
                 all.push(("*.txt".into(), REVALIDATE.into()));
             }
-            _ => all.push(("*.html".into(), REVALIDATE.into())),
+            crate::domain::Preset::Plain => all.push(("*.html".into(), REVALIDATE.into())),
         }
         let rules = all
             .into_iter()
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn nextjs_preset() {
-        let r = HeaderRules::new("nextjs", &[], None).unwrap();
+        let r = HeaderRules::new(crate::domain::Preset::Nextjs, &[], None).unwrap();
         assert_eq!(
             r.headers("_next/static/chunks/app-1a2b.js").cache_control,
             IMMUTABLE
@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn user_rules_win_and_extensionless_is_configurable() {
         let r = HeaderRules::new(
-            "plain",
+            crate::domain::Preset::Plain,
             &[("img/**".into(), "public, max-age=86400".into())],
             Some("text/html; charset=utf-8"),
         )

@@ -4,11 +4,14 @@
 //! pushed repo and whose branch is `B`; `refs/tags/T` deploys only apps whose `tags` glob
 //! matches `T`; an app with path filters deploys only when a changed file matches one of them
 //! (when GitHub lists no files, e.g. a push of more commits than it lists, the filters cannot
-//! be checked and do not block).
+//! be checked and do not block). Also: the queue entries a deploy or a rollback creates, and
+//! which of a push's entries a pause holds back.
 
 use globset::Glob;
 
-use crate::domain::{AppManifest, PushEvent};
+use crate::domain::{
+    AppManifest, Deployment, Enqueue, NewDeployment, Paused, PushEvent, Release, Trigger,
+};
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -125,6 +128,66 @@ fn paths_match(filters: &[String], push: &PushEvent) -> bool {
     changed.any(|p| set.is_match(p))
 }
 
+/// The queue entry for deploying `app` at `sha` (or `git_ref` when the sha is unknown).
+pub fn request(
+    app: &AppManifest,
+    sha: Option<String>,
+    git_ref: String,
+    trigger: Trigger,
+    actor: String,
+    delivery_id: Option<String>,
+) -> Enqueue {
+    Enqueue {
+        steps: super::steps::steps_for(&app.spec),
+        deployment: NewDeployment {
+            app: app.metadata.name.clone(),
+            sha,
+            git_ref,
+            trigger,
+            actor,
+            delivery_id,
+            restore_from: None,
+            spec: app.spec.clone(),
+        },
+    }
+}
+
+/// The queue entry that reproduces `target`'s release: its commit and spec, its task
+/// definitions and site releases, without building again.
+pub fn restore_request(target: &Deployment, release: &Release, actor: String) -> Enqueue {
+    Enqueue {
+        steps: super::steps::steps_for_restore(&target.spec),
+        deployment: NewDeployment {
+            app: target.app.clone(),
+            sha: Some(release.sha.clone()),
+            git_ref: release.git_ref.clone(),
+            trigger: Trigger::Rollback,
+            actor,
+            delivery_id: None,
+            restore_from: Some(target.id),
+            spec: target.spec.clone(),
+        },
+    }
+}
+
+/// Splits a push's entries into those that go and, when some were held back because their
+/// app is paused (after a rollback), why: paused apps take no automatic deploys.
+pub fn hold_paused(entries: Vec<Enqueue>, paused: &[Paused]) -> (Vec<Enqueue>, Option<String>) {
+    let pause_of = |e: &Enqueue| paused.iter().find(|p| p.app == e.deployment.app);
+    let (held, go): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| pause_of(e).is_some());
+    let why: Vec<String> = held
+        .iter()
+        .filter_map(pause_of)
+        .map(|p| {
+            format!(
+                "app `{}` is paused ({}): run `gantry resume {}` to deploy again",
+                p.app, p.reason, p.app
+            )
+        })
+        .collect();
+    (go, (!why.is_empty()).then(|| why.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +257,34 @@ mod tests {
             plan_push([&a], &push("refs/heads/main", &["api/main.py"])),
             IntakeDecision::Deploy { .. }
         ));
+    }
+
+    #[test]
+    fn paused_apps_are_held_with_the_reason() {
+        let e = |app: &str| {
+            request(
+                &crate::manifests::scaffold_app(app, "o/r", "main"),
+                None,
+                "refs/heads/main".into(),
+                Trigger::Push,
+                "octo".into(),
+                None,
+            )
+        };
+        let paused = vec![Paused {
+            app: "api".into(),
+            reason: "rolled back by mona".into(),
+            actor: "mona".into(),
+            at: chrono::Utc::now(),
+        }];
+        let (go, why) = hold_paused(vec![e("api"), e("web")], &paused);
+        assert_eq!(go.len(), 1);
+        assert_eq!(go[0].deployment.app, "web");
+        assert_eq!(
+            why.as_deref(),
+            Some("app `api` is paused (rolled back by mona): run `gantry resume api` to deploy again")
+        );
+        let (go, why) = hold_paused(vec![e("web")], &paused);
+        assert_eq!((go.len(), why), (1, None));
     }
 }

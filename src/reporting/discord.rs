@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::ports::{Chat, ChatTarget};
 use super::{PublishError, Reporter};
 use crate::domain::Deployment;
 use crate::plan::notify::deployment_embed;
+use crate::ports::{Chat, ChatTarget};
 use crate::secret::Secret;
 use crate::store::Store;
 

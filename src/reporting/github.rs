@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::ports::{CommitStatus, Forge};
 use super::{PublishError, Reporter};
 use crate::domain::{Deployment, DeploymentState};
 use crate::plan::notify::{commit_status, deployment_status, transitions};
+use crate::ports::{CommitStatus, Forge};
 use crate::store::Store;
 
 pub struct GithubReporter {

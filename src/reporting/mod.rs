@@ -6,7 +6,6 @@
 
 pub mod discord;
 pub mod github;
-pub mod ports;
 
 use std::sync::Arc;
 
@@ -14,20 +13,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::domain::{Deployment, DeploymentEvent};
+use crate::ports::{EventPublisher, PublishError};
 use crate::store::Store;
-
-#[derive(Debug, thiserror::Error)]
-#[error("{target}: {message}")]
-pub struct PublishError {
-    pub target: &'static str,
-    pub message: String,
-}
-
-/// Somewhere deployment events go (an EventBridge bus, later Discord and GitHub).
-#[async_trait]
-pub trait EventPublisher: Send + Sync {
-    async fn publish(&self, event: &DeploymentEvent) -> Result<(), PublishError>;
-}
 
 /// Publishes every event it receives until the engine's sender is gone. A failed publish is
 /// logged and skipped: reporting never holds a deployment up.

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::ports::{EcsError, ServiceDeployer};
 use crate::domain::taskdef::TaskDefinition;
 use crate::domain::AppSpec;
 use crate::plan::taskdef_diff::{render_service_diff, with_images};
+use crate::ports::{EcsError, ServiceDeployer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {

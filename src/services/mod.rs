@@ -3,6 +3,5 @@
 //! started to a true verdict (see `plan::rollout`), rolling back itself when ECS did not.
 
 pub mod diff;
-pub mod ports;
 pub mod rollout;
 pub mod signals;

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::ports::{EcsError, NewService, ServiceDeployer};
 use crate::domain::taskdef::TaskDefinition;
 use crate::domain::{AppSpec, ServiceSpec};
-use crate::pipeline::log::StepLog;
 use crate::plan::rollout::{judge, Verdict};
 use crate::plan::taskdef_check::check;
 use crate::plan::taskdef_diff::{differs, render_diff, with_images};
+use crate::ports::StepLog;
+use crate::ports::{EcsError, NewService, ServiceDeployer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -282,7 +282,7 @@ async fn housekeeping(
 ) -> Result<(), RolloutError> {
     let mut done = std::collections::BTreeSet::new();
     for p in prepared.iter().filter(|p| p.registered) {
-        let family = crate::adapters::ecs::family_of(&p.arn).to_owned();
+        let family = crate::domain::taskdef::family_of(&p.arn).to_owned();
         if !done.insert((p.spec.cluster.clone(), family.clone())) {
             continue;
         }

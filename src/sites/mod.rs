@@ -2,11 +2,9 @@
 //! the plan out through the `ObjectStore` and `Cdn` ports in a safe order. Used by both
 //! `gantry site sync` and the `sync_sites` pipeline step.
 
-pub mod ports;
 pub mod scan;
 pub mod sync;
 
-pub use ports::{Cdn, CdnError, EdgeOutcome, ObjectStore, ObjectStoreError};
 pub use sync::{rollback, sync, SiteError, SyncOptions, SyncReport};
 
 /// `s3://bucket/prefix` split into its parts; the prefix is empty or ends with `/`.

@@ -133,7 +133,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join(".well-known/x y")).unwrap();
         std::fs::write(dir.path().join(".well-known/x y/ü.txt"), "hi").unwrap();
         std::fs::write(dir.path().join("index.html"), "<p>").unwrap();
-        let rules = HeaderRules::new("plain", &[], None).unwrap();
+        let rules = HeaderRules::new(crate::domain::Preset::Plain, &[], None).unwrap();
         let files = scan(dir.path(), &rules).unwrap();
         let keys: Vec<_> = files.iter().map(|s| s.file.key.as_str()).collect();
         assert_eq!(keys, [".well-known/x y/ü.txt", "index.html"]);

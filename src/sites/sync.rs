@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::ports::{Cdn, CdnError, EdgeOutcome, ObjectStore, ObjectStoreError};
 use super::scan::{scan, ScanError, Scanned};
 use super::S3Target;
 use crate::domain::SiteRelease;
@@ -21,6 +20,7 @@ use crate::plan::edge::{function_code, EdgeRules};
 use crate::plan::headers::HeaderRules;
 use crate::plan::invalidation::plan_invalidation;
 use crate::plan::site::{plan_restore, plan_sync, Action, SitePlan};
+use crate::ports::{Cdn, CdnError, EdgeOutcome, ObjectStore, ObjectStoreError};
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {

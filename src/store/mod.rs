@@ -6,17 +6,22 @@
 
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
+pub use crate::domain::Enqueue;
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, NewDeployment, Paused, Release,
-    StepKind, StepState,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, StepState,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The transaction that held this write did not begin or commit; nothing of it is kept.
+    #[error("the store could not commit: {0}")]
+    Commit(#[source] Arc<rusqlite::Error>),
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error("the store is closed")]
@@ -33,22 +38,18 @@ pub struct DeliveryRecord {
     pub repo: Option<String>,
     pub git_ref: Option<String>,
     pub sha: Option<String>,
-    /// `queued`, `ignored` or `ping`.
-    pub outcome: String,
+    pub outcome: Intake,
     pub reason: Option<String>,
 }
 
-/// A deployment to create together with the steps it will run.
-#[derive(Debug, Clone)]
-pub struct Enqueue {
-    pub deployment: NewDeployment,
-    pub steps: Vec<StepKind>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryOutcome {
-    /// First sighting: recorded, with the deployments it created.
-    Recorded { deployments: Vec<DeploymentId> },
+    /// First sighting: recorded (as `record`: a push to paused apps only is recorded as
+    /// ignored), with the deployments it created.
+    Recorded {
+        deployments: Vec<DeploymentId>,
+        record: DeliveryRecord,
+    },
     /// This delivery id was recorded before; nothing changed.
     Duplicate,
 }
@@ -67,7 +68,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Atomically records a delivery and the deployments it asks for, superseding queued
-    /// deployments of the same apps. A delivery id seen before changes nothing.
+    /// deployments of the same apps. A delivery id seen before changes nothing. Apps paused
+    /// when the transaction runs take no deployment (`plan::intake::hold_paused`): a pause
+    /// committed a moment before is never overtaken by a push read a moment earlier.
     async fn record_delivery(
         &self,
         delivery: DeliveryRecord,
@@ -76,6 +79,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queues one deployment (API, CLI, chat), superseding queued ones of the same app.
     async fn enqueue(&self, e: Enqueue) -> Result<DeploymentId, StoreError>;
+
+    /// Queues a deployment, pauses its app when `pause` is given, and audits it, all in one
+    /// transaction (a rollback: a push can never land between its enqueue and its pause).
+    /// The audit's detail is prefixed with `deployment #ID `.
+    async fn enqueue_audited(
+        &self,
+        e: Enqueue,
+        pause: Option<Paused>,
+        audit: AuditRecord,
+    ) -> Result<DeploymentId, StoreError>;
 
     /// Claims up to `limit` deployments to start: for each app with nothing running, its
     /// newest queued deployment becomes `running` and older queued ones `superseded`.
@@ -112,6 +125,16 @@ pub trait Store: Send + Sync + 'static {
     async fn record_release(&self, release: Release) -> Result<(), StoreError>;
 
     async fn releases(&self, app: &str, limit: usize) -> Result<Vec<Release>, StoreError>;
+
+    /// The release a deployment recorded, if any.
+    async fn release_of(&self, id: DeploymentId) -> Result<Option<Release>, StoreError>;
+
+    /// Releases of deployments that succeeded, newest first, with their deployments.
+    async fn good_releases(
+        &self,
+        app: &str,
+        limit: usize,
+    ) -> Result<Vec<(Deployment, Release)>, StoreError>;
 
     async fn deployment(
         &self,

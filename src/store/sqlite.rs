@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{DeliveryOutcome, DeliveryRecord, Enqueue, StepEnd, Store, StoreError};
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, Paused, Release, Step,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, Step,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -26,8 +26,10 @@ const MIGRATIONS: &[&str] = &[
 /// Most jobs one transaction carries.
 const MAX_GROUP: usize = 256;
 
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
+/// A write: given the connection inside the group's transaction (or why that transaction
+/// could not begin), it runs and returns how to answer once the commit is known.
+type Job = Box<dyn FnOnce(Result<&Connection, Arc<rusqlite::Error>>) -> Reply + Send>;
 
 pub struct SqliteStore {
     jobs: mpsc::UnboundedSender<Job>,
@@ -66,12 +68,19 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<R, StoreError>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = run_in_savepoint(conn, f);
-            Box::new(move |commit: Result<(), String>| {
+        let job: Job = Box::new(move |conn: Result<&Connection, Arc<rusqlite::Error>>| {
+            let result = match conn {
+                Ok(conn) => run_in_savepoint(conn, f),
+                // The transaction never began: the job does not run at all.
+                Err(e) => {
+                    let _ = tx.send(Err(StoreError::Commit(e)));
+                    return Box::new(|_| {});
+                }
+            };
+            Box::new(move |commit: Result<(), Arc<rusqlite::Error>>| {
                 let out = match commit {
                     Ok(()) => result,
-                    Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+                    Err(e) => Err(StoreError::Commit(e)),
                 };
                 let _ = tx.send(out);
             })
@@ -137,11 +146,17 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| e.to_string());
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
-        let committed = began.and_then(|_| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        // A failed BEGIN fails the whole batch: no job runs, so nothing can be committed
+        // piecemeal by a savepoint outside a transaction.
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = Arc::new(e);
+            for job in batch {
+                job(Err(e.clone()))(Err(e.clone()));
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(Ok(&conn))).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(Arc::new);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -184,6 +199,51 @@ fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<Deploym
         params![format!("superseded by #{id}"), now, d.app, id],
     )?;
     Ok(id)
+}
+
+fn insert_pause(conn: &Connection, p: &Paused) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO paused (app, reason, actor, at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (app) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at",
+        params![p.app, p.reason, p.actor, p.at.timestamp_millis()],
+    )?;
+    Ok(())
+}
+
+fn paused_apps(conn: &Connection) -> Result<Vec<Paused>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT app, reason, actor, at FROM paused ORDER BY app")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Paused {
+                app: r.get(0)?,
+                reason: r.get(1)?,
+                actor: r.get(2)?,
+                at: ts(r.get(3)?).unwrap_or_default(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            record.at.timestamp_millis(),
+            record.actor,
+            record.action,
+            record.target,
+            record.outcome,
+            record.detail
+        ],
+    )?;
+    Ok(())
+}
+
+fn parse_releases(rows: Vec<String>) -> Result<Vec<Release>, StoreError> {
+    rows.iter()
+        .map(|s| serde_json::from_str(s).map_err(corrupt))
+        .collect()
 }
 
 const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from";
@@ -302,28 +362,44 @@ impl Store for SqliteStore {
     ) -> Result<DeliveryOutcome, StoreError> {
         self.write(move |conn| {
             let now = now_ms();
-            let inserted = conn.execute(
-                "INSERT INTO deliveries (id, event, received_at, repo, git_ref, sha, outcome, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
-                params![
-                    delivery.id,
-                    delivery.event,
-                    now,
-                    delivery.repo,
-                    delivery.git_ref,
-                    delivery.sha,
-                    delivery.outcome,
-                    delivery.reason
-                ],
-            )?;
-            if inserted == 0 {
+            let known: Option<i64> = conn
+                .query_row("SELECT 1 FROM deliveries WHERE id = ?1", [&delivery.id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if known.is_some() {
                 return Ok(DeliveryOutcome::Duplicate);
             }
-            let ids = deployments
+            let mut record = delivery;
+            let (go, held) = crate::plan::intake::hold_paused(deployments, &paused_apps(conn)?);
+            if go.is_empty() {
+                if let Some(why) = held {
+                    record.outcome = Intake::Ignored;
+                    record.reason = Some(why);
+                }
+            }
+            conn.execute(
+                "INSERT INTO deliveries (id, event, received_at, repo, git_ref, sha, outcome, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    record.id,
+                    record.event,
+                    now,
+                    record.repo,
+                    record.git_ref,
+                    record.sha,
+                    record.outcome.as_str(),
+                    record.reason
+                ],
+            )?;
+            let ids = go
                 .iter()
                 .map(|e| insert_deployment(conn, e, now))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(DeliveryOutcome::Recorded { deployments: ids })
+            Ok(DeliveryOutcome::Recorded {
+                deployments: ids,
+                record,
+            })
         })
         .await
     }
@@ -331,6 +407,33 @@ impl Store for SqliteStore {
     async fn enqueue(&self, e: Enqueue) -> Result<DeploymentId, StoreError> {
         self.write(move |conn| insert_deployment(conn, &e, now_ms()))
             .await
+    }
+
+    async fn enqueue_audited(
+        &self,
+        e: Enqueue,
+        pause: Option<Paused>,
+        audit: AuditRecord,
+    ) -> Result<DeploymentId, StoreError> {
+        self.write(move |conn| {
+            let id = insert_deployment(conn, &e, now_ms())?;
+            if let Some(p) = &pause {
+                insert_pause(conn, p)?;
+            }
+            let detail = match &audit.detail {
+                Some(d) => format!("deployment #{id} {d}"),
+                None => format!("deployment #{id}"),
+            };
+            insert_audit(
+                conn,
+                &AuditRecord {
+                    detail: Some(detail),
+                    ..audit
+                },
+            )?;
+            Ok(id)
+        })
+        .await
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<Deployment>, StoreError> {
@@ -477,9 +580,49 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(params![app, limit as i64], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            rows.iter()
-                .map(|s| serde_json::from_str(s).map_err(corrupt))
-                .collect()
+            parse_releases(rows)
+        })
+        .await
+    }
+
+    async fn release_of(&self, id: DeploymentId) -> Result<Option<Release>, StoreError> {
+        self.read(move |c| {
+            let row: Option<String> = c
+                .query_row(
+                    "SELECT content FROM releases WHERE deployment_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(parse_releases(row.into_iter().collect())?.pop())
+        })
+        .await
+    }
+
+    async fn good_releases(
+        &self,
+        app: &str,
+        limit: usize,
+    ) -> Result<Vec<(Deployment, Release)>, StoreError> {
+        let app = app.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT r.content FROM releases r JOIN deployments d ON d.id = r.deployment_id
+                 WHERE r.app = ?1 AND d.state = 'succeeded'
+                 ORDER BY r.deployment_id DESC LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![app, limit as i64], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for release in parse_releases(rows)? {
+                let id = release.deployment_id;
+                let d = load_deployments(c, "WHERE id = ?1", &[&id], false)?
+                    .pop()
+                    .ok_or_else(|| corrupt(format!("release of missing deployment #{id}")))?;
+                out.push((d, release));
+            }
+            Ok(out)
         })
         .await
     }
@@ -527,7 +670,10 @@ impl Store for SqliteStore {
                         repo: r.get(2)?,
                         git_ref: r.get(3)?,
                         sha: r.get(4)?,
-                        outcome: r.get(5)?,
+                        outcome: r
+                            .get::<_, String>(5)?
+                            .parse()
+                            .map_err(|e: String| bad_column(5, e))?,
                         reason: r.get(6)?,
                     })
                 },
@@ -547,15 +693,7 @@ impl Store for SqliteStore {
     }
 
     async fn pause(&self, p: Paused) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO paused (app, reason, actor, at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (app) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at",
-                params![p.app, p.reason, p.actor, p.at.timestamp_millis()],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| insert_pause(conn, &p)).await
     }
 
     async fn resume(&self, app: &str) -> Result<bool, StoreError> {
@@ -565,22 +703,7 @@ impl Store for SqliteStore {
     }
 
     async fn paused(&self) -> Result<Vec<Paused>, StoreError> {
-        self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT app, reason, actor, at FROM paused ORDER BY app")?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(Paused {
-                        app: r.get(0)?,
-                        reason: r.get(1)?,
-                        actor: r.get(2)?,
-                        at: ts(r.get(3)?).unwrap_or_default(),
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read(paused_apps).await
     }
 
     async fn reporter_state(
@@ -621,21 +744,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, record: AuditRecord) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    record.at.timestamp_millis(),
-                    record.actor,
-                    record.action,
-                    record.target,
-                    record.outcome,
-                    record.detail
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| insert_audit(conn, &record)).await
     }
 
     async fn audits(
@@ -733,7 +842,7 @@ mod tests {
             repo: None,
             git_ref: None,
             sha: None,
-            outcome: "queued".into(),
+            outcome: Intake::Queued,
             reason: None,
         };
         let first = store
@@ -741,7 +850,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(first, DeliveryOutcome::Recorded { ref deployments } if deployments.len() == 1)
+            matches!(first, DeliveryOutcome::Recorded { ref deployments, .. } if deployments.len() == 1)
         );
         let again = store
             .record_delivery(rec, vec![enqueue("a")])

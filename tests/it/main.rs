@@ -17,4 +17,5 @@ mod queue;
 mod s3proxy;
 mod services;
 mod sites;
+mod tidy;
 mod webhooks;

@@ -339,7 +339,7 @@ async fn a_failed_migration_stops_the_rollout_before_any_service_changes() {
 async fn task_definitions_in_every_form_register_and_read_back_unchanged() {
     use gantry::domain::taskdef::TaskDefinition;
     use gantry::plan::taskdef_diff::render_diff;
-    use gantry::services::ports::ServiceDeployer;
+    use gantry::ports::ServiceDeployer;
     let config = aws_config(&moto_url()).await;
     let ecs = gantry::adapters::ecs::Ecs::new(&config);
     let root = crate::support::root().join("tests/fixtures/taskdefs");

@@ -11,8 +11,9 @@ use gantry::adapters::s3::S3Store;
 use gantry::domain::Grace;
 use gantry::plan::edge::EdgeRules;
 use gantry::plan::headers::{HeaderRules, IMMUTABLE, REVALIDATE, SHORT};
+use gantry::ports::Cdn;
 use gantry::sites::sync::LogProgress;
-use gantry::sites::{sync, Cdn, S3Target, SyncOptions, SyncReport};
+use gantry::sites::{sync, S3Target, SyncOptions, SyncReport};
 
 use crate::s3proxy::{copies, uploads, writes, S3Proxy};
 
@@ -71,7 +72,7 @@ impl Env {
     pub fn opts(&self, preset: &str) -> SyncOptions {
         SyncOptions {
             target: S3Target::new(&self.bucket, "site"),
-            rules: HeaderRules::new(preset, &[], None).unwrap(),
+            rules: HeaderRules::new(preset.parse().unwrap(), &[], None).unwrap(),
             grace: Grace::default(),
             concurrency: 8,
             dry_run: false,
@@ -263,7 +264,7 @@ async fn header_only_change_copies_in_place_without_upload() {
     env.proxy.take();
     let mut opts = env.opts("nextjs");
     opts.rules = HeaderRules::new(
-        "nextjs",
+        gantry::domain::Preset::Nextjs,
         &[("media/**".into(), "public, max-age=86400".into())],
         None,
     )

@@ -84,7 +84,7 @@ async fn every_published_example_gets_the_right_answer() {
                 .await
                 .unwrap()
                 .expect("delivery recorded");
-            assert_eq!(rec.outcome, "ignored", "{event} #{i}");
+            assert_eq!(rec.outcome.as_str(), "ignored", "{event} #{i}");
             assert!(
                 rec.reason.as_deref().is_some_and(|r| !r.is_empty()),
                 "ignored with a reason"

@@ -11,6 +11,8 @@ use crate::plan::rollout::DeploymentSnapshot;
 pub struct EcsError {
     pub operation: &'static str,
     pub message: String,
+    /// Throttling, 5xx, a dropped connection: the same call may succeed later.
+    pub transient: bool,
 }
 
 /// A service as DescribeServices reports it.

@@ -15,12 +15,38 @@ pub enum ObjectStoreError {
         operation: &'static str,
         key: String,
         message: String,
+        /// Throttling (`SlowDown`), 5xx, a dropped connection: it may succeed later.
+        transient: bool,
     },
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl ObjectStoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Request {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+impl CdnError {
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Request {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 #[async_trait]
@@ -64,6 +90,7 @@ pub enum CdnError {
     Request {
         operation: &'static str,
         message: String,
+        transient: bool,
     },
     #[error("invalidation {id} did not complete within {timeout:?}")]
     Timeout { id: String, timeout: Duration },

@@ -162,6 +162,40 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A registry endpoint override that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("registry endpoint for {registry}: {message}")]
+pub struct EndpointError {
+    pub registry: String,
+    pub message: String,
+}
+
+/// Checks a map of registry name to the URL actually connected to: https, or plain http for a
+/// loopback registry only.
+pub fn check_endpoints(
+    endpoints: &std::collections::BTreeMap<String, String>,
+) -> Result<(), EndpointError> {
+    for (registry, url) in endpoints {
+        let bad = |message: String| EndpointError {
+            registry: registry.clone(),
+            message,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(format!("`{url}` is not a URL: {e}")))?;
+        let host = parsed.host_str().unwrap_or_default();
+        match parsed.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(host) => {}
+            "http" => {
+                return Err(bad(format!(
+                    "`{url}`: plain http is allowed only for localhost registries"
+                )))
+            }
+            s => return Err(bad(format!("`{url}`: unsupported scheme `{s}`"))),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +234,19 @@ mod tests {
         assert!(is_loopback_host("localhost"));
         assert!(is_loopback_host("[::1]:5000"));
         assert!(!is_loopback_host("registry.example.com:5000"));
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        let ok: std::collections::BTreeMap<_, _> = [(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string(),
+            "http://127.0.0.1:5056".to_string(),
+        )]
+        .into();
+        assert!(check_endpoints(&ok).is_ok());
+        let bad: std::collections::BTreeMap<_, _> =
+            [("r".to_string(), "http://10.0.0.5:5000".to_string())].into();
+        let e = check_endpoints(&bad).unwrap_err().to_string();
+        assert!(e.contains("only for localhost"), "{e}");
     }
 }

@@ -1,10 +1,9 @@
 //! What image builds need from the outside: a registry (the Distribution API, with the
-//! credentials for it) and builders. `adapters::registry::HttpRegistry` implements
-//! [`Registry`]; the builders live in this module and in `adapters`.
+//! credentials for it). `adapters::registry::HttpRegistry` implements [`Registry`].
 
 use async_trait::async_trait;
 
-use super::ImageRef;
+use crate::domain::ImageRef;
 use crate::secret::Secret;
 
 /// A manifest as the registry serves it.

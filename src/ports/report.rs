@@ -1,11 +1,25 @@
-//! What reporters need from Discord and GitHub; `adapters::discord` and `adapters::github`
-//! implement these with serenity and octocrab.
+//! What reporters need from the outside: an event bus (EventBridge), chat (Discord), a forge
+//! (GitHub), and checking Discord's interaction signatures. `adapters::eventbridge`,
+//! `adapters::discord` and `adapters::github` implement these.
 
 use async_trait::async_trait;
 
-use super::PublishError;
+use crate::domain::DeploymentEvent;
 use crate::plan::notify::Embed;
 use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{target}: {message}")]
+pub struct PublishError {
+    pub target: &'static str,
+    pub message: String,
+}
+
+/// Somewhere deployment events go (an EventBridge bus, later Discord and GitHub).
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    async fn publish(&self, event: &DeploymentEvent) -> Result<(), PublishError>;
+}
 
 /// Where a deployment's Discord message goes.
 #[derive(Debug, Clone)]
@@ -70,4 +84,10 @@ pub trait Forge: Send + Sync {
 pub trait InteractionReplies: Send + Sync {
     /// Replaces the original response of the interaction with `token`.
     async fn edit_original(&self, token: &str, content: &str) -> Result<(), PublishError>;
+}
+
+/// Checks an interaction's signature (Ed25519 over timestamp + body, against the
+/// application's public key).
+pub trait VerifyInteraction: Send + Sync {
+    fn verify(&self, signature: &str, timestamp: &str, body: &[u8]) -> bool;
 }

@@ -1,0 +1,399 @@
+//! The use-cases people and webhooks ask for: take in a push, deploy, roll back, pause, resume,
+//! and the views the API and chat answer with (apps at a glance, history, a service diff).
+//!
+//! HTTP (the JSON API, `/hooks/github`, Discord's interactions) and the CLI only translate to
+//! and from these; every path enqueues, pauses and audits exactly alike. A use-case works over
+//! the store, the manifests and the queue handle, asks `plan::*` what to do, and answers with
+//! its own error type: it knows nothing of HTTP status codes or Discord responses.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::domain::{
+    AppManifest, AuditRecord, Deployment, DeploymentId, Paused, PushEvent, Release, Trigger,
+};
+use crate::manifests::ManifestSet;
+use crate::plan::intake::{plan_push, request, restore_request, IntakeDecision};
+use crate::ports::ServiceDeployer;
+use crate::queue::QueueHandle;
+use crate::store::{DeliveryOutcome, DeliveryRecord, Store, StoreError};
+
+/// Why a use-case refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The app, deployment or release asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself is wrong (both `ref` and `sha`, a short sha, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// This Gantry cannot do it (no AWS access for a diff, ...).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A deployment that was queued.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: DeploymentId,
+    pub git_ref: String,
+}
+
+/// A rollback that was queued.
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    pub id: DeploymentId,
+    pub restores: DeploymentId,
+    pub paused: String,
+}
+
+/// One app at a glance.
+#[derive(Debug, Clone)]
+pub struct AppOverview {
+    pub manifest: AppManifest,
+    pub last: Option<Deployment>,
+    pub paused: Option<Paused>,
+}
+
+/// The use-cases over one store, manifest set and queue.
+pub struct Control {
+    store: Arc<dyn Store>,
+    manifests: Arc<RwLock<ManifestSet>>,
+    queue: QueueHandle,
+    ecs: Option<Arc<dyn ServiceDeployer>>,
+}
+
+/// How many releases a rollback looks back through for its target.
+const ROLLBACK_DEPTH: usize = 200;
+
+impl Control {
+    pub fn new(
+        store: Arc<dyn Store>,
+        manifests: Arc<RwLock<ManifestSet>>,
+        queue: QueueHandle,
+        ecs: Option<Arc<dyn ServiceDeployer>>,
+    ) -> Self {
+        Self {
+            store,
+            manifests,
+            queue,
+            ecs,
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The manifests in force (replaced whole on reload).
+    pub fn manifests(&self) -> Arc<RwLock<ManifestSet>> {
+        self.manifests.clone()
+    }
+
+    /// The app's manifest as loaded now.
+    pub fn manifest(&self, app: &str) -> Result<AppManifest, ControlError> {
+        let m = self.manifests.read().expect("manifests lock poisoned");
+        m.get(app)
+            .map(|a| a.manifest.clone())
+            .ok_or_else(|| ControlError::NotFound(format!("no app named `{app}` in the manifests")))
+    }
+
+    /// Records who asked for what, and what came of it.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: Option<String>,
+    ) -> Result<(), ControlError> {
+        self.store
+            .audit(audit_record(actor, action, target, outcome, detail))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes in a verified push: plans which apps it deploys, records the delivery with
+    /// them in one transaction (apps paused by then take none), and wakes the queue.
+    pub async fn push(
+        &self,
+        delivery: &str,
+        event: &str,
+        push: &PushEvent,
+    ) -> Result<DeliveryOutcome, ControlError> {
+        let decision = {
+            let manifests = self.manifests.read().expect("manifests lock poisoned");
+            match plan_push(manifests.manifests(), push) {
+                IntakeDecision::Deploy { apps, sha } => Ok(apps
+                    .iter()
+                    .filter_map(|name| manifests.get(name))
+                    .map(|app| {
+                        request(
+                            &app.manifest,
+                            Some(sha.clone()),
+                            push.git_ref.clone(),
+                            Trigger::Push,
+                            push.actor(),
+                            Some(delivery.to_owned()),
+                        )
+                    })
+                    .collect::<Vec<_>>()),
+                IntakeDecision::Ignore { reason } => Err(reason),
+            }
+        };
+        let (outcome, reason, entries) = match decision {
+            Ok(entries) => (crate::domain::Intake::Queued, None, entries),
+            Err(reason) => (crate::domain::Intake::Ignored, Some(reason), vec![]),
+        };
+        let record = DeliveryRecord {
+            id: delivery.to_owned(),
+            event: event.to_owned(),
+            repo: Some(push.repository.full_name.clone()),
+            git_ref: Some(push.git_ref.clone()),
+            sha: Some(push.after.clone()),
+            outcome,
+            reason,
+        };
+        let out = self.store.record_delivery(record, entries).await?;
+        if matches!(&out, DeliveryOutcome::Recorded { deployments, .. } if !deployments.is_empty())
+        {
+            self.queue.wake();
+        }
+        Ok(out)
+    }
+
+    /// Records a delivery of an event Gantry does not act on (`ping` answers pong).
+    pub async fn other_event(
+        &self,
+        delivery: &str,
+        event: &str,
+    ) -> Result<DeliveryOutcome, ControlError> {
+        let (outcome, reason) = if event == "ping" {
+            (crate::domain::Intake::Ping, None)
+        } else {
+            (
+                crate::domain::Intake::Ignored,
+                Some(format!("Gantry does not act on `{event}` events")),
+            )
+        };
+        let record = DeliveryRecord {
+            id: delivery.to_owned(),
+            event: event.to_owned(),
+            repo: None,
+            git_ref: None,
+            sha: None,
+            outcome,
+            reason,
+        };
+        Ok(self.store.record_delivery(record, vec![]).await?)
+    }
+
+    /// Queues a deployment of `app` at `sha`, or at `git_ref` (default: the tracked branch).
+    pub async fn deploy(
+        &self,
+        app: &str,
+        git_ref: Option<String>,
+        sha: Option<String>,
+        trigger: Trigger,
+        actor: &str,
+    ) -> Result<Queued, ControlError> {
+        if git_ref.is_some() && sha.is_some() {
+            return Err(ControlError::Invalid(
+                "give either `ref` or `sha`, not both".into(),
+            ));
+        }
+        if let Some(sha) = &sha {
+            if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ControlError::Invalid(format!(
+                    "`{sha}` is not a full 40-character commit sha"
+                )));
+            }
+        }
+        let manifest = self.manifest(app)?;
+        if git_ref.is_none()
+            && sha.is_none()
+            && manifest.spec.source.branch.contains(['*', '?', '[', '{'])
+        {
+            return Err(ControlError::Invalid(format!(
+                "`{app}` tracks the branch pattern `{}`: say which ref to deploy",
+                manifest.spec.source.branch
+            )));
+        }
+        let git_ref =
+            git_ref.unwrap_or_else(|| format!("refs/heads/{}", manifest.spec.source.branch));
+        let entry = request(
+            &manifest,
+            sha.map(|s| s.to_ascii_lowercase()),
+            git_ref.clone(),
+            trigger,
+            actor.to_owned(),
+            None,
+        );
+        let audit = audit_record(
+            actor,
+            "deploy",
+            app,
+            "queued",
+            Some(format!("of {git_ref}")),
+        );
+        let id = self.store.enqueue_audited(entry, None, audit).await?;
+        self.queue.wake();
+        Ok(Queued { id, git_ref })
+    }
+
+    /// Queues an exact redeploy of a recorded release (`to`, default: the one before the
+    /// current) and pauses automatic deploys of the app, in one transaction.
+    pub async fn rollback(
+        &self,
+        app: &str,
+        to: Option<DeploymentId>,
+        actor: &str,
+    ) -> Result<RolledBack, ControlError> {
+        self.manifest(app)?;
+        let (target, release) = self.rollback_target(app, to).await?;
+        let short = crate::domain::short_sha(&release.sha);
+        let paused = format!(
+            "rolled back to deployment #{} ({short}) by {actor}",
+            target.id
+        );
+        let pause = Paused {
+            app: app.to_owned(),
+            reason: paused.clone(),
+            actor: actor.to_owned(),
+            at: chrono::Utc::now(),
+        };
+        let audit = audit_record(
+            actor,
+            "rollback",
+            app,
+            "queued",
+            Some(format!("restores #{}; automatic deploys paused", target.id)),
+        );
+        let entry = restore_request(&target, &release, actor.to_owned());
+        let id = self
+            .store
+            .enqueue_audited(entry, Some(pause), audit)
+            .await?;
+        self.queue.wake();
+        Ok(RolledBack {
+            id,
+            restores: target.id,
+            paused,
+        })
+    }
+
+    async fn rollback_target(
+        &self,
+        app: &str,
+        to: Option<DeploymentId>,
+    ) -> Result<(Deployment, Release), ControlError> {
+        let mut good = self.store.good_releases(app, ROLLBACK_DEPTH).await?;
+        match to {
+            Some(id) => good.into_iter().find(|(d, _)| d.id == id).ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "deployment #{id} of `{app}` did not succeed or recorded no release"
+                ))
+            }),
+            None if good.len() >= 2 => Ok(good.swap_remove(1)),
+            None => Err(ControlError::NotFound(format!(
+                "`{app}` has no earlier successful release to roll back to"
+            ))),
+        }
+    }
+
+    /// Stops pushes from deploying `app` until it is resumed.
+    pub async fn pause(&self, app: &str, actor: &str) -> Result<(), ControlError> {
+        self.manifest(app)?;
+        self.store
+            .pause(Paused {
+                app: app.to_owned(),
+                reason: format!("paused by {actor}"),
+                actor: actor.to_owned(),
+                at: chrono::Utc::now(),
+            })
+            .await?;
+        self.audit(actor, "pause", app, "paused", None).await
+    }
+
+    /// Lets pushes deploy `app` again; `false` when it was not paused.
+    pub async fn resume(&self, app: &str, actor: &str) -> Result<bool, ControlError> {
+        let resumed = self.store.resume(app).await?;
+        let outcome = if resumed { "resumed" } else { "was not paused" };
+        self.audit(actor, "resume", app, outcome, None).await?;
+        Ok(resumed)
+    }
+
+    /// Every app in the manifests (or only `only`) with its last deployment and pause.
+    pub async fn overview(&self, only: Option<&str>) -> Result<Vec<AppOverview>, ControlError> {
+        let apps: Vec<AppManifest> = {
+            let m = self.manifests.read().expect("manifests lock poisoned");
+            m.apps
+                .iter()
+                .map(|a| a.manifest.clone())
+                .filter(|a| only.is_none_or(|o| o == a.metadata.name))
+                .collect()
+        };
+        let paused = self.store.paused().await?;
+        let mut out = Vec::with_capacity(apps.len());
+        for manifest in apps {
+            let name = &manifest.metadata.name;
+            let last = self.store.deployments(Some(name), 1).await?.pop();
+            let paused = paused.iter().find(|p| &p.app == name).cloned();
+            out.push(AppOverview {
+                manifest,
+                last,
+                paused,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest deployments of an app in the manifests.
+    pub async fn history(&self, app: &str, limit: usize) -> Result<Vec<Deployment>, ControlError> {
+        self.manifest(app)?;
+        Ok(self.store.deployments(Some(app), limit).await?)
+    }
+
+    /// What deploying `app` would change in ECS, per service, with the image digests of its
+    /// newest successful release (what runs now), like `gantry diff --sha`.
+    pub async fn diff(&self, app: &str) -> Result<String, ControlError> {
+        let manifest = self.manifest(app)?;
+        let ecs = self.ecs.clone().ok_or_else(|| {
+            ControlError::Unavailable("this Gantry has no AWS access for ECS".into())
+        })?;
+        let images: BTreeMap<String, String> = self
+            .store
+            .good_releases(app, 1)
+            .await?
+            .pop()
+            .map(|(_, r)| r.images)
+            .unwrap_or_default();
+        crate::services::diff::diff(&manifest.spec, &images, ecs.as_ref())
+            .await
+            .map_err(|e| ControlError::Unavailable(format!("cannot diff `{app}`: {e}")))
+    }
+
+    /// Whether a `/diff` can be answered here.
+    pub fn can_diff(&self) -> bool {
+        self.ecs.is_some()
+    }
+}
+
+fn audit_record(
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        at: chrono::Utc::now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+        detail,
+    }
+}
