@@ -77,7 +77,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.github.token.clone(),
         redactor.clone(),
     ));
-    let aws = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
+    let aws =
+        crate::adapters::aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let signals = Arc::new(crate::services::signals::EcsSignals::default());
     let objects: Arc<dyn crate::ports::ObjectStore> = Arc::new(S3Store::new(&aws));

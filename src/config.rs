@@ -25,6 +25,8 @@ pub struct Config {
     /// Endpoint for every AWS service (an emulator such as moto); normally unset, so the
     /// standard AWS configuration applies (`AWS_ENDPOINT_URL`, profiles, task role).
     pub aws_endpoint: Option<String>,
+    /// Attempts per AWS call, the SDK's own retries (`awsMaxAttempts`, default 8).
+    pub aws_max_attempts: u32,
     /// EventBridge bus that receives every deployment transition; unset: none is published.
     pub eventbridge_bus: Option<String>,
     /// The API key EventBridge's connection sends in `x-gantry-key` to `/hooks/eventbridge`;
@@ -125,6 +127,7 @@ struct RawConfig {
     #[serde(default)]
     pipeline: RawPipeline,
     aws_endpoint: Option<String>,
+    aws_max_attempts: Option<usize>,
     event_bridge_bus: Option<String>,
     event_bridge_api_key: Option<String>,
     #[serde(default)]
@@ -223,6 +226,16 @@ struct RawPipeline {
     build_timeout: Option<String>,
     shutdown_grace: Option<String>,
     ecs_poll: Option<String>,
+    #[serde(default)]
+    retry: RawRetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRetry {
+    retries: Option<usize>,
+    base: Option<String>,
+    cap: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -327,6 +340,41 @@ impl Config {
         )?;
         let images = images_config(raw.images, env, ecs_poll)?;
         let discord = discord_config(raw.discord, env)?;
+        let aws_max_attempts = match number(
+            env,
+            "GANTRY_AWS_MAX_ATTEMPTS",
+            "awsMaxAttempts",
+            raw.aws_max_attempts,
+        )? {
+            None => 8,
+            Some(n @ 1..=20) => n as u32,
+            Some(n) => {
+                return Err(ConfigError::Value {
+                    origin: "awsMaxAttempts (GANTRY_AWS_MAX_ATTEMPTS)".into(),
+                    message: format!("{n} is not between 1 and 20"),
+                })
+            }
+        };
+        let default_retry = crate::plan::retry::RetryPolicy::default();
+        let retry = crate::plan::retry::RetryPolicy {
+            retries: number(
+                env,
+                "GANTRY_RETRIES",
+                "pipeline.retry.retries",
+                raw.pipeline.retry.retries,
+            )?
+            .map_or(default_retry.retries, |n| n.min(100) as u32),
+            base: duration(
+                "pipeline.retry.base (GANTRY_RETRY_BASE)",
+                pick("GANTRY_RETRY_BASE", raw.pipeline.retry.base),
+                default_retry.base,
+            )?,
+            cap: duration(
+                "pipeline.retry.cap (GANTRY_RETRY_CAP)",
+                pick("GANTRY_RETRY_CAP", raw.pipeline.retry.cap),
+                default_retry.cap,
+            )?,
+        };
 
         Ok(Self {
             images,
@@ -350,8 +398,10 @@ impl Config {
                 build_timeout,
                 shutdown_grace,
                 ecs_poll,
+                retry,
             },
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
+            aws_max_attempts,
             eventbridge_bus: pick("GANTRY_EVENTBRIDGE_BUS", raw.event_bridge_bus),
             eventbridge_api_key: pick("GANTRY_EVENTBRIDGE_API_KEY", raw.event_bridge_api_key)
                 .map(Secret::new),

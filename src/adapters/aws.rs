@@ -10,15 +10,13 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+/// Attempts per AWS call when the configuration does not say (`awsMaxAttempts`).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
 /// Loads the SDK configuration from the environment; `endpoint` overrides every service's.
-pub async fn load(endpoint: Option<&str>) -> SdkConfig {
-    // The SDK retries each call (throttling, 5xx, resets) up to AWS_MAX_ATTEMPTS times
-    // (default 8); what still fails comes back classified, and the engine retries the step.
-    let attempts = std::env::var("AWS_MAX_ATTEMPTS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|n| (1..=20).contains(n))
-        .unwrap_or(8);
+/// The SDK retries each call (throttling, 5xx, resets) up to `attempts` times; what still
+/// fails comes back classified ([`transient`]), and the engine retries the whole step.
+pub async fn load(endpoint: Option<&str>, attempts: u32) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
         RetryConfig::standard()
             .with_max_attempts(attempts)

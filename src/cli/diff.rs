@@ -31,7 +31,7 @@ pub async fn run(
         Some(sha) => super::client::release_images(server, app, sha).await?,
         None => Default::default(),
     };
-    let sdk = aws::load(config.aws_endpoint.as_deref()).await;
+    let sdk = aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
     let ecs = Ecs::new(&sdk);
     print!(
         "{}",

@@ -34,7 +34,7 @@ pub async fn setup(args: SetupArgs) -> anyhow::Result<ExitCode> {
         .eventbridge_api_key
         .as_ref()
         .context("set GANTRY_EVENTBRIDGE_API_KEY: the connection sends it to Gantry")?;
-    let sdk = aws::load(config.aws_endpoint.as_deref()).await;
+    let sdk = aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
     let steps = eventbridge::setup(
         &sdk,
         &args.name,

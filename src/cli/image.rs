@@ -146,7 +146,8 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             "the layer builder needs --base IMAGE (or use --builder buildah with a Dockerfile)"
         );
     }
-    let sdk = crate::adapters::aws::load(config.aws_endpoint.as_deref()).await;
+    let sdk =
+        crate::adapters::aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
     let ports = crate::app::image_ports(
         &config.images,
         &sdk,

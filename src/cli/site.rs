@@ -104,7 +104,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         wait_invalidation: None,
         edge: None,
     };
-    let config = aws::load(None).await;
+    let config = aws::load(None, aws::DEFAULT_MAX_ATTEMPTS).await;
     let store = S3Store::new(&config);
     let cdn = CloudFront::new(&config);
     let cdn_ref: Option<&dyn Cdn> = args.distribution.as_ref().map(|_| &cdn as &dyn Cdn);
@@ -159,7 +159,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         wait_invalidation: args.wait.map(Duration::from_secs),
         edge: (!edge.is_empty()).then(|| (args.function_name.clone(), edge)),
     };
-    let config = aws::load(None).await;
+    let config = aws::load(None, aws::DEFAULT_MAX_ATTEMPTS).await;
     let store = S3Store::new(&config);
     let cdn = CloudFront::new(&config);
     let progress: Box<dyn Progress> =

@@ -272,6 +272,9 @@ pub struct Step {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
+    /// While a transient failure waits to be retried: when the next attempt starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
 }
@@ -287,9 +290,9 @@ pub struct Release {
     /// Image name -> `repository@sha256:...`.
     #[serde(default)]
     pub images: std::collections::BTreeMap<String, String>,
-    /// Site name -> site release id.
+    /// Site name -> the site release put in place.
     #[serde(default)]
-    pub sites: std::collections::BTreeMap<String, String>,
+    pub sites: std::collections::BTreeMap<String, super::SiteReleaseId>,
     /// ECS service name -> the task definition ARN it runs.
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, String>,

@@ -119,3 +119,54 @@ impl Default for Grace {
         }
     }
 }
+
+/// Which release of which site target a deployment put in place: `s3://bucket/prefix/#7`
+/// in the store and the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteReleaseId {
+    /// The target as a sync reports it (`s3://bucket/prefix/`).
+    pub target: String,
+    pub release: u64,
+}
+
+impl std::fmt::Display for SiteReleaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.target, self.release)
+    }
+}
+
+impl std::str::FromStr for SiteReleaseId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (target, n) = s
+            .rsplit_once('#')
+            .ok_or_else(|| format!("`{s}` is not TARGET#RELEASE"))?;
+        let release = n
+            .parse()
+            .map_err(|_| format!("`{s}`: `{n}` is not a release number"))?;
+        Ok(Self {
+            target: target.to_owned(),
+            release,
+        })
+    }
+}
+
+impl PartialEq<String> for SiteReleaseId {
+    fn eq(&self, other: &String) -> bool {
+        other.parse::<Self>().is_ok_and(|o| &o == self)
+    }
+}
+
+impl serde::Serialize for SiteReleaseId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SiteReleaseId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}

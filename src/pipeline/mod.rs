@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{Deployment, DeploymentEvent, DeploymentState, StepChange, StepState};
 use crate::ports::{Cdn, CommandRunner, ObjectStore, ServiceDeployer, SourceFetcher, StepLog};
 use crate::secret::Redactor;
-use crate::store::{StepEnd, Store, StoreError};
+use crate::store::{StepEnd, StepRetry, Store, StoreError};
 pub use steps::StepError;
 
 /// The engine's settings (`pipeline.*` in gantry.yaml).
@@ -31,6 +31,24 @@ pub struct PipelineConfig {
     pub shutdown_grace: Duration,
     /// First wait between ECS rollout polls; it doubles up to six times this (5 s -> 30 s).
     pub ecs_poll: Duration,
+    /// How transient step failures are retried.
+    pub retry: crate::plan::retry::RetryPolicy,
+}
+
+/// An error with the causes under it, `: `-separated, each once (a `#[error(transparent)]`
+/// or a message that already quotes its source is not repeated).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = e.source();
+    }
+    out
 }
 
 /// How a run of the engine ended.
@@ -132,41 +150,79 @@ impl Engine {
                 tracing::info!(step = %step.kind, "shutting down before step; deployment will resume");
                 return Ok(RunOutcome::Interrupted);
             }
-            let attempt = self.store.step_started(dep.id, step.index).await?;
-            self.emit(
-                &dep,
-                DeploymentState::Running,
-                Some(StepChange {
-                    kind: step.kind,
-                    state: StepState::Running,
-                    outcome: None,
-                }),
-                None,
-            );
+            // One log for every attempt of this run, so a retry shows what came before it.
             let log = StepLog::new(self.config.step_log_bytes, self.redactor.clone());
-            if attempt > 1 {
-                log.line(format!("resuming {}: attempt {attempt}", step.kind));
-            }
-            tracing::info!(step = %step.kind, attempt, git.sha = dep.sha.as_deref().unwrap_or(""), "step started");
-            let step_started = std::time::Instant::now();
-            let ctx = steps::StepContext {
-                dep: &dep,
-                workspace: &workspace,
-                log: &log,
-                abort: &cancel.abort,
-                fetcher: self.ports.fetcher.as_ref(),
-                runner: self.ports.runner.as_ref(),
-                store: self.store.as_ref(),
-                sites: self.ports.sites.as_ref(),
-                ecs: self.ports.ecs.as_deref(),
-                images: self.ports.images.as_ref(),
-                signals: self.ports.signals.as_ref(),
-                config: &self.config,
+            let mut retry = 0;
+            let result = loop {
+                let attempt = self.store.step_started(dep.id, step.index).await?;
+                self.emit(
+                    &dep,
+                    DeploymentState::Running,
+                    Some(StepChange {
+                        kind: step.kind,
+                        state: StepState::Running,
+                        outcome: None,
+                    }),
+                    None,
+                );
+                if retry > 0 {
+                    log.line(format!("{}: attempt {attempt}", step.kind));
+                } else if attempt > 1 {
+                    log.line(format!("resuming {}: attempt {attempt}", step.kind));
+                }
+                tracing::info!(step = %step.kind, attempt, git.sha = dep.sha.as_deref().unwrap_or(""), "step started");
+                let step_started = std::time::Instant::now();
+                let result = self
+                    .with_log_flusher(
+                        &dep,
+                        step.index,
+                        &log,
+                        steps::run(step.kind, self.context(&dep, &workspace, &log, &cancel)),
+                    )
+                    .await;
+                let duration_ms = step_started.elapsed().as_millis() as u64;
+                let err = match result {
+                    Err(err) if err.is_transient() => err,
+                    other => break (other, duration_ms),
+                };
+                retry += 1;
+                let Some(wait) = self.config.retry.backoff(retry, fastrand::f64()) else {
+                    log.line(format!(
+                        "giving up after {attempt} attempts: the error was transient every time"
+                    ));
+                    break (Err(err), duration_ms);
+                };
+                let reason = self.redactor.redact(&err.to_string());
+                let next_at = chrono::Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                log.line(format!(
+                    "attempt {attempt} failed with a transient error: {reason}"
+                ));
+                log.line(format!(
+                    "retry {retry} of {} in {} (at {})",
+                    self.config.retry.retries,
+                    crate::domain::duration::format(Duration::from_millis(wait.as_millis() as u64)),
+                    next_at.format("%H:%M:%S UTC")
+                ));
+                tracing::warn!(step = %step.kind, attempt, retry, wait_ms = wait.as_millis() as u64, error = %reason, "transient step failure; retrying");
+                self.store
+                    .step_retrying(
+                        dep.id,
+                        step.index,
+                        StepRetry {
+                            outcome: format!("retrying after: {reason}"),
+                            log: log.snapshot(),
+                            next_at,
+                        },
+                    )
+                    .await?;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    // Shutdown while waiting: the step is `running` and runs again on restart.
+                    _ = cancel.stop.cancelled() => break (Err(StepError::Cancelled), 0),
+                }
             };
-            let result = self
-                .with_log_flusher(&dep, step.index, &log, steps::run(step.kind, ctx))
-                .await;
-            let duration_ms = step_started.elapsed().as_millis() as u64;
+            let (result, duration_ms) = result;
             match result {
                 Ok(out) => {
                     if let Some(sha) = out.sha {
@@ -204,7 +260,7 @@ impl Engine {
                     let reason = format!(
                         "step {} failed: {}",
                         step.kind,
-                        self.redactor.redact(&err.to_string())
+                        self.redactor.redact(&error_chain(&err))
                     );
                     tracing::warn!(step = %step.kind, duration_ms, error = %reason, "step failed");
                     self.store
@@ -247,6 +303,29 @@ impl Engine {
         );
         self.cleanup(&workspace).await;
         Ok(RunOutcome::Succeeded)
+    }
+
+    fn context<'a>(
+        &'a self,
+        dep: &'a Deployment,
+        workspace: &'a std::path::Path,
+        log: &'a StepLog,
+        cancel: &'a Cancel,
+    ) -> steps::StepContext<'a> {
+        steps::StepContext {
+            dep,
+            workspace,
+            log,
+            abort: &cancel.abort,
+            fetcher: self.ports.fetcher.as_ref(),
+            runner: self.ports.runner.as_ref(),
+            store: self.store.as_ref(),
+            sites: self.ports.sites.as_ref(),
+            ecs: self.ports.ecs.as_deref(),
+            images: self.ports.images.as_ref(),
+            signals: self.ports.signals.as_ref(),
+            config: &self.config,
+        }
     }
 
     /// Runs `fut` while persisting the log every second, so a crash keeps what was printed.

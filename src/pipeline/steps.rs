@@ -27,6 +27,12 @@ pub enum StepError {
     Invalid(String),
     #[error("site `{site}`: {message}")]
     Site { site: String, message: String },
+    #[error("site `{site}`: {source}")]
+    SiteSync {
+        site: String,
+        #[source]
+        source: crate::sites::SiteError,
+    },
     #[error(transparent)]
     Image(#[from] crate::images::PublishError),
     #[error(transparent)]
@@ -35,6 +41,24 @@ pub enum StepError {
     Store(#[from] crate::store::StoreError),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl StepError {
+    /// Whether running the step again may succeed: the AWS call behind it was throttled,
+    /// answered 5xx, timed out or lost its connection. Everything else is final.
+    pub fn is_transient(&self) -> bool {
+        use crate::services::rollout::RolloutError;
+        use crate::sites::SiteError;
+        match self {
+            Self::Rollout(RolloutError::Ecs(e)) => e.transient,
+            Self::SiteSync { source, .. } => match source {
+                SiteError::Store(e) => e.is_transient(),
+                SiteError::Cdn(e) => e.is_transient(),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 pub struct StepContext<'a> {
@@ -264,22 +288,20 @@ async fn report(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
 /// This deployment's release as recorded so far (steps add to it), or a fresh one.
 async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, StepError> {
     let dep = ctx.dep;
-    let recorded = ctx
+    Ok(ctx
         .store
-        .releases(&dep.app, 20)
+        .release_of(dep.id)
         .await?
-        .into_iter()
-        .find(|r| r.deployment_id == dep.id);
-    Ok(recorded.unwrap_or_else(|| Release {
-        app: dep.app.clone(),
-        deployment_id: dep.id,
-        sha: sha.to_owned(),
-        git_ref: dep.git_ref.clone(),
-        images: Default::default(),
-        sites: Default::default(),
-        services: Default::default(),
-        created_at: chrono::Utc::now(),
-    }))
+        .unwrap_or_else(|| Release {
+            app: dep.app.clone(),
+            deployment_id: dep.id,
+            sha: sha.to_owned(),
+            git_ref: dep.git_ref.clone(),
+            images: Default::default(),
+            sites: Default::default(),
+            services: Default::default(),
+            created_at: chrono::Utc::now(),
+        }))
 }
 
 /// The release a rollback deployment reproduces.
@@ -287,14 +309,9 @@ async fn restored_release(
     ctx: &StepContext<'_>,
     id: crate::domain::DeploymentId,
 ) -> Result<Release, StepError> {
-    let dep = ctx.dep;
-    let releases = ctx.store.releases(&dep.app, 1000).await?;
-    releases
-        .into_iter()
-        .find(|r| r.deployment_id == id)
-        .ok_or_else(|| {
-            StepError::Invalid(format!("deployment #{id} recorded no release to restore"))
-        })
+    ctx.store.release_of(id).await?.ok_or_else(|| {
+        StepError::Invalid(format!("deployment #{id} recorded no release to restore"))
+    })
 }
 
 async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
@@ -325,12 +342,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
                 let id = release.sites.get(&site.name).ok_or_else(|| {
                     err("the restored release recorded no release of this site".into())
                 })?;
-                let n = id
-                    .rsplit('#')
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .ok_or_else(|| err(format!("bad site release id `{id}`")))?;
-                Some(n)
+                Some(id.release)
             }
             _ => None,
         };
@@ -398,7 +410,10 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             }
         };
         let report = tokio::select! {
-            r = work => r.map_err(|e| err(e.to_string()))?,
+            r = work => r.map_err(|source| StepError::SiteSync {
+                site: site.name.clone(),
+                source,
+            })?,
             _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
         };
         let line = format!(
@@ -420,7 +435,10 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         let mut release = current_release(ctx, &sha).await?;
         release.sites.insert(
             site.name.clone(),
-            format!("{}#{}", report.target, report.release),
+            crate::domain::SiteReleaseId {
+                target: report.target.clone(),
+                release: report.release,
+            },
         );
         ctx.store.record_release(release).await?;
         summaries.push(format!("{} release {}", site.name, report.release));

@@ -13,6 +13,7 @@ pub mod intake;
 pub mod invalidation;
 pub mod notify;
 pub mod oci;
+pub mod retry;
 pub mod rollout;
 pub mod site;
 pub mod steps;

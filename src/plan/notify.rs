@@ -226,6 +226,7 @@ mod tests {
             started_at: (state != StepState::Pending).then(|| at(i as i64 * 10)),
             finished_at: done.then(|| at(i as i64 * 10 + 4)),
             outcome: outcome.map(str::to_owned),
+            next_retry_at: None,
             log: log.map(str::to_owned),
         }
     }

@@ -62,6 +62,15 @@ pub struct StepEnd {
     pub log: String,
 }
 
+/// A step whose attempt failed transiently and that runs again at `next_at`.
+#[derive(Debug, Clone)]
+pub struct StepRetry {
+    /// What failed, shown as the step's outcome while it waits.
+    pub outcome: String,
+    pub log: String,
+    pub next_at: chrono::DateTime<chrono::Utc>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store can serve reads and writes.
@@ -102,6 +111,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends to a running step's log (so a crash keeps what was printed).
     async fn step_log(&self, id: DeploymentId, index: u32, log: String) -> Result<(), StoreError>;
+
+    /// Records that a step's attempt failed transiently and when it runs again; the step
+    /// stays `running`.
+    async fn step_retrying(
+        &self,
+        id: DeploymentId,
+        index: u32,
+        retry: StepRetry,
+    ) -> Result<(), StoreError>;
 
     async fn step_finished(
         &self,

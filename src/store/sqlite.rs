@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DeliveryOutcome, DeliveryRecord, Enqueue, StepEnd, Store, StoreError};
+use super::{DeliveryOutcome, DeliveryRecord, Enqueue, StepEnd, StepRetry, Store, StoreError};
 use crate::domain::{
     AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, Step,
 };
@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_rollback.sql"),
     include_str!("migrations/0003_reporters.sql"),
+    include_str!("migrations/0004_retries.sql"),
 ];
 /// Most jobs one transaction carries.
 const MAX_GROUP: usize = 256;
@@ -305,7 +306,7 @@ fn load_steps(
     with_logs: bool,
 ) -> Result<Vec<Step>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT idx, kind, state, attempts, started_at, finished_at, outcome, log
+        "SELECT idx, kind, state, attempts, started_at, finished_at, outcome, log, next_retry_at
          FROM steps WHERE deployment_id = ?1 ORDER BY idx",
     )?;
     let steps = stmt
@@ -321,13 +322,24 @@ fn load_steps(
                 ts(r.get(5)?),
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                ts(r.get(8)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     steps
         .into_iter()
         .map(
-            |(index, kind, state, attempts, started_at, finished_at, outcome, log)| {
+            |(
+                index,
+                kind,
+                state,
+                attempts,
+                started_at,
+                finished_at,
+                outcome,
+                log,
+                next_retry_at,
+            )| {
                 Ok(Step {
                     index,
                     kind: kind.parse().map_err(corrupt)?,
@@ -336,6 +348,7 @@ fn load_steps(
                     started_at,
                     finished_at,
                     outcome,
+                    next_retry_at,
                     log: if with_logs {
                         Some(log.unwrap_or_default())
                     } else {
@@ -474,7 +487,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE steps SET state = 'running', attempts = attempts + 1, started_at = ?1,
-                 finished_at = NULL, outcome = NULL WHERE deployment_id = ?2 AND idx = ?3",
+                 finished_at = NULL, outcome = NULL, next_retry_at = NULL
+                 WHERE deployment_id = ?2 AND idx = ?3",
                 params![now_ms(), id, index],
             )?;
             Ok(conn.query_row(
@@ -491,6 +505,29 @@ impl Store for SqliteStore {
             conn.execute(
                 "UPDATE steps SET log = ?1 WHERE deployment_id = ?2 AND idx = ?3",
                 params![log, id, index],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn step_retrying(
+        &self,
+        id: DeploymentId,
+        index: u32,
+        retry: StepRetry,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE steps SET outcome = ?1, log = ?2, next_retry_at = ?3
+                 WHERE deployment_id = ?4 AND idx = ?5",
+                params![
+                    retry.outcome,
+                    retry.log,
+                    retry.next_at.timestamp_millis(),
+                    id,
+                    index
+                ],
             )?;
             Ok(())
         })

@@ -6,6 +6,7 @@ mod support;
 
 mod chatops;
 mod cli;
+mod control;
 mod crash;
 mod ecs;
 mod edge;

@@ -1,5 +1,6 @@
 //! A recording, fault-injecting HTTP proxy in front of moto: each test gets its own, so it can
-//! count exactly the requests its sync made and inject S3 `503 SlowDown` answers.
+//! count exactly the requests its sync made and inject faults: S3 `503 SlowDown` answers, and
+//! for JSON-protocol services (ECS) throttling, 5xx and validation errors on chosen operations.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +29,56 @@ struct Shared {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// PUTs still to be answered with 503 SlowDown.
     fail_puts: Arc<Mutex<usize>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+}
+
+/// An answer given instead of moto's to the next `times` calls of one operation.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The `X-Amz-Target` suffix, e.g. `RegisterTaskDefinition`.
+    pub operation: &'static str,
+    pub times: usize,
+    pub status: u16,
+    /// The JSON error body (`__type` is the error code the SDK reads).
+    pub body: String,
+}
+
+impl Fault {
+    fn json(operation: &'static str, times: usize, status: u16, code: &str, message: &str) -> Self {
+        Self {
+            operation,
+            times,
+            status,
+            body: serde_json::json!({ "__type": code, "message": message }).to_string(),
+        }
+    }
+
+    /// `400 ThrottlingException`, as ECS answers a caller over its rate.
+    pub fn throttling(operation: &'static str, times: usize) -> Self {
+        Self::json(
+            operation,
+            times,
+            400,
+            "ThrottlingException",
+            "Rate exceeded",
+        )
+    }
+
+    /// `503 ServerException`.
+    pub fn unavailable(operation: &'static str, times: usize) -> Self {
+        Self::json(
+            operation,
+            times,
+            503,
+            "ServerException",
+            "Service unavailable, try again",
+        )
+    }
+
+    /// `400 ClientException`: the request itself is wrong; retrying cannot help.
+    pub fn invalid(operation: &'static str, times: usize, message: &str) -> Self {
+        Self::json(operation, times, 400, "ClientException", message)
+    }
 }
 
 pub struct S3Proxy {
@@ -42,6 +93,7 @@ impl S3Proxy {
             http: reqwest::Client::new(),
             seen: Arc::default(),
             fail_puts: Arc::default(),
+            faults: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(forward)
@@ -56,6 +108,11 @@ impl S3Proxy {
     /// Answers the next `n` PUT requests with 503 SlowDown.
     pub fn fail_next_puts(&self, n: usize) {
         *self.shared.fail_puts.lock().unwrap() = n;
+    }
+
+    /// Answers the next calls of an operation with `fault` instead of forwarding them.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.lock().unwrap().push(fault);
     }
 
     pub fn take(&self) -> Vec<Seen> {
@@ -122,6 +179,24 @@ async fn forward(
                 .body(Body::from(xml))
                 .unwrap();
         }
+    }
+    let injected = {
+        let mut faults = s.faults.lock().unwrap();
+        faults
+            .iter_mut()
+            .find(|f| f.times > 0 && !target.is_empty() && target.ends_with(f.operation))
+            .map(|f| {
+                f.times -= 1;
+                (f.status, f.body.clone())
+            })
+    };
+    if let Some((status, body)) = injected {
+        record(status);
+        return Response::builder()
+            .status(status)
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Body::from(body))
+            .unwrap();
     }
     let url = format!(
         "{}{}",

@@ -630,3 +630,69 @@ async fn ecs_events_from_eventbridge_bring_the_verdict_sooner() {
     .await;
     s.app.finish().await;
 }
+
+fn roll_step(d: &Value) -> Value {
+    d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "roll_services")
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn transient_ecs_faults_are_retried_and_a_validation_error_fails_at_once() {
+    use crate::s3proxy::{Fault, S3Proxy};
+    let proxy = S3Proxy::start(&moto_url()).await;
+    let s = Setup::with_env(
+        "faults",
+        "",
+        &[
+            ("GANTRY_ECS_POLL", "20ms"),
+            ("GANTRY_AWS_ENDPOINT_URL", proxy.url.as_str()),
+            // The SDK tries each call twice; the faults outlast that, so the step is retried.
+            ("GANTRY_AWS_MAX_ATTEMPTS", "2"),
+            ("GANTRY_RETRY_BASE", "50ms"),
+            ("GANTRY_RETRY_CAP", "200ms"),
+        ],
+    )
+    .await;
+    proxy.inject(Fault::unavailable("DescribeServices", 3));
+    proxy.inject(Fault::throttling("RegisterTaskDefinition", 3));
+    let d = s.push(1).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let step = roll_step(&d);
+    assert!(step["attempts"].as_u64().unwrap() >= 3, "{step:#}");
+    let log = roll_log(&d);
+    assert!(log.contains("failed with a transient error"), "{log}");
+    assert!(log.contains("ThrottlingException"), "{log}");
+    assert!(log.contains("retry 1 of 5"), "{log}");
+    let injected = proxy
+        .take()
+        .iter()
+        .filter(|r| {
+            r.status == 503 || (r.status == 400 && r.target.ends_with("RegisterTaskDefinition"))
+        })
+        .count();
+    assert_eq!(injected, 6, "every injected fault was met");
+    // Retrying never registered a revision twice.
+    assert_eq!(s.ecs.revisions(&s.family).await, 1);
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
+
+    // A request ECS refuses as invalid is not retried: one attempt, ECS's words in the reason.
+    s.write_td("1024", json!([]));
+    proxy.inject(Fault::invalid(
+        "RegisterTaskDefinition",
+        1,
+        "Invalid setting for container 'app': memory must be at least 6 MiB",
+    ));
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("RegisterTaskDefinition"), "{reason}");
+    assert!(reason.contains("memory must be at least 6 MiB"), "{reason}");
+    assert_eq!(roll_step(&d)["attempts"], 1, "{d:#}");
+    assert_eq!(s.ecs.revisions(&s.family).await, 1);
+    s.app.finish().await;
+}

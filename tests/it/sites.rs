@@ -869,3 +869,73 @@ async fn a_bucket_written_by_another_tool_is_adopted_without_re_uploading() {
         IMMUTABLE
     );
 }
+
+#[tokio::test]
+async fn a_throttled_site_sync_is_retried_and_records_one_release() {
+    use crate::support::{push_body, GitRepo, TestApp};
+    let env = Env::new("slowdown").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("web"));
+    let sha = repo.commit(
+        &[("out/index.html", "<h1>hi</h1>"), ("out/a.css", "b{}")],
+        "site",
+    );
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n    url: {}\n  sites:\n    - name: www\n      dir: out\n      bucket: {}\n      prefix: live\n",
+        repo.path.display(),
+        env.bucket
+    );
+    let app = TestApp::start_with(
+        &[("web.yaml", manifest)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", env.proxy.url.as_str()),
+            ("GANTRY_AWS_MAX_ATTEMPTS", "2"),
+            ("GANTRY_RETRY_BASE", "50ms"),
+            ("GANTRY_RETRY_CAP", "200ms"),
+        ],
+    )
+    .await;
+    // More SlowDowns than the SDK's two attempts per call absorb.
+    env.proxy.fail_next_puts(5);
+    let (status, r) = app
+        .hook(
+            "push",
+            "slow-1",
+            &push_body("acme/web", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    app.wait_idle(Duration::from_secs(60)).await;
+    let d = app
+        .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+        .await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let step = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "sync_sites")
+        .unwrap();
+    assert!(step["attempts"].as_u64().unwrap() >= 2, "{step:#}");
+    let log = step["log"].as_str().unwrap();
+    assert!(log.contains("failed with a transient error"), "{log}");
+    assert!(log.contains("SlowDown"), "{log}");
+    let seen = env.proxy.take();
+    assert_eq!(seen.iter().filter(|s| s.status == 503).count(), 5);
+    // Every file is there, and the failed attempts left no release behind: this is #1.
+    for key in ["live/index.html", "live/a.css"] {
+        env.s3
+            .head_object()
+            .bucket(&env.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    let releases = app.store().releases("web", 5).await.unwrap();
+    assert_eq!(
+        releases[0].sites["www"],
+        format!("s3://{}/live/#1", env.bucket)
+    );
+    app.finish().await;
+}
