@@ -299,5 +299,5 @@ fn print_step(s: &Value) {
 }
 
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+    crate::domain::short_sha(sha)
 }

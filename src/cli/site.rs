@@ -188,7 +188,6 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_report(r: &SyncReport, took: Duration) {
-    let verb = if r.dry_run { "would" } else { "did" };
     if r.dry_run {
         for k in &r.uploads {
             println!("upload  {k}");
@@ -209,20 +208,7 @@ fn print_report(r: &SyncReport, took: Duration) {
             println!("invalidate {p}");
         }
     }
-    println!(
-        "{}: {} files; {verb} upload {} ({} bytes), update headers of {}, restore {}, keep {} unchanged, mark {} stale, delete {}; invalidation paths: {}{}",
-        r.target,
-        r.files,
-        r.uploads.len(),
-        r.bytes_uploaded,
-        r.header_updates.len(),
-        r.restored.len(),
-        r.unchanged,
-        r.newly_stale.len(),
-        r.deletes.len(),
-        r.invalidation_paths.len(),
-        r.invalidation_id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default(),
-    );
+    println!("{}", r.summary());
     if let Some(e) = &r.edge_function {
         println!("edge function {e}");
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use globset::{Glob, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 
 use crate::plan::oci::{EntryKind, TreeEntry};
 
@@ -117,11 +117,16 @@ fn rule(line: &str, file: &str) -> Result<Rule, ContextError> {
     };
     let pattern = pattern.trim_start_matches("./").trim_start_matches('/');
     let pattern = pattern.trim_end_matches('/');
-    let glob = Glob::new(pattern).map_err(|e| ContextError::Pattern {
-        file: file.into(),
-        pattern: line.into(),
-        message: e.to_string(),
-    })?;
+    // Docker matches like Go's filepath.Match: `*` stays within one path component, `**`
+    // spans directories.
+    let glob = GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| ContextError::Pattern {
+            file: file.into(),
+            pattern: line.into(),
+            message: e.to_string(),
+        })?;
     Ok(Rule {
         matcher: glob.compile_matcher(),
         include,
@@ -167,5 +172,24 @@ mod tests {
             ]
         );
         assert!(matches!(&tree[2].kind, EntryKind::Symlink { target } if target == "main.py"));
+    }
+
+    #[test]
+    fn a_star_does_not_cross_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in ["README.md", "docs/guide.md", "src/a.pyc", "src/deep/b.pyc"] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, f).unwrap();
+        }
+        std::fs::write(root.join(".dockerignore"), "*.md\nsrc/*.pyc\n").unwrap();
+        let tree = read_tree(root, &["**/deep/*.pyc".into()]).unwrap();
+        let files: Vec<&str> = tree
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(files, vec![".dockerignore", "docs/guide.md"]);
     }
 }

@@ -5,12 +5,13 @@
 use std::path::Path;
 
 use super::PipelineConfig;
-use crate::domain::{Deployment, Release, StepKind};
+use crate::domain::{short_sha, Deployment, Release, StepKind};
 use crate::store::Store;
 
 use crate::ports::StepLog;
 use crate::ports::{
-    CommandError, CommandRunner, CommandSpec, FetchError, FetchRequest, Revision, SourceFetcher,
+    CommandError, CommandRunner, CommandSpec, FetchError, FetchRequest, FetchedCommit, Revision,
+    SourceFetcher,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -110,16 +111,25 @@ fn fetch_request(ctx: &StepContext<'_>) -> FetchRequest {
     }
 }
 
-async fn fetch(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+/// Makes the checkout exactly the deployment's commit (`fresh`: from scratch), unless the
+/// step is aborted first.
+async fn checkout(ctx: &StepContext<'_>, fresh: bool) -> Result<FetchedCommit, StepError> {
     let req = fetch_request(ctx);
-    let commit = tokio::select! {
-        r = ctx.fetcher.fetch(&req, ctx.log) => r?,
-        _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
-    };
+    if fresh {
+        let _ = std::fs::remove_dir_all(&req.dest);
+    }
+    tokio::select! {
+        r = ctx.fetcher.fetch(&req, ctx.log) => Ok(r?),
+        _ = ctx.abort.cancelled() => Err(StepError::Cancelled),
+    }
+}
+
+async fn fetch(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    let commit = checkout(ctx, false).await?;
     Ok(StepOutput {
         summary: format!(
             "{} {} ({})",
-            short(&commit.sha),
+            short_sha(&commit.sha),
             commit.title,
             commit.author
         ),
@@ -136,14 +146,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     };
     // The checkout may be gone (a restart on a fresh disk) or dirty (an interrupted build):
     // make it exactly the commit again before building.
-    let commit = {
-        let req = fetch_request(ctx);
-        let _ = std::fs::remove_dir_all(&req.dest);
-        tokio::select! {
-            r = ctx.fetcher.fetch(&req, ctx.log) => r?,
-            _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
-        }
-    };
+    let commit = { checkout(ctx, true).await? };
     let timeout = spec.timeout.unwrap_or(ctx.config.build_timeout);
     let cwd = match &spec.workdir {
         Some(w) => checkout_dir(ctx).join(w),
@@ -225,11 +228,7 @@ async fn publish_images(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> 
         .ok_or_else(|| StepError::Invalid("this daemon has no image builders configured".into()))?;
     // The checkout may be gone (a restart on a fresh disk): make it exactly the commit again.
     // A build step that ran before left its output in it, which images may include.
-    let req = fetch_request(ctx);
-    let commit = tokio::select! {
-        r = ctx.fetcher.fetch(&req, ctx.log) => r?,
-        _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
-    };
+    let commit = checkout(ctx, false).await?;
     let source_url = format!("https://github.com/{}", ctx.dep.spec.source.repo);
     let commit = Commit {
         tag: commit.sha.clone(),
@@ -280,7 +279,7 @@ async fn report(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     ctx.log
         .line(format!("recorded release of {} at {sha}", dep.app));
     Ok(StepOutput {
-        summary: format!("release recorded at {}", short(&sha)),
+        summary: format!("release recorded at {}", short_sha(&sha)),
         sha: None,
     })
 }
@@ -416,18 +415,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             })?,
             _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
         };
-        let line = format!(
-            "{}: {} files, {} uploaded, {} header updates, {} unchanged, {} stale kept, {} deleted, {} invalidation paths, release {}",
-            report.target,
-            report.files,
-            report.uploads.len(),
-            report.header_updates.len(),
-            report.unchanged,
-            report.newly_stale.len(),
-            report.deletes.len(),
-            report.invalidation_paths.len(),
-            report.release
-        );
+        let line = format!("{}, release {}", report.summary(), report.release);
         ctx.log.line(&line);
         if let Some(e) = &report.edge_function {
             ctx.log.line(format!("edge function {e}"));
@@ -499,8 +487,4 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         summary: format!("{} service(s), {changed} rolled", results.len()),
         sha: None,
     })
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }

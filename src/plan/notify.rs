@@ -29,7 +29,7 @@ pub struct Field {
 }
 
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+    crate::domain::short_sha(sha)
 }
 
 /// Discord's limits: 1024 characters a field value, 4096 a description.

@@ -83,6 +83,30 @@ pub struct SyncReport {
     pub write_requests: u64,
 }
 
+impl SyncReport {
+    /// One line saying what the sync did (or would do), for the CLI and the step log.
+    pub fn summary(&self) -> String {
+        let verb = if self.dry_run { "would" } else { "did" };
+        format!(
+            "{}: {} files; {verb} upload {} ({} bytes), update headers of {}, restore {}, keep {} unchanged, mark {} stale, delete {}; invalidation paths: {}{}",
+            self.target,
+            self.files,
+            self.uploads.len(),
+            self.bytes_uploaded,
+            self.header_updates.len(),
+            self.restored.len(),
+            self.unchanged,
+            self.newly_stale.len(),
+            self.deletes.len(),
+            self.invalidation_paths.len(),
+            self.invalidation_id
+                .as_ref()
+                .map(|i| format!(" ({i})"))
+                .unwrap_or_default(),
+        )
+    }
+}
+
 /// Observes progress (a terminal bar, or structured log lines).
 pub trait Progress: Send + Sync {
     fn start(&self, phase: &str, total: u64);
