@@ -22,7 +22,7 @@ mkdir -p "$STACK"
 log() { printf '[setup] %s\n' "$*"; }
 
 # ---------------------------------------------------------------- apt packages
-APT_PACKAGES=(git buildah skopeo docker-registry busybox-static apache2-utils wrk curl ca-certificates openssl sqlite3)
+APT_PACKAGES=(git buildah skopeo docker-registry busybox-static apache2-utils wrk curl ca-certificates openssl sqlite3 bubblewrap util-linux)
 # Tools the later steps need; installed from Debian only if the machine lacks them.
 command -v python3 >/dev/null 2>&1 || APT_PACKAGES+=(python3 python3-venv)
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)

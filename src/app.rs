@@ -18,7 +18,7 @@ use crate::adapters::cloudfront::CloudFront;
 use crate::adapters::ecs::Ecs;
 use crate::adapters::eventbridge::EventBridge;
 use crate::adapters::git::GitFetcher;
-use crate::adapters::process::ShellRunner;
+use crate::adapters::process::{Isolation, ShellRunner};
 use crate::adapters::s3::S3Store;
 use crate::config::Config;
 use crate::control::Control;
@@ -61,6 +61,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.data_dir.display()
         )
     })?;
+    // Before anything touches the data: a second daemon here would resume the first one's
+    // deployments and kill its builds.
+    let data_lock = crate::adapters::lockfile::DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir.join("gantry.db"))
             .context("failed to open the store")?,
@@ -71,7 +74,31 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if config.github.webhook_secrets.is_empty() {
         tracing::warn!("no GitHub webhook secret configured: every webhook will be rejected (set GANTRY_GITHUB_WEBHOOK_SECRET)");
     }
-    let redactor = config.redactor();
+    // Discord webhook URLs carry their token: the URL and the token are scrubbed too.
+    let webhooks: Vec<String> = set
+        .apps
+        .iter()
+        .filter_map(|a| {
+            a.manifest
+                .spec
+                .notifications
+                .discord
+                .as_ref()?
+                .webhook_env
+                .clone()
+        })
+        .filter_map(|var| std::env::var(var).ok())
+        .filter(|url| !url.is_empty())
+        .flat_map(|url| {
+            let token = url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .map(str::to_owned);
+            std::iter::once(url).chain(token)
+        })
+        .collect();
+    let redactor = config.redactor().with(webhooks);
     let fetcher = Arc::new(GitFetcher::new(
         config.data_dir.join("mirrors"),
         config.github.token.clone(),
@@ -83,7 +110,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let signals = Arc::new(crate::services::signals::EcsSignals::default());
     let objects: Arc<dyn crate::ports::ObjectStore> = Arc::new(S3Store::new(&aws));
     let ecs: Arc<dyn crate::ports::ServiceDeployer> = Arc::new(Ecs::new(&aws));
-    let runner: Arc<dyn crate::ports::CommandRunner> = Arc::new(ShellRunner);
+    let runner: Arc<dyn crate::ports::CommandRunner> =
+        Arc::new(ShellRunner::new(isolation(config.pipeline.isolation)?));
     let images = image_ports(
         &config.images,
         &aws,
@@ -212,23 +240,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%addr, "gantry listening");
 
     let manifests_dir = config.manifests.clone();
-    let app = router(state, config.github.max_body_bytes);
+    let limits = crate::http::serve::Limits {
+        max_connections: config.http.max_connections,
+        header_timeout: config.http.header_timeout,
+        body_timeout: config.http.body_timeout,
+        body_budget: config.http.body_budget,
+        max_body: config.github.max_body_bytes,
+    };
+    let app = router(state, limits);
     let grace = config.pipeline.shutdown_grace;
     let task_cancel = cancel.clone();
     let task = tokio::spawn(async move {
+        // Held until shutdown has finished.
+        let _data_lock = data_lock;
         let stop = task_cancel.stop.clone();
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let server = crate::http::serve::serve(listener, app, limits, stop);
         let queue_task = tokio::spawn(queue.run());
         let signals = tokio::spawn(watch_signals(
             task_cancel.clone(),
             manifests_dir,
             manifests_slot,
         ));
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
-            task_cancel.stop.cancel();
-        }
+        server.await;
         // Intake has stopped. Give running steps the grace period, then abort them.
         let abort = task_cancel.abort.clone();
         let aborter = tokio::spawn(async move {
@@ -268,16 +301,42 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// The sandbox builds run in, as `pipeline.isolation` asks and this machine allows.
+fn isolation(mode: crate::pipeline::IsolationMode) -> anyhow::Result<Isolation> {
+    use crate::pipeline::IsolationMode;
+    let chosen = match mode {
+        IsolationMode::Auto => Isolation::detect(),
+        IsolationMode::Bubblewrap => Isolation::require().map_err(anyhow::Error::msg)?,
+        IsolationMode::None => Isolation::None,
+    };
+    match &chosen {
+        Isolation::None => tracing::warn!(
+            "build commands are not isolated (pipeline.isolation {mode:?}): they run as Gantry's user and could read its environment; deploy only trusted repositories, or use kaniko"
+        ),
+        Isolation::Bubblewrap { uid, .. } => {
+            tracing::info!(uid, "build commands run in a bubblewrap sandbox")
+        }
+    }
+    Ok(chosen)
+}
+
 /// Warns at start about reports the manifests ask for that this configuration cannot send.
 fn warn_unreportable(config: &Config, set: &manifests::ManifestSet, github: bool) {
     let wants_github: Vec<String> = set
         .apps
         .iter()
-        .filter(|a| a.manifest.spec.notifications.github.is_some())
+        .filter(|a| {
+            a.manifest
+                .spec
+                .notifications
+                .github
+                .as_ref()
+                .is_some_and(|g| g.statuses || g.deployments)
+        })
         .map(|a| a.manifest.metadata.name.clone())
         .collect();
     if !github && !wants_github.is_empty() {
-        tracing::warn!(apps = ?wants_github, "apps ask for GitHub statuses but no GitHub token or App is configured (GANTRY_GITHUB_TOKEN, GANTRY_GITHUB_APP_*): nothing will be reported to GitHub");
+        tracing::warn!(apps = ?wants_github, "apps ask for GitHub commit statuses or deployments but no GitHub token or App is configured (GANTRY_GITHUB_TOKEN, GANTRY_GITHUB_APP_*): nothing will be reported to GitHub");
     }
     if config.discord.bot_token.is_none() {
         let channels: Vec<String> = set

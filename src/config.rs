@@ -25,8 +25,13 @@ pub struct Config {
     /// Endpoint for every AWS service (an emulator such as moto); normally unset, so the
     /// standard AWS configuration applies (`AWS_ENDPOINT_URL`, profiles, task role).
     pub aws_endpoint: Option<String>,
+    /// Bounds on what HTTP clients may hold (`http.*`).
+    pub http: HttpLimits,
     /// Attempts per AWS call, the SDK's own retries (`awsMaxAttempts`, default 8).
     pub aws_max_attempts: u32,
+    /// Credentials Gantry did not get through its own settings but holds in its environment
+    /// (AWS keys): scrubbed like the rest.
+    pub environment_secrets: Vec<Secret>,
     /// EventBridge bus that receives every deployment transition; unset: none is published.
     pub eventbridge_bus: Option<String>,
     /// The API key EventBridge's connection sends in `x-gantry-key` to `/hooks/eventbridge`;
@@ -88,6 +93,15 @@ pub struct GithubConfig {
     pub app: Option<GithubApp>,
 }
 
+/// `http.*`: what one client, or many, may hold of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub body_budget: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
     /// Deployments of different apps that may run at once.
@@ -126,6 +140,8 @@ struct RawConfig {
     queue: RawQueue,
     #[serde(default)]
     pipeline: RawPipeline,
+    #[serde(default)]
+    http: RawHttp,
     aws_endpoint: Option<String>,
     aws_max_attempts: Option<usize>,
     event_bridge_bus: Option<String>,
@@ -228,6 +244,16 @@ struct RawPipeline {
     ecs_poll: Option<String>,
     #[serde(default)]
     retry: RawRetry,
+    isolation: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawHttp {
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    body_budget_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +263,13 @@ struct RawRetry {
     base: Option<String>,
     cap: Option<String>,
 }
+
+/// Variables of Gantry's environment that hold credentials of other tools.
+const SECRET_ENVIRONMENT: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
@@ -355,6 +388,41 @@ impl Config {
                 })
             }
         };
+        let http = HttpLimits {
+            max_connections: number(
+                env,
+                "GANTRY_MAX_CONNECTIONS",
+                "http.maxConnections",
+                raw.http.max_connections,
+            )?
+            .unwrap_or(512)
+            .max(1),
+            header_timeout: duration(
+                "http.headerTimeout (GANTRY_HEADER_TIMEOUT)",
+                pick("GANTRY_HEADER_TIMEOUT", raw.http.header_timeout),
+                Duration::from_secs(10),
+            )?,
+            body_timeout: duration(
+                "http.bodyTimeout (GANTRY_BODY_TIMEOUT)",
+                pick("GANTRY_BODY_TIMEOUT", raw.http.body_timeout),
+                Duration::from_secs(10),
+            )?,
+            body_budget: number(
+                env,
+                "GANTRY_BODY_BUDGET_BYTES",
+                "http.bodyBudgetBytes",
+                raw.http.body_budget_bytes,
+            )?
+            .unwrap_or(32 * 1024 * 1024)
+            .max(max_body_bytes),
+        };
+        let isolation = match pick("GANTRY_BUILD_ISOLATION", raw.pipeline.isolation) {
+            None => crate::pipeline::IsolationMode::Auto,
+            Some(v) => v.trim().parse().map_err(|message| ConfigError::Value {
+                origin: "pipeline.isolation (GANTRY_BUILD_ISOLATION)".into(),
+                message,
+            })?,
+        };
         let default_retry = crate::plan::retry::RetryPolicy::default();
         let retry = crate::plan::retry::RetryPolicy {
             retries: number(
@@ -399,9 +467,16 @@ impl Config {
                 shutdown_grace,
                 ecs_poll,
                 retry,
+                isolation,
             },
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
             aws_max_attempts,
+            http,
+            environment_secrets: SECRET_ENVIRONMENT
+                .iter()
+                .filter_map(|k| env(k).filter(|v| !v.is_empty()))
+                .map(Secret::new)
+                .collect(),
             eventbridge_bus: pick("GANTRY_EVENTBRIDGE_BUS", raw.event_bridge_bus),
             eventbridge_api_key: pick("GANTRY_EVENTBRIDGE_API_KEY", raw.event_bridge_api_key)
                 .map(Secret::new),
@@ -409,7 +484,14 @@ impl Config {
     }
 
     /// Every secret this configuration holds, for scrubbing output.
+    /// Scrubs every secret this configuration holds, and each encoding Gantry itself makes
+    /// of one (the GitHub token as git's Basic credential).
     pub fn redactor(&self) -> Redactor {
+        let encoded = self.github.token.iter().map(|t| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("x-access-token:{}", t.expose()))
+        });
         Redactor::new(
             self.api_token
                 .iter()
@@ -417,8 +499,10 @@ impl Config {
                 .chain(self.github.token.iter())
                 .chain(self.github.webhook_secrets.iter())
                 .chain(self.discord.bot_token.iter())
-                .chain(self.github.app.iter().map(|a| &a.private_key)),
+                .chain(self.github.app.iter().map(|a| &a.private_key))
+                .chain(self.environment_secrets.iter()),
         )
+        .with(encoded)
     }
 }
 
@@ -631,10 +715,21 @@ fn duration(
 }
 
 fn read_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::manifests::read_bounded(path, crate::manifests::MAX_MANIFEST_BYTES).map_err(
+        |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    )?;
+    if let Some(line) = crate::manifests::too_deep(&text, crate::manifests::MAX_DEPTH) {
+        return Err(ConfigError::Yaml {
+            file: path.to_path_buf(),
+            message: format!(
+                "line {line}: nests deeper than {} levels",
+                crate::manifests::MAX_DEPTH
+            ),
+        });
+    }
     let mut value: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
             file: path.to_path_buf(),

@@ -46,6 +46,9 @@ impl serde::Serialize for Secret {
 ///
 /// Values shorter than 4 characters are not scrubbed: they would mangle ordinary text and are
 /// not secrets worth the name.
+/// The shortest line of a multi-line secret scrubbed on its own.
+const MIN_LINE: usize = 8;
+
 #[derive(Clone, Default)]
 pub struct Redactor {
     values: Arc<Vec<String>>,
@@ -53,23 +56,27 @@ pub struct Redactor {
 
 impl Redactor {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
-        let mut values: Vec<String> = secrets
-            .into_iter()
-            .map(|s| s.expose().to_owned())
-            .filter(|v| v.len() >= 4)
-            .collect();
-        // Longest first, so a secret that contains another is scrubbed whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Self {
-            values: Arc::new(values),
-        }
+        Self::default().with(secrets.into_iter().map(|s| s.expose().to_owned()))
     }
 
     /// A redactor that also scrubs `extra` (e.g. variables passed to one build).
     pub fn with(&self, extra: impl IntoIterator<Item = String>) -> Self {
         let mut values: Vec<String> = self.values.as_ref().clone();
-        values.extend(extra.into_iter().filter(|v| v.len() >= 4));
+        for v in extra {
+            // Output is scrubbed line by line as it arrives: a secret of several lines (a
+            // PEM key, a JSON credential) is also scrubbed one line at a time.
+            if v.contains('\n') {
+                values.extend(
+                    v.lines()
+                        .map(str::trim)
+                        .filter(|l| l.len() >= MIN_LINE)
+                        .map(str::to_owned),
+                );
+            }
+            values.push(v);
+        }
+        values.retain(|v| v.len() >= 4);
+        // Longest first, so a secret that contains another is scrubbed whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
         Self {
@@ -108,5 +115,14 @@ mod tests {
             r.redact("x abcd1234-longer y abcd1234 z npm-xyz"),
             "x [redacted] y [redacted] z [redacted]"
         );
+    }
+
+    #[test]
+    fn a_secret_of_several_lines_is_scrubbed_line_by_line() {
+        let pem = "-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA1abc\nzzYQ9xyz1234\n-----END KEY-----\n";
+        let r = Redactor::default().with([pem.to_string()]);
+        assert_eq!(r.redact("line: MIIEpAIBAAKCAQEA1abc"), "line: [redacted]");
+        assert_eq!(r.redact("zzYQ9xyz1234"), "[redacted]");
+        assert!(!r.redact(pem).contains("MIIE"));
     }
 }

@@ -77,6 +77,15 @@ impl GitFetcher {
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+        // parent; it makes a git orphaned by a killed daemon die with it instead of racing
+        // the next fetch.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         if let (true, Some(token)) = (remote, &self.token) {
             let basic = base64::engine::general_purpose::STANDARD
                 .encode(format!("x-access-token:{}", token.expose()));
@@ -121,6 +130,10 @@ impl GitFetcher {
         let mirror = self.mirror_path(&req.repo);
         let lock = self.lock_for(&mirror);
         let _guard = lock.lock().await;
+        // This daemon holds the data dir's lock and this mirror's mutex, so no git of its own
+        // is working here: anything still running in the mirror, and any lock file, was left
+        // by a fetch that was killed.
+        recover_mirror(&mirror, log).await;
         if !mirror.join("HEAD").exists() {
             std::fs::create_dir_all(&mirror).map_err(|source| FetchError::Io {
                 path: mirror.display().to_string(),
@@ -128,6 +141,23 @@ impl GitFetcher {
             })?;
             self.git(Some(&mirror), &["init", "--bare", "-q"], false)
                 .await?;
+        }
+        // Defence in depth: the core validated these, and `--end-of-options` below keeps even
+        // a ref starting with `-` from being read as an option.
+        match &req.revision {
+            Revision::Sha(sha) if crate::domain::git::commit_sha(sha).is_none() => {
+                return Err(FetchError::Git {
+                    action: "fetch".into(),
+                    detail: format!("`{sha}` is not a commit sha"),
+                })
+            }
+            Revision::Ref(r) => {
+                crate::domain::git::valid_ref_name(r).map_err(|why| FetchError::Git {
+                    action: "fetch".into(),
+                    detail: format!("the ref {why}"),
+                })?
+            }
+            _ => {}
         }
         let sha = match &req.revision {
             Revision::Sha(sha) if self.has_commit(&mirror, sha).await => {
@@ -138,7 +168,15 @@ impl GitFetcher {
                 log.line(format!("fetching {sha} from {}", req.url));
                 self.git(
                     Some(&mirror),
-                    &["fetch", "--depth=1", "--no-tags", "-q", &req.url, sha],
+                    &[
+                        "fetch",
+                        "--depth=1",
+                        "--no-tags",
+                        "-q",
+                        "--end-of-options",
+                        &req.url,
+                        sha,
+                    ],
                     true,
                 )
                 .await?;
@@ -148,7 +186,15 @@ impl GitFetcher {
                 log.line(format!("fetching {r} from {}", req.url));
                 self.git(
                     Some(&mirror),
-                    &["fetch", "--depth=1", "--no-tags", "-q", &req.url, r],
+                    &[
+                        "fetch",
+                        "--depth=1",
+                        "--no-tags",
+                        "-q",
+                        "--end-of-options",
+                        &req.url,
+                        r,
+                    ],
                     true,
                 )
                 .await?;
@@ -200,7 +246,15 @@ impl SourceFetcher for GitFetcher {
         self.git(Some(&req.dest), &["init", "-q"], false).await?;
         self.git(
             Some(&req.dest),
-            &["fetch", "--depth=1", "--no-tags", "-q", &mirror_url, &sha],
+            &[
+                "fetch",
+                "--depth=1",
+                "--no-tags",
+                "-q",
+                "--end-of-options",
+                &mirror_url,
+                &sha,
+            ],
             false,
         )
         .await?;
@@ -254,6 +308,76 @@ impl GitFetcher {
         })
     }
 }
+/// Kills processes still working in `mirror` (a git left by a killed daemon) and removes the
+/// lock files such a git leaves (`shallow.lock`, `config.lock`, `refs/**.lock`, ...), which
+/// would otherwise fail every later fetch with "File exists".
+async fn recover_mirror(mirror: &Path, log: &StepLog) {
+    if !mirror.exists() {
+        return;
+    }
+    let orphans = processes_in(mirror);
+    for pid in &orphans {
+        log.line(format!(
+            "stopping git process {pid} left in the mirror by an earlier fetch"
+        ));
+        // SAFETY: kill has no memory-safety preconditions; a gone pid fails with ESRCH.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !orphans.is_empty()
+        && !processes_in(mirror).is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for lock in stale_locks(mirror) {
+        if std::fs::remove_file(&lock).is_ok() {
+            log.line(format!(
+                "removed {} left by an interrupted fetch",
+                lock.strip_prefix(mirror).unwrap_or(&lock).display()
+            ));
+        }
+    }
+}
+
+/// Pids whose working directory is inside `dir` (git runs with `-C dir`).
+fn processes_in(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let own = std::process::id() as i32;
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != own)
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
+}
+
+fn stale_locks(mirror: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![mirror.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() && (dir != mirror || e.file_name() == "refs") {
+                dirs.push(path);
+            } else if kind.is_file() && path.extension().is_some_and(|x| x == "lock") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
 /// The commit a local checkout is at (for `gantry image build` in a user's CI).
 pub fn local_head(dir: &Path) -> Option<String> {
     local_git(dir, &["rev-parse", "HEAD"])

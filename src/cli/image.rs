@@ -153,7 +153,9 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         &sdk,
         Arc::new(crate::adapters::s3::S3Store::new(&sdk)),
         Arc::new(crate::adapters::ecs::Ecs::new(&sdk)),
-        Arc::new(crate::adapters::process::ShellRunner),
+        Arc::new(crate::adapters::process::ShellRunner::new(
+            crate::adapters::process::Isolation::None,
+        )),
     )?;
     // Removed when the command ends.
     let scratch = tempfile::Builder::new()

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::domain::{
-    AppManifest, AuditRecord, Deployment, DeploymentId, Paused, PushEvent, Release, Trigger,
+    git, AppManifest, AuditRecord, Deployment, DeploymentId, Paused, PushEvent, Release, Trigger,
 };
 use crate::manifests::ManifestSet;
 use crate::plan::intake::{plan_push, request, restore_request, IntakeDecision};
@@ -123,6 +123,14 @@ impl Control {
         event: &str,
         push: &PushEvent,
     ) -> Result<DeliveryOutcome, ControlError> {
+        // Nothing from the payload reaches git or the store unchecked.
+        let mut push = push.clone();
+        push.after = git::commit_sha(&push.after).ok_or_else(|| {
+            ControlError::Invalid("`after` is not a 40-character commit sha".into())
+        })?;
+        git::valid_ref_name(&push.git_ref)
+            .map_err(|why| ControlError::Invalid(format!("`ref` {why}")))?;
+        let push = &push;
         let decision = {
             let manifests = self.manifests.read().expect("manifests lock poisoned");
             match plan_push(manifests.manifests(), push) {
@@ -204,12 +212,16 @@ impl Control {
                 "give either `ref` or `sha`, not both".into(),
             ));
         }
-        if let Some(sha) = &sha {
-            if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(ControlError::Invalid(format!(
-                    "`{sha}` is not a full 40-character commit sha"
-                )));
-            }
+        let sha = match sha {
+            Some(s) => Some(git::commit_sha(&s).ok_or_else(|| {
+                ControlError::Invalid(format!("`{s}` is not a full 40-character commit sha"))
+            })?),
+            None => None,
+        };
+        if let Some(r) = &git_ref {
+            git::valid_ref_name(r).map_err(|why| {
+                ControlError::Invalid(format!("`{r}` is not a git ref name: it {why}"))
+            })?;
         }
         let manifest = self.manifest(app)?;
         if git_ref.is_none()
@@ -225,7 +237,7 @@ impl Control {
             git_ref.unwrap_or_else(|| format!("refs/heads/{}", manifest.spec.source.branch));
         let entry = request(
             &manifest,
-            sha.map(|s| s.to_ascii_lowercase()),
+            sha,
             git_ref.clone(),
             trigger,
             actor.to_owned(),
@@ -319,6 +331,7 @@ impl Control {
 
     /// Lets pushes deploy `app` again; `false` when it was not paused.
     pub async fn resume(&self, app: &str, actor: &str) -> Result<bool, ControlError> {
+        self.manifest(app)?;
         let resumed = self.store.resume(app).await?;
         let outcome = if resumed { "resumed" } else { "was not paused" };
         self.audit(actor, "resume", app, outcome, None).await?;
@@ -373,6 +386,12 @@ impl Control {
         crate::services::diff::diff(&manifest.spec, &images, ecs.as_ref())
             .await
             .map_err(|e| ControlError::Unavailable(format!("cannot diff `{app}`: {e}")))
+    }
+
+    /// Claims a chat interaction for handling; `false` when it was handled before (a replay
+    /// of a signed request), which must then change nothing.
+    pub async fn claim_interaction(&self, id: &str) -> Result<bool, ControlError> {
+        Ok(self.store.first_interaction(id).await?)
     }
 
     /// Whether a `/diff` can be answered here.

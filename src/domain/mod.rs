@@ -6,6 +6,7 @@ pub mod app;
 pub mod deployment;
 pub mod duration;
 pub mod event;
+pub mod git;
 pub mod image_ref;
 pub mod push;
 pub mod site;

@@ -45,6 +45,8 @@ pub struct DiscordHook {
 // Discord adding fields never breaks the endpoint).
 #[derive(Debug, Deserialize)]
 struct Interaction {
+    #[serde(default)]
+    id: String,
     #[serde(rename = "type")]
     kind: u8,
     #[serde(default)]
@@ -124,6 +126,24 @@ pub async fn interactions(
         Err(e) => return ApiError::BadRequest(format!("not an interaction: {e}")).into_response(),
     };
     let control = s.control.as_ref();
+    // A captured, correctly signed interaction may be posted again within the timestamp
+    // window: each id is acted on once.
+    if matches!(interaction.kind, APPLICATION_COMMAND | MESSAGE_COMPONENT) {
+        if interaction.id.is_empty() || interaction.id.len() > 32 {
+            return ApiError::BadRequest("an interaction needs its id".into()).into_response();
+        }
+        match control.claim_interaction(&interaction.id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(interaction = %interaction.id, "replayed interaction refused");
+                let reply = Reply::ephemeral(
+                    "This interaction was already handled; nothing was done again.",
+                );
+                return (StatusCode::OK, Json(reply.to_json())).into_response();
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
     let result = match interaction.kind {
         PING => Ok(Reply::pong()),
         APPLICATION_COMMAND => command(control, &hook, &interaction).await,

@@ -90,7 +90,9 @@ pub async fn github(
             .map_err(|e| ApiError::BadRequest(format!("malformed push payload: {e}")))?;
         s.control.push(&delivery, &event, &push).await?
     } else {
-        // Every event must at least be JSON; GitHub never sends anything else.
+        // Every event must at least be JSON text; GitHub never sends anything else.
+        std::str::from_utf8(&body)
+            .map_err(|e| ApiError::BadRequest(format!("payload is not UTF-8: {e}")))?;
         serde_json::from_slice::<serde::de::IgnoredAny>(&body)
             .map_err(|e| ApiError::BadRequest(format!("malformed JSON payload: {e}")))?;
         s.control.other_event(&delivery, &event).await?

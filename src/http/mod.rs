@@ -8,6 +8,7 @@ pub mod discord;
 mod error;
 mod health;
 pub mod hooks;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -37,7 +38,8 @@ pub struct AppState {
     pub discord: Option<Arc<discord::DiscordHook>>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, limits: serve::Limits) -> Router {
+    let max_body_bytes = limits.max_body;
     Router::new()
         .route(
             "/hooks/github",
@@ -56,5 +58,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            serve::BodyBudget::new(limits),
+            serve::buffer_body,
+        ))
         .with_state(state)
 }

@@ -215,6 +215,7 @@ impl Builder for Buildah {
                     env: env.clone().into_iter().collect(),
                     timeout: deadline.saturating_duration_since(std::time::Instant::now()),
                     pid_file: Some(req.scratch.join("buildah.pgid")),
+                    sandbox: None,
                 };
                 match self.runner.run(&spec, &log, abort).await {
                     Ok(()) => {}
@@ -238,6 +239,7 @@ impl Builder for Buildah {
             env: env.into_iter().collect(),
             timeout: std::time::Duration::from_secs(60),
             pid_file: None,
+            sandbox: None,
         };
         let _ = self
             .runner

@@ -103,7 +103,7 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, ManifestErrors> {
     let mut set = ManifestSet::default();
     let mut errors = Vec::new();
     for file in files {
-        match std::fs::read_to_string(&file) {
+        match read_bounded(&file, MAX_MANIFEST_BYTES) {
             Ok(text) => match parse_file(&file, &text) {
                 Ok(apps) => set.apps.extend(apps),
                 Err(mut es) => errors.append(&mut es),
@@ -123,6 +123,81 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, ManifestErrors> {
     } else {
         Err(ManifestErrors(errors))
     }
+}
+
+/// The largest manifest file read (1 MiB; real ones are a few KB).
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+/// The deepest nesting a manifest may have, in indentation columns and flow brackets; YAML
+/// parsers recurse per level, so depth is bounded before any of them runs.
+pub const MAX_DEPTH: usize = 64;
+
+/// Reads a regular file of at most `cap` bytes. A FIFO, a device (a symlink to `/dev/zero`)
+/// or anything larger is refused without reading it, so a crafted path cannot hang or
+/// exhaust the daemon.
+pub fn read_bounded(path: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} bytes, more than the {cap} allowed", meta.len()),
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(cap + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("grew past the {cap} bytes allowed while being read"),
+        ));
+    }
+    Ok(text)
+}
+
+/// How deep `text` nests, counted generously: a line's indentation plus its leading `- `
+/// sequence entries, and flow brackets (`[`, `{`) open at once. Returns the first line
+/// (1-based) past `limit`, if any.
+pub fn too_deep(text: &str, limit: usize) -> Option<usize> {
+    let mut flow = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        let mut rest = &line[indent..];
+        let mut dashes = 0;
+        while let Some(r) = rest
+            .strip_prefix('-')
+            .filter(|r| r.is_empty() || r.starts_with([' ', '\t']))
+        {
+            dashes += 1;
+            rest = r.trim_start_matches([' ', '\t']);
+        }
+        let mut quote: Option<char> = None;
+        let mut peak = flow;
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '#') => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    peak = peak.max(flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if indent / 2 + dashes > limit || peak > limit {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -147,6 +222,17 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Parses and validates every document of one file.
 pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<ManifestError>> {
+    if let Some(line) = too_deep(text, MAX_DEPTH) {
+        return Err(vec![ManifestError {
+            file: file.to_path_buf(),
+            line: Some(line),
+            path: String::new(),
+            message: format!("nests deeper than {MAX_DEPTH} levels"),
+            hint: Some(
+                "an App manifest needs a handful of levels; check for runaway nesting".into(),
+            ),
+        }]);
+    }
     let locator = Locator::new(text);
     let mut apps = Vec::new();
     let mut errors = Vec::new();

@@ -33,6 +33,35 @@ pub struct PipelineConfig {
     pub ecs_poll: Duration,
     /// How transient step failures are retried.
     pub retry: crate::plan::retry::RetryPolicy,
+    /// How build commands are kept from the daemon (`pipeline.isolation`).
+    pub isolation: IsolationMode,
+}
+
+/// `pipeline.isolation`: what a repository's build commands run inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationMode {
+    /// A sandbox when this machine can make one (root, bubblewrap), else none, with a
+    /// warning at start.
+    Auto,
+    /// A sandbox, or refuse to start.
+    Bubblewrap,
+    /// No sandbox: builds run as the daemon's user and could read its environment. Only for
+    /// trusted repositories, or where namespaces do not exist (Fargate: use kaniko there).
+    None,
+}
+
+impl std::str::FromStr for IsolationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "bubblewrap" => Ok(Self::Bubblewrap),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "`{other}` is not an isolation mode: use auto, bubblewrap or none"
+            )),
+        }
+    }
 }
 
 /// An error with the causes under it, `: `-separated, each once (a `#[error(transparent)]`
@@ -315,6 +344,7 @@ impl Engine {
         steps::StepContext {
             dep,
             workspace,
+            private_dir: self.work_dir.parent(),
             log,
             abort: &cancel.abort,
             fetcher: self.ports.fetcher.as_ref(),

@@ -11,7 +11,7 @@ use crate::store::Store;
 use crate::ports::StepLog;
 use crate::ports::{
     CommandError, CommandRunner, CommandSpec, FetchError, FetchRequest, FetchedCommit, Revision,
-    SourceFetcher,
+    Sandbox, SourceFetcher,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,8 @@ impl StepError {
 pub struct StepContext<'a> {
     pub dep: &'a Deployment,
     pub workspace: &'a Path,
+    /// Gantry's data dir (the workspaces' grandparent), hidden from builds.
+    pub private_dir: Option<&'a Path>,
     pub log: &'a StepLog,
     pub abort: &'a tokio_util::sync::CancellationToken,
     pub fetcher: &'a dyn SourceFetcher,
@@ -195,6 +197,11 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             env: env.clone(),
             timeout: remaining,
             pid_file: Some(ctx.workspace.join("build.pgid")),
+            // The repository's code: it sees its workspace, not Gantry's data or secrets.
+            sandbox: Some(Sandbox {
+                writable: ctx.workspace.to_path_buf(),
+                hidden: ctx.private_dir.iter().map(|p| p.to_path_buf()).collect(),
+            }),
         };
         match ctx.runner.run(&cmd, &log, ctx.abort).await {
             Ok(()) => {}

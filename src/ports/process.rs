@@ -21,6 +21,18 @@ pub struct CommandSpec {
     /// there by a crashed daemon is killed before the command starts again, so a resumed
     /// step never races its orphaned previous attempt.
     pub pid_file: Option<PathBuf>,
+    /// Run isolated from the daemon (a build of a repository's code); `None` for Gantry's
+    /// own tools.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// What an isolated command may see: the machine read-only, `writable` (its workspace)
+/// read-write, `hidden` (Gantry's data dir: the store, mirrors, other workspaces) not at all,
+/// its own processes only, as an unprivileged user, with only `env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    pub writable: PathBuf,
+    pub hidden: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -112,6 +112,9 @@ pub trait Store: Send + Sync + 'static {
     /// Appends to a running step's log (so a crash keeps what was printed).
     async fn step_log(&self, id: DeploymentId, index: u32, log: String) -> Result<(), StoreError>;
 
+    /// Records a Discord interaction id; `false` when it was recorded before (a replay).
+    async fn first_interaction(&self, id: &str) -> Result<bool, StoreError>;
+
     /// Records that a step's attempt failed transiently and when it runs again; the step
     /// stays `running`.
     async fn step_retrying(

@@ -23,7 +23,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_rollback.sql"),
     include_str!("migrations/0003_reporters.sql"),
     include_str!("migrations/0004_retries.sql"),
+    include_str!("migrations/0005_interactions.sql"),
 ];
+/// How long interaction ids are remembered: twice Discord's signature window.
+const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
 /// Most jobs one transaction carries.
 const MAX_GROUP: usize = 256;
 
@@ -507,6 +510,23 @@ impl Store for SqliteStore {
                 params![log, id, index],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn first_interaction(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let now = now_ms();
+            conn.execute(
+                "DELETE FROM interactions WHERE at < ?1",
+                [now - INTERACTION_MEMORY_MS],
+            )?;
+            let inserted = conn.execute(
+                "INSERT INTO interactions (id, at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                params![id, now],
+            )?;
+            Ok(inserted == 1)
         })
         .await
     }

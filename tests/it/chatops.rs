@@ -177,7 +177,11 @@ async fn a_resumed_deployment_edits_its_message_instead_of_posting_again() {
     );
     // The reporter reads the webhook URL from Gantry's environment, as on Fargate.
     std::env::set_var(&var, &hook_url);
-    let env = vec![("GANTRY_DISCORD_API_URL".to_string(), fake.url.clone())];
+    // The build writes a marker outside its workspace for the test to watch.
+    let env = vec![
+        ("GANTRY_DISCORD_API_URL".to_string(), fake.url.clone()),
+        ("GANTRY_BUILD_ISOLATION".to_string(), "none".to_string()),
+    ];
     let manifests = [("web.yaml", m)];
     let app = TestApp::start_with(&manifests, &as_refs(&env)).await;
     let (_, r) = app
@@ -345,8 +349,11 @@ impl Signer2 {
     }
 }
 
-/// An APPLICATION_COMMAND interaction shaped like the example in Discord's docs.
+/// An APPLICATION_COMMAND interaction shaped like the example in Discord's docs, with an
+/// id of its own (snowflakes are unique per interaction).
 fn command(name: &str, options: &[(&str, &str)], user: &str, roles: &[&str]) -> Value {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = 786008729715212338 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     json!({
         "type": 2,
         "token": "A_UNIQUE_TOKEN",
@@ -356,7 +363,7 @@ fn command(name: &str, options: &[(&str, &str)], user: &str, roles: &[&str]) -> 
             "premium_since": null, "permissions": "2147483647", "pending": false, "nick": null,
             "mute": false, "joined_at": "2017-03-13T19:19:14.040000+00:00", "is_pending": false, "deaf": false
         },
-        "id": "786008729715212338",
+        "id": id.to_string(),
         "application_id": "1090000000000000999",
         "guild_id": "290926798626357999",
         "app_permissions": "442368",
@@ -825,4 +832,44 @@ async fn github_app_auth_mints_an_installation_token_from_a_signed_jwt() {
         "{statuses:#?}"
     );
     app.finish().await;
+}
+
+#[tokio::test]
+async fn a_replayed_interaction_is_answered_without_acting_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chat = Chat::start(tmp.path()).await;
+    // The same signed request, byte for byte, twice within the timestamp window.
+    let body =
+        serde_json::to_vec(&command("deploy", &[("app", "web")], "7", &["ops-role"])).unwrap();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = chat.signer.sign(&ts, &body);
+    let (status, first) = chat.post_raw(&body, &ts, Some(&sig)).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(
+        first["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("queued"),
+        "{first}"
+    );
+    let (status, again) = chat.post_raw(&body, &ts, Some(&sig)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["flags"], 64, "{again}");
+    assert!(
+        again["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("already handled"),
+        "{again}"
+    );
+    chat.app.wait_idle(Duration::from_secs(30)).await;
+    assert_eq!(chat.app.deployments("web").await.len(), 1, "deployed once");
+    let deploys = chat
+        .audit("web")
+        .await
+        .into_iter()
+        .filter(|a| a["action"] == "deploy")
+        .count();
+    assert_eq!(deploys, 1, "audited once");
+    chat.app.finish().await;
 }

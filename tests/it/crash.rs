@@ -8,12 +8,12 @@ use serde_json::Value;
 
 use crate::support::{app_manifest, push_body, wait_for, GitRepo, SECRET, TOKEN};
 
-struct Daemon {
-    child: Child,
+pub struct Daemon {
+    pub child: Child,
     base: String,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -22,6 +22,17 @@ fn free_port() -> u16 {
 }
 
 fn spawn(data: &std::path::Path, manifests: &std::path::Path, port: u16) -> Daemon {
+    // The builds here write markers outside their workspace for the test to watch.
+    spawn_with(data, manifests, port, &[("GANTRY_BUILD_ISOLATION", "none")])
+}
+
+/// The real binary as a daemon, with extra environment.
+pub fn spawn_with(
+    data: &std::path::Path,
+    manifests: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -35,6 +46,7 @@ fn spawn(data: &std::path::Path, manifests: &std::path::Path, port: u16) -> Daem
         .env("GANTRY_MANIFESTS", manifests)
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_API_TOKEN", TOKEN)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -46,7 +58,24 @@ fn spawn(data: &std::path::Path, manifests: &std::path::Path, port: u16) -> Daem
 }
 
 impl Daemon {
-    async fn ready(&self, http: &reqwest::Client) {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Resident memory, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    }
+}
+
+impl Daemon {
+    pub async fn ready(&self, http: &reqwest::Client) {
         let url = format!("{}/readyz", self.base);
         wait_for(Duration::from_secs(20), "the daemon to be ready", || {
             let http = http.clone();
@@ -56,7 +85,7 @@ impl Daemon {
         .await;
     }
 
-    async fn deployment(&self, http: &reqwest::Client, id: i64) -> Value {
+    pub async fn deployment(&self, http: &reqwest::Client, id: i64) -> Value {
         http.get(format!("{}/api/v1/deployments/{id}", self.base))
             .bearer_auth(TOKEN)
             .send()
@@ -67,7 +96,7 @@ impl Daemon {
             .unwrap()
     }
 
-    async fn push(&self, http: &reqwest::Client, delivery: &str, body: &[u8]) -> Value {
+    pub async fn push(&self, http: &reqwest::Client, delivery: &str, body: &[u8]) -> Value {
         let r = http
             .post(format!("{}/hooks/github", self.base))
             .header("x-github-event", "push")
@@ -209,7 +238,9 @@ async fn graceful_shutdown_leaves_the_running_step_resumable() {
         "web.yaml",
         app_manifest("web", "acme/web", &repo.path, "main", &[&cmd]),
     )];
-    let app = TestApp::start(&manifests).await;
+    // The build writes a marker outside its workspace for the test to watch.
+    let unsandboxed = [("GANTRY_BUILD_ISOLATION", "none")];
+    let app = TestApp::start_with(&manifests, &unsandboxed).await;
     let (_, r) = app
         .hook(
             "push",
@@ -232,7 +263,7 @@ async fn graceful_shutdown_leaves_the_running_step_resumable() {
         started.elapsed()
     );
     // A new daemon on the same data resumes the build step and finishes.
-    let app = TestApp::start_in(dir, &manifests, &[]).await;
+    let app = TestApp::start_in(dir, &manifests, &unsandboxed).await;
     app.wait_idle(Duration::from_secs(30)).await;
     let d = app.api(&format!("/api/v1/deployments/{id}")).await;
     assert_eq!(d["state"], "succeeded", "{d:#}");
