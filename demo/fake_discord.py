@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A stand-in for Discord's REST API for the demo (no Discord is reachable here).
 
-Serves on 127.0.0.1:PORT, answers channel message creates and edits the way Discord does
-(a Message object, ids as strings) and appends every request to a JSON-lines file, so the demo
+Serves on 127.0.0.1:PORT, answers channel message creates and edits, and webhook executes
+(`POST /webhooks/ID/TOKEN?wait=true`) and webhook message edits
+(`PATCH /webhooks/ID/TOKEN/messages/MSG`), the way Discord does (a Message object, ids as
+strings) and appends every request to a JSON-lines file, so the demo
 can show the one message per deployment and its edits. Gantry reaches it through
 GANTRY_DISCORD_API_URL. Standard library only.
 
@@ -37,6 +39,10 @@ class Handler(BaseHTTPRequestHandler):
         if parts[:1] == ["channels"] and parts[2:3] == ["messages"]:
             mid = parts[3] if len(parts) > 3 else next(IDS)
             out, status = message(mid, parts[1], body), 200
+        elif parts[:1] == ["webhooks"] and len(parts) == 3:
+            out, status = message(next(IDS), "1090000000000000111", body), 200
+        elif parts[:1] == ["webhooks"] and len(parts) == 5 and parts[3] == "messages":
+            out, status = message(parts[4], "1090000000000000111", body), 200
         else:
             out, status = {"message": "404: Not Found", "code": 0}, 404
         data = json.dumps(out).encode()

@@ -176,12 +176,9 @@ fn embed(e: &Embed) -> CreateEmbed {
 
 /// A webhook URL's id and token; errors never echo the URL (the token is a secret).
 fn webhook(url: &Secret) -> Result<(serenity::model::id::WebhookId, String), PublishError> {
-    let parsed = reqwest::Url::parse(url.expose())
-        .map_err(|_| fail("the Discord webhook URL is not a URL".into()))?;
-    let (id, token) = serenity::utils::parse_webhook(&parsed).ok_or_else(|| {
-        fail("the Discord webhook URL is not https://discord.com/api/webhooks/ID/TOKEN".into())
-    })?;
-    Ok((id, token.to_owned()))
+    let (id, token) = crate::domain::discord::parse_webhook_url(url.expose())
+        .map_err(|why| fail(format!("the Discord webhook URL {why}")))?;
+    Ok((serenity::model::id::WebhookId::new(id.max(1)), token))
 }
 
 #[async_trait]

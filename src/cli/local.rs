@@ -56,6 +56,34 @@ pub fn validate(config: Option<PathBuf>, dir: Option<PathBuf>) -> anyhow::Result
                 );
             }
             println!("{} app(s) valid in {}", set.apps.len(), dir.display());
+            // Setup the daemon needs that the manifests alone cannot show: said, not fatal
+            // (manifests are often validated where the daemon's environment is not).
+            for app in &set.apps {
+                let Some(var) = app
+                    .manifest
+                    .spec
+                    .notifications
+                    .discord
+                    .as_ref()
+                    .and_then(|d| d.webhook_env.as_deref())
+                else {
+                    continue;
+                };
+                let at = format!(
+                    "{}: spec.notifications.discord.webhookEnv",
+                    app.file.display()
+                );
+                match std::env::var(var) {
+                    Err(_) => eprintln!(
+                        "warning: {at}: `{var}` is not set here; Gantry needs it in its environment to post to Discord"
+                    ),
+                    Ok(url) => {
+                        if let Err(why) = crate::domain::discord::parse_webhook_url(&url) {
+                            eprintln!("warning: {at}: the URL in `{var}` {why}");
+                        }
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {

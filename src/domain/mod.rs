@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod deployment;
+pub mod discord;
 pub mod duration;
 pub mod event;
 pub mod git;

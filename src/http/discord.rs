@@ -158,6 +158,35 @@ pub async fn interactions(
     }
 }
 
+fn options(data: &Data) -> Vec<(String, String)> {
+    data.options
+        .iter()
+        .map(|o| {
+            let v = match &o.value {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            (o.name.clone(), v)
+        })
+        .collect()
+}
+
+/// What the endpoint makes of a (verified) body: the command a slash command or a
+/// confirmation button asks for, or why it is not one. The same parsing `interactions` does,
+/// callable without a signature (the fuzz targets use it).
+pub fn parse_interaction(
+    body: &[u8],
+    now: i64,
+) -> Result<Option<Result<ChatCommand, String>>, String> {
+    let i: Interaction = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let _ = caller(&i);
+    Ok(i.data.as_ref().map(|d| match (&d.custom_id, &d.name) {
+        (Some(id), _) => chatops::parse_confirm(id, now),
+        (None, name) => ChatCommand::parse(name.as_deref().unwrap_or_default(), &options(d)),
+    }))
+}
+
 fn caller(i: &Interaction) -> (Caller, String) {
     let user = i
         .member
@@ -191,19 +220,7 @@ async fn command(c: &Control, hook: &DiscordHook, i: &Interaction) -> Result<Rep
         .as_ref()
         .ok_or_else(|| ControlError::Invalid("a command without data".into()))?;
     let name = data.name.clone().unwrap_or_default();
-    let options: Vec<(String, String)> = data
-        .options
-        .iter()
-        .map(|o| {
-            let v = match &o.value {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-                None => String::new(),
-            };
-            (o.name.clone(), v)
-        })
-        .collect();
-    let cmd = match ChatCommand::parse(&name, &options) {
+    let cmd = match ChatCommand::parse(&name, &options(data)) {
         Ok(c) => c,
         Err(e) => return Ok(Reply::ephemeral(e)),
     };

@@ -12,6 +12,7 @@ mod ecs;
 mod edge;
 mod events;
 mod fakes;
+mod fuzz;
 mod hostile;
 mod images;
 mod pipeline;
