@@ -111,6 +111,31 @@ impl GitFetcher {
         }
     }
 
+    /// `git fetch --depth=1` of one revision into `dir`; `--end-of-options` keeps the URL
+    /// and the revision from ever being read as options.
+    async fn shallow_fetch(
+        &self,
+        dir: &Path,
+        url: &str,
+        revision: &str,
+        remote: bool,
+    ) -> Result<String, FetchError> {
+        self.git(
+            Some(dir),
+            &[
+                "fetch",
+                "--depth=1",
+                "--no-tags",
+                "-q",
+                "--end-of-options",
+                url,
+                revision,
+            ],
+            remote,
+        )
+        .await
+    }
+
     async fn has_commit(&self, dir: &Path, sha: &str) -> bool {
         self.git(
             Some(dir),
@@ -166,38 +191,12 @@ impl GitFetcher {
             }
             Revision::Sha(sha) => {
                 log.line(format!("fetching {sha} from {}", req.url));
-                self.git(
-                    Some(&mirror),
-                    &[
-                        "fetch",
-                        "--depth=1",
-                        "--no-tags",
-                        "-q",
-                        "--end-of-options",
-                        &req.url,
-                        sha,
-                    ],
-                    true,
-                )
-                .await?;
+                self.shallow_fetch(&mirror, &req.url, sha, true).await?;
                 sha.clone()
             }
             Revision::Ref(r) => {
                 log.line(format!("fetching {r} from {}", req.url));
-                self.git(
-                    Some(&mirror),
-                    &[
-                        "fetch",
-                        "--depth=1",
-                        "--no-tags",
-                        "-q",
-                        "--end-of-options",
-                        &req.url,
-                        r,
-                    ],
-                    true,
-                )
-                .await?;
+                self.shallow_fetch(&mirror, &req.url, r, true).await?;
                 self.git(Some(&mirror), &["rev-parse", "FETCH_HEAD^{commit}"], false)
                     .await?
             }
@@ -244,20 +243,8 @@ impl SourceFetcher for GitFetcher {
         })?;
         let mirror_url = format!("file://{}", mirror.display());
         self.git(Some(&req.dest), &["init", "-q"], false).await?;
-        self.git(
-            Some(&req.dest),
-            &[
-                "fetch",
-                "--depth=1",
-                "--no-tags",
-                "-q",
-                "--end-of-options",
-                &mirror_url,
-                &sha,
-            ],
-            false,
-        )
-        .await?;
+        self.shallow_fetch(&req.dest, &mirror_url, &sha, false)
+            .await?;
         self.git(
             Some(&req.dest),
             &[
