@@ -106,7 +106,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     let aws =
         crate::adapters::aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
-    let (events, _) = tokio::sync::broadcast::channel(1024);
     let signals = Arc::new(crate::services::signals::EcsSignals::default());
     let objects: Arc<dyn crate::ports::ObjectStore> = Arc::new(S3Store::new(&aws));
     let ecs: Arc<dyn crate::ports::ServiceDeployer> = Arc::new(Ecs::new(&aws));
@@ -134,19 +133,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let engine = Arc::new(Engine::new(
         store.clone(),
         ports,
-        Some(events.clone()),
         config.data_dir.join("work"),
         config.pipeline.clone(),
-        redactor,
+        redactor.clone(),
     ));
-    // Reporters observe transitions; each runs until the engine and queue are gone.
-    let mut reporters = Vec::new();
+    // Reporters follow the store; each runs until shutdown, after the queue has stopped.
+    let mut live: Vec<Arc<dyn crate::reporting::Reporter>> = Vec::new();
     if let Some(bus) = config.eventbridge_bus.as_deref() {
         let publisher: Arc<dyn crate::ports::EventPublisher> =
             Arc::new(EventBridge::new(&aws, bus));
-        reporters.push(tokio::spawn(crate::reporting::run(
-            events.subscribe(),
+        live.push(Arc::new(crate::reporting::eventbridge::BusReporter::new(
             publisher,
+            store.clone(),
         )));
     }
     let discord = Arc::new(crate::adapters::discord::Discord::new(
@@ -154,12 +152,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.discord.api_url.as_deref(),
         config.discord.application_id,
     ));
-    let mut live: Vec<Arc<dyn crate::reporting::Reporter>> =
-        vec![Arc::new(crate::reporting::discord::DiscordReporter::new(
+    live.push(Arc::new(
+        crate::reporting::discord::DiscordReporter::new(
             discord.clone(),
             store.clone(),
             Arc::new(|k: &str| std::env::var(k).ok()),
-        ))];
+        )
+        .with_edit_interval(config.reporting.discord_edit_interval),
+    ));
     use crate::adapters::github::{GitHub, GithubAuth};
     let gh = &config.github;
     let auth = match (&gh.app, &gh.token) {
@@ -181,11 +181,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.public_url.clone(),
         )));
     }
-    reporters.push(tokio::spawn(crate::reporting::observe(
-        events.subscribe(),
-        store.clone(),
-        live,
-    )));
+    crate::reporting::prepare(&*store, &live)
+        .await
+        .context("cannot prepare the reporters' cursors")?;
+    let reporters_stop = tokio_util::sync::CancellationToken::new();
+    let reporters: Vec<_> = live
+        .into_iter()
+        .map(|r| {
+            tokio::spawn(crate::reporting::run(
+                store.clone(),
+                r,
+                redactor.clone(),
+                crate::reporting::ReportingConfig {
+                    retry: config.reporting.retry,
+                    ..Default::default()
+                },
+                reporters_stop.clone(),
+            ))
+        })
+        .collect();
     let cancel = Cancel::default();
     let queue = Queue::new(
         store.clone(),
@@ -222,7 +236,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             control: control.clone(),
         })
     });
-    drop(events);
     let state = AppState {
         store: store.clone(),
         control,
@@ -269,9 +282,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             abort.cancel();
         });
         let _ = queue_task.await;
-        // The engine is gone with the queue, so the reporters see the channel close once
-        // they have published what was left.
-        // Reporters finish what is left, but a remote that hangs does not hold shutdown up.
+        // The pipeline has stopped: reporters make a last pass over what it recorded, but a
+        // remote that hangs does not hold shutdown up (what is left is reported on restart).
+        reporters_stop.cancel();
         for mut reporter in reporters {
             if tokio::time::timeout(REPORTER_GRACE, &mut reporter)
                 .await

@@ -27,6 +27,8 @@ pub struct Config {
     pub aws_endpoint: Option<String>,
     /// Bounds on what HTTP clients may hold (`http.*`).
     pub http: HttpLimits,
+    /// How failed reports are retried and Discord edits spaced (`reporting` in gantry.yaml).
+    pub reporting: ReportSettings,
     /// Attempts per AWS call, the SDK's own retries (`awsMaxAttempts`, default 8).
     pub aws_max_attempts: u32,
     /// Credentials Gantry did not get through its own settings but holds in its environment
@@ -141,6 +143,8 @@ struct RawConfig {
     #[serde(default)]
     pipeline: RawPipeline,
     #[serde(default)]
+    reporting: RawReporting,
+    #[serde(default)]
     http: RawHttp,
     aws_endpoint: Option<String>,
     aws_max_attempts: Option<usize>,
@@ -249,6 +253,14 @@ struct RawPipeline {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawReporting {
+    #[serde(default)]
+    retry: RawRetry,
+    discord_edit_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawHttp {
     max_connections: Option<usize>,
     header_timeout: Option<String>,
@@ -262,6 +274,49 @@ struct RawRetry {
     retries: Option<usize>,
     base: Option<String>,
     cap: Option<String>,
+}
+
+/// `reporting` in gantry.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// Backoff of a failed report (Discord, GitHub, EventBridge).
+    pub retry: crate::plan::retry::RetryPolicy,
+    /// Shortest gap between edits of a running deployment's Discord message.
+    pub discord_edit_interval: std::time::Duration,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        Self {
+            retry: crate::plan::retry::RetryPolicy::REPORTS,
+            discord_edit_interval: std::time::Duration::from_secs(3),
+        }
+    }
+}
+
+/// A retry policy from `ORIGIN.{retries,base,cap}` and the variables `vars` names for them
+/// (retries, base, cap), each falling back to `default`.
+fn retry_policy(
+    env: &dyn Fn(&str) -> Option<String>,
+    origin: &str,
+    [retries_var, base_var, cap_var]: [&str; 3],
+    raw: RawRetry,
+    default: crate::plan::retry::RetryPolicy,
+) -> Result<crate::plan::retry::RetryPolicy, ConfigError> {
+    Ok(crate::plan::retry::RetryPolicy {
+        retries: number(env, retries_var, &format!("{origin}.retries"), raw.retries)?
+            .map_or(default.retries, |n| n.min(100) as u32),
+        base: duration(
+            &format!("{origin}.base ({base_var})"),
+            pick(env, base_var, raw.base),
+            default.base,
+        )?,
+        cap: duration(
+            &format!("{origin}.cap ({cap_var})"),
+            pick(env, cap_var, raw.cap),
+            default.cap,
+        )?,
+    })
 }
 
 /// Variables of Gantry's environment that hold credentials of other tools.
@@ -423,24 +478,32 @@ impl Config {
                 message,
             })?,
         };
-        let default_retry = crate::plan::retry::RetryPolicy::default();
-        let retry = crate::plan::retry::RetryPolicy {
-            retries: number(
+        let retry = retry_policy(
+            env,
+            "pipeline.retry",
+            ["GANTRY_RETRIES", "GANTRY_RETRY_BASE", "GANTRY_RETRY_CAP"],
+            raw.pipeline.retry,
+            crate::plan::retry::RetryPolicy::default(),
+        )?;
+        let reporting = ReportSettings {
+            retry: retry_policy(
                 env,
-                "GANTRY_RETRIES",
-                "pipeline.retry.retries",
-                raw.pipeline.retry.retries,
-            )?
-            .map_or(default_retry.retries, |n| n.min(100) as u32),
-            base: duration(
-                "pipeline.retry.base (GANTRY_RETRY_BASE)",
-                pick("GANTRY_RETRY_BASE", raw.pipeline.retry.base),
-                default_retry.base,
+                "reporting.retry",
+                [
+                    "GANTRY_REPORT_RETRIES",
+                    "GANTRY_REPORT_RETRY_BASE",
+                    "GANTRY_REPORT_RETRY_CAP",
+                ],
+                raw.reporting.retry,
+                ReportSettings::default().retry,
             )?,
-            cap: duration(
-                "pipeline.retry.cap (GANTRY_RETRY_CAP)",
-                pick("GANTRY_RETRY_CAP", raw.pipeline.retry.cap),
-                default_retry.cap,
+            discord_edit_interval: duration(
+                "reporting.discordEditInterval (GANTRY_DISCORD_EDIT_INTERVAL)",
+                pick(
+                    "GANTRY_DISCORD_EDIT_INTERVAL",
+                    raw.reporting.discord_edit_interval,
+                ),
+                ReportSettings::default().discord_edit_interval,
             )?,
         };
 
@@ -472,6 +535,7 @@ impl Config {
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
             aws_max_attempts,
             http,
+            reporting,
             environment_secrets: SECRET_ENVIRONMENT
                 .iter()
                 .filter_map(|k| env(k).filter(|v| !v.is_empty()))

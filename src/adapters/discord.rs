@@ -51,9 +51,15 @@ where
     unreachable!("the loop returns")
 }
 
-/// An error with its source chain (serenity's top-level messages say little on their own).
+/// An error with its HTTP status and source chain (serenity's top-level messages say little
+/// on their own).
 fn chain(e: &serenity::Error) -> String {
-    let mut s = e.to_string();
+    let mut s = match e {
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) => {
+            format!("HTTP {}: {e}", r.status_code.as_u16())
+        }
+        _ => e.to_string(),
+    };
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
         s.push_str(": ");

@@ -27,7 +27,11 @@ fn fail(message: String) -> PublishError {
 
 fn describe(e: octocrab::Error) -> String {
     match e {
-        octocrab::Error::GitHub { source, .. } => format!("GitHub answered: {}", source.message),
+        octocrab::Error::GitHub { source, .. } => format!(
+            "GitHub answered HTTP {}: {}",
+            source.status_code.as_u16(),
+            source.message
+        ),
         other => other.to_string(),
     }
 }

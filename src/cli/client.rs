@@ -173,6 +173,31 @@ pub async fn status(
             println!("{:<24} PAUSED: {reason}", "");
         }
     }
+    let failing = c.get("/api/v1/reports?failing=true").await?;
+    let failing: Vec<&Value> = failing
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| app.is_none_or(|n| r["app"] == n))
+        .collect();
+    if !failing.is_empty() {
+        println!();
+        println!("WARNING: {} report(s) failing:", failing.len());
+        for r in failing {
+            let next = match r["nextAt"].as_str() {
+                Some(t) => format!("next try {t}"),
+                None => "retries used up; the next change of the deployment tries again".into(),
+            };
+            println!(
+                "  {} of {} deployment #{}: {} failed attempt(s), {next}: {}",
+                r["reporter"].as_str().unwrap_or("?"),
+                r["app"].as_str().unwrap_or("?"),
+                r["deploymentId"],
+                r["attempts"],
+                r["error"].as_str().unwrap_or(""),
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -394,6 +394,19 @@ impl Control {
         Ok(self.store.first_interaction(id).await?)
     }
 
+    /// Reports still owed (of one deployment, or all): failures with their redacted errors
+    /// and next attempt, and, unless `failing`, edits held back to coalesce.
+    pub async fn reports(
+        &self,
+        deployment: Option<DeploymentId>,
+        failing: bool,
+    ) -> Result<Vec<crate::store::PendingReport>, ControlError> {
+        Ok(self
+            .store
+            .pending_reports(None, deployment, failing, 200)
+            .await?)
+    }
+
     /// Whether a `/diff` can be answered here.
     pub fn can_diff(&self) -> bool {
         self.ecs.is_some()

@@ -80,13 +80,33 @@ pub async fn deployment(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
     match s.store.deployment(id, true).await? {
-        Some(d) => Ok(Json(
-            serde_json::to_value(d).expect("deployment serialises"),
-        )),
+        Some(d) => {
+            let mut v = serde_json::to_value(d).expect("deployment serialises");
+            let reports = s.control.reports(Some(id), false).await?;
+            v["reports"] = serde_json::to_value(reports).expect("reports serialise");
+            Ok(Json(v))
+        }
         None => Err(ApiError::NotFound(format!(
             "deployment {id} does not exist"
         ))),
     }
+}
+
+#[derive(Deserialize)]
+pub struct ReportsQuery {
+    failing: Option<bool>,
+}
+
+/// Reports still owed: `?failing=true` lists only failed ones (with the error and the next
+/// attempt), as `gantry status` warns about.
+pub async fn reports(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReportsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let list = s.control.reports(None, q.failing.unwrap_or(false)).await?;
+    Ok(Json(serde_json::to_value(list).expect("reports serialise")))
 }
 
 #[derive(Deserialize)]

@@ -54,6 +54,7 @@ pub fn router(state: AppState, limits: serve::Limits) -> Router {
         .route("/api/v1/deployments", get(api::deployments))
         .route("/api/v1/deployments/{id}", get(api::deployment))
         .route("/api/v1/audit", get(api::audit))
+        .route("/api/v1/reports", get(api::reports))
         .route("/api/v1/releases", get(api::releases))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

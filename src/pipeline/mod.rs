@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Deployment, DeploymentEvent, DeploymentState, StepChange, StepState};
+use crate::domain::{Deployment, DeploymentState, StepState};
 use crate::ports::{Cdn, CommandRunner, ObjectStore, ServiceDeployer, SourceFetcher, StepLog};
 use crate::secret::Redactor;
 use crate::store::{StepEnd, StepRetry, Store, StoreError};
@@ -119,8 +119,6 @@ pub struct Ports {
 pub struct Engine {
     store: Arc<dyn Store>,
     ports: Ports,
-    /// Every transition is broadcast to reporters (which observe; they never drive).
-    events: Option<tokio::sync::broadcast::Sender<DeploymentEvent>>,
     work_dir: PathBuf,
     config: PipelineConfig,
     redactor: Redactor,
@@ -130,7 +128,6 @@ impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
         ports: Ports,
-        events: Option<tokio::sync::broadcast::Sender<DeploymentEvent>>,
         work_dir: PathBuf,
         config: PipelineConfig,
         redactor: Redactor,
@@ -138,29 +135,9 @@ impl Engine {
         Self {
             store,
             ports,
-            events,
             work_dir,
             config,
             redactor,
-        }
-    }
-
-    fn emit(
-        &self,
-        dep: &Deployment,
-        state: DeploymentState,
-        step: Option<StepChange>,
-        reason: Option<String>,
-    ) {
-        if let Some(tx) = &self.events {
-            // No receiver is not an error: reporting is optional.
-            let _ = tx.send(DeploymentEvent::of(
-                dep,
-                state,
-                step,
-                reason,
-                chrono::Utc::now(),
-            ));
         }
     }
 
@@ -168,7 +145,6 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(deployment.id = dep.id, app = %dep.app))]
     pub async fn run(&self, mut dep: Deployment, cancel: Cancel) -> Result<RunOutcome, StoreError> {
         let workspace = self.work_dir.join(dep.id.to_string());
-        self.emit(&dep, DeploymentState::Running, None, None);
         let started = std::time::Instant::now();
         for i in 0..dep.steps.len() {
             let step = dep.steps[i].clone();
@@ -184,16 +160,6 @@ impl Engine {
             let mut retry = 0;
             let result = loop {
                 let attempt = self.store.step_started(dep.id, step.index).await?;
-                self.emit(
-                    &dep,
-                    DeploymentState::Running,
-                    Some(StepChange {
-                        kind: step.kind,
-                        state: StepState::Running,
-                        outcome: None,
-                    }),
-                    None,
-                );
                 if retry > 0 {
                     log.line(format!("{}: attempt {attempt}", step.kind));
                 } else if attempt > 1 {
@@ -259,11 +225,6 @@ impl Engine {
                         dep.sha = Some(sha);
                     }
                     tracing::info!(step = %step.kind, duration_ms, outcome = %out.summary, "step succeeded");
-                    let change = StepChange {
-                        kind: step.kind,
-                        state: StepState::Succeeded,
-                        outcome: Some(out.summary.clone()),
-                    };
                     self.store
                         .step_finished(
                             dep.id,
@@ -275,7 +236,6 @@ impl Engine {
                             },
                         )
                         .await?;
-                    self.emit(&dep, DeploymentState::Running, Some(change), None);
                 }
                 Err(StepError::Cancelled) => {
                     log.line("interrupted by shutdown; this step runs again on restart");
@@ -306,17 +266,6 @@ impl Engine {
                     self.store
                         .finish(dep.id, DeploymentState::Failed, Some(reason.clone()))
                         .await?;
-                    let change = StepChange {
-                        kind: step.kind,
-                        state: StepState::Failed,
-                        outcome: Some(reason.clone()),
-                    };
-                    self.emit(
-                        &dep,
-                        DeploymentState::Failed,
-                        Some(change),
-                        Some(reason.clone()),
-                    );
                     self.cleanup(&workspace).await;
                     return Ok(RunOutcome::Failed(reason));
                 }
@@ -325,7 +274,6 @@ impl Engine {
         self.store
             .finish(dep.id, DeploymentState::Succeeded, None)
             .await?;
-        self.emit(&dep, DeploymentState::Succeeded, None, None);
         tracing::info!(
             duration_ms = started.elapsed().as_millis() as u64,
             "deployment succeeded"

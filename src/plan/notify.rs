@@ -2,7 +2,9 @@
 //! place, so it is rendered whole from the deployment's recorded state every time), and the
 //! GitHub commit-status and deployment-status states a deployment maps to.
 
-use crate::domain::{Deployment, DeploymentState, StepState, Trigger};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Deployment, DeploymentEvent, DeploymentState, StepChange, StepState, Trigger};
 
 pub const COLOR_RUNNING: u32 = 0x3b82f6;
 pub const COLOR_SUCCESS: u32 = 0x22c55e;
@@ -200,6 +202,77 @@ pub fn transitions(
     }
 }
 
+/// The events a deployment has published to the bus by now, derived from its recorded state
+/// (docs/events.md): `running` when it started, one per finished step (`running`, or `failed`
+/// with the reason for the step that failed), and the verdict. The list only grows as the
+/// deployment moves on, so a reporter that published the first N publishes the rest.
+pub fn bus_events(d: &Deployment) -> Vec<DeploymentEvent> {
+    let Some(started) = d.started_at else {
+        return Vec::new();
+    };
+    let mut out = vec![DeploymentEvent::of(
+        d,
+        DeploymentState::Running,
+        None,
+        None,
+        started,
+    )];
+    let mut failed_step = false;
+    for s in &d.steps {
+        let state = match s.state {
+            StepState::Succeeded => DeploymentState::Running,
+            StepState::Failed => DeploymentState::Failed,
+            StepState::Pending | StepState::Running => break,
+        };
+        failed_step |= state == DeploymentState::Failed;
+        let change = StepChange {
+            kind: s.kind,
+            state: s.state,
+            outcome: s.outcome.clone(),
+        };
+        let reason = (state == DeploymentState::Failed)
+            .then(|| d.reason.clone().or_else(|| s.outcome.clone()))
+            .flatten();
+        out.push(DeploymentEvent::of(
+            d,
+            state,
+            Some(change),
+            reason,
+            s.finished_at.unwrap_or(started),
+        ));
+        if failed_step {
+            break;
+        }
+    }
+    let at = d.finished_at.unwrap_or(started);
+    match d.state {
+        DeploymentState::Succeeded => {
+            out.push(DeploymentEvent::of(d, d.state, None, None, at));
+        }
+        DeploymentState::Failed if !failed_step => {
+            out.push(DeploymentEvent::of(d, d.state, None, d.reason.clone(), at));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// When a deployment's Discord message may next be edited: a finished deployment's final state
+/// at once; while it runs, at most one edit every `interval` after `last_edit` (what a channel
+/// wants instead of an edit per step). `None`: now.
+pub fn edit_due(
+    d: &Deployment,
+    last_edit: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) -> Option<DateTime<Utc>> {
+    if d.state.is_terminal() {
+        return None;
+    }
+    let due = last_edit? + chrono::Duration::from_std(interval).ok()?;
+    (due > now).then_some(due)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +418,71 @@ mod tests {
         );
         assert_eq!(commit_status(DeploymentState::Failed).unwrap().0, "failure");
         assert_eq!(deployment_status(DeploymentState::Succeeded), "success");
+    }
+
+    #[test]
+    fn bus_events_grow_with_the_deployment_and_end_with_its_verdict() {
+        let mut d = deployment(
+            DeploymentState::Running,
+            vec![
+                step(
+                    0,
+                    StepKind::FetchSource,
+                    StepState::Succeeded,
+                    Some("abc"),
+                    None,
+                ),
+                step(1, StepKind::Build, StepState::Running, None, None),
+                step(2, StepKind::Report, StepState::Pending, None, None),
+            ],
+        );
+        let running = bus_events(&d);
+        let kinds = |es: &[DeploymentEvent]| -> Vec<(DeploymentState, Option<StepKind>)> {
+            es.iter()
+                .map(|e| (e.state, e.step.as_ref().map(|s| s.kind)))
+                .collect()
+        };
+        assert_eq!(
+            kinds(&running),
+            vec![
+                (DeploymentState::Running, None),
+                (DeploymentState::Running, Some(StepKind::FetchSource)),
+            ]
+        );
+        d.steps[1] = step(1, StepKind::Build, StepState::Failed, Some("exit 2"), None);
+        let failed_step = bus_events(&d);
+        assert_eq!(
+            failed_step[..2],
+            running[..],
+            "earlier events do not change"
+        );
+        assert_eq!(failed_step.len(), 3);
+        assert_eq!(failed_step[2].state, DeploymentState::Failed);
+        assert_eq!(failed_step[2].reason.as_deref(), Some("exit 2"));
+        d.state = DeploymentState::Failed;
+        d.reason = Some("build: exit 2".into());
+        d.finished_at = Some(at(30));
+        let done = bus_events(&d);
+        assert_eq!(done.len(), 3, "the failed step is the verdict: {done:#?}");
+        // A deployment that fails outside a step still ends with a verdict.
+        d.steps[1] = step(1, StepKind::Build, StepState::Pending, None, None);
+        assert_eq!(
+            kinds(&bus_events(&d)).last(),
+            Some(&(DeploymentState::Failed, None))
+        );
+        // One that never started publishes nothing.
+        d.started_at = None;
+        assert!(bus_events(&d).is_empty());
+    }
+
+    #[test]
+    fn running_edits_are_spaced_and_the_final_one_is_not() {
+        let iv = std::time::Duration::from_secs(3);
+        let d = deployment(DeploymentState::Running, vec![]);
+        assert_eq!(edit_due(&d, None, at(0), iv), None);
+        assert_eq!(edit_due(&d, Some(at(0)), at(1), iv), Some(at(3)));
+        assert_eq!(edit_due(&d, Some(at(0)), at(3), iv), None);
+        let done = deployment(DeploymentState::Succeeded, vec![]);
+        assert_eq!(edit_due(&done, Some(at(0)), at(1), iv), None);
     }
 }

@@ -26,6 +26,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Reports (Discord, GitHub, EventBridge): a target can be down for a while, so they keep
+    /// trying for about an hour before giving up until the deployment changes again.
+    pub const REPORTS: Self = Self {
+        retries: 12,
+        base: Duration::from_secs(5),
+        cap: Duration::from_secs(600),
+    };
+
     /// How long to wait before retry number `retry` (1 for the first), or `None` when the
     /// retries are used up. `unit` is a uniform draw from [0, 1): "equal jitter", half the
     /// exponential step fixed and half random, so retries of many steps spread out but never

@@ -1,21 +1,25 @@
 //! The Discord reporter: one message per deployment, posted when it starts and edited in
 //! place as it progresses. The message id is recorded in the store before anything else
 //! happens, so a retried step, a restart or a resumed deployment edits that message and never
-//! posts a second one; an edit is skipped when the rendered embed did not change.
+//! posts a second one; an edit is skipped when the rendered embed did not change, and while the
+//! deployment runs edits are spaced at least [`EDIT_INTERVAL`] apart (the final state is edited
+//! at once).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{PublishError, Reporter};
+use super::{PublishError, Reported, Reporter};
 use crate::domain::Deployment;
-use crate::plan::notify::deployment_embed;
+use crate::plan::notify::{deployment_embed, edit_due};
 use crate::ports::{Chat, ChatTarget};
 use crate::secret::Secret;
 use crate::store::Store;
 
 const STATE_KEY: &str = "discord";
+/// Shortest gap between two edits of a running deployment's message.
+pub const EDIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Reads an environment variable (injected, so tests need not touch the process's).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -24,12 +28,23 @@ pub struct DiscordReporter {
     chat: Arc<dyn Chat>,
     store: Arc<dyn Store>,
     env: EnvLookup,
+    edit_interval: std::time::Duration,
 }
 
 impl DiscordReporter {
     /// `env` reads the variables that `notifications.discord.webhookEnv` names.
     pub fn new(chat: Arc<dyn Chat>, store: Arc<dyn Store>, env: EnvLookup) -> Self {
-        Self { chat, store, env }
+        Self {
+            chat,
+            store,
+            env,
+            edit_interval: EDIT_INTERVAL,
+        }
+    }
+
+    pub fn with_edit_interval(mut self, interval: std::time::Duration) -> Self {
+        self.edit_interval = interval;
+        self
     }
 
     fn target(&self, d: &Deployment) -> Result<Option<ChatTarget>, PublishError> {
@@ -74,9 +89,9 @@ impl Reporter for DiscordReporter {
     }
 
     #[tracing::instrument(skip_all, fields(deployment.id = d.id, app = %d.app))]
-    async fn report(&self, d: &Deployment) -> Result<(), PublishError> {
+    async fn report(&self, d: &Deployment) -> Result<Reported, PublishError> {
         let Some(target) = self.target(d)? else {
-            return Ok(());
+            return Ok(Reported::Done);
         };
         let embed = deployment_embed(d, &d.spec.source.repo);
         let hash = hex::encode(&Sha256::digest(serde_json::to_vec(&embed).expect("JSON"))[..8]);
@@ -85,26 +100,47 @@ impl Reporter for DiscordReporter {
             .reporter_state(d.id, STATE_KEY)
             .await
             .map_err(store_err)?;
-        match recorded.as_deref().and_then(|v| v.split_once(' ')) {
-            Some((_, h)) if h == hash => Ok(()),
-            Some((id, _)) => {
-                let id: u64 = id.parse().map_err(|_| PublishError {
-                    target: "discord",
-                    message: format!("recorded message id `{id}` is not a number"),
-                })?;
-                self.chat.edit(&target, id, &embed).await?;
-                self.store
-                    .set_reporter_state(d.id, STATE_KEY, &format!("{id} {hash}"))
-                    .await
-                    .map_err(store_err)
+        let now = chrono::Utc::now();
+        let id = match recorded.as_deref().map(MessageState::parse).transpose()? {
+            Some(m) if m.hash == hash => return Ok(Reported::Done),
+            Some(m) => {
+                if let Some(at) = edit_due(d, m.edited, now, self.edit_interval) {
+                    return Ok(Reported::NotBefore(at));
+                }
+                self.chat.edit(&target, m.id, &embed).await?;
+                m.id
             }
-            None => {
-                let id = self.chat.post(&target, &embed).await?;
-                self.store
-                    .set_reporter_state(d.id, STATE_KEY, &format!("{id} {hash}"))
-                    .await
-                    .map_err(store_err)
-            }
-        }
+            None => self.chat.post(&target, &embed).await?,
+        };
+        let state = format!("{id} {hash} {}", now.timestamp_millis());
+        self.store
+            .set_reporter_state(d.id, STATE_KEY, &state)
+            .await
+            .map_err(store_err)?;
+        Ok(Reported::Done)
+    }
+}
+
+/// What the store holds for a deployment's message: `ID HASH [EDITED_MS]`.
+struct MessageState<'a> {
+    id: u64,
+    hash: &'a str,
+    edited: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> MessageState<'a> {
+    fn parse(v: &'a str) -> Result<Self, PublishError> {
+        let mut parts = v.split(' ');
+        let bad = || PublishError {
+            target: "discord",
+            message: format!("recorded message state `{v}` is not `ID HASH [EDITED]`"),
+        };
+        let id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let hash = parts.next().ok_or_else(bad)?;
+        let edited = parts
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, ms).single());
+        Ok(Self { id, hash, edited })
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{PublishError, Reporter};
+use super::{PublishError, Reported, Reporter};
 use crate::domain::{Deployment, DeploymentState};
 use crate::plan::notify::{commit_status, deployment_status, transitions};
 use crate::ports::{CommitStatus, Forge};
@@ -134,12 +134,12 @@ impl Reporter for GithubReporter {
     }
 
     #[tracing::instrument(skip_all, fields(deployment.id = d.id, app = %d.app))]
-    async fn report(&self, d: &Deployment) -> Result<(), PublishError> {
+    async fn report(&self, d: &Deployment) -> Result<Reported, PublishError> {
         let Some(settings) = &d.spec.notifications.github else {
-            return Ok(());
+            return Ok(Reported::Done);
         };
         let Some(sha) = d.sha.clone() else {
-            return Ok(());
+            return Ok(Reported::Done);
         };
         if settings.statuses {
             self.statuses(d, &sha).await?;
@@ -147,6 +147,6 @@ impl Reporter for GithubReporter {
         if settings.deployments {
             self.deployments(d, &sha).await?;
         }
-        Ok(())
+        Ok(Reported::Done)
     }
 }

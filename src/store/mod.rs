@@ -62,6 +62,36 @@ pub struct StepEnd {
     pub log: String,
 }
 
+/// A report a reporter still owes: an attempt failed (and when it is tried again), or an
+/// edit was held back to coalesce (`attempts` 0, no error).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingReport {
+    pub deployment_id: DeploymentId,
+    /// The deployment's app (read back; ignored when recording).
+    pub app: String,
+    pub reporter: String,
+    pub attempts: u32,
+    /// When it is tried again; `None` once the reporter gave up (a later change of the
+    /// deployment tries again).
+    pub next_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last failure, redacted.
+    pub error: Option<String>,
+    /// When the first failure (or hold) of this row happened.
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// What one pass of a reporter handled, recorded in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct ReportPass {
+    /// Deployments now reported as they stand: their pending rows go.
+    pub done: Vec<DeploymentId>,
+    /// Deployments still owed (failed or held back).
+    pub pending: Vec<PendingReport>,
+    /// The highest rev this pass handled, when it read changes.
+    pub cursor: Option<i64>,
+}
+
 /// A step whose attempt failed transiently and that runs again at `next_at`.
 #[derive(Debug, Clone)]
 pub struct StepRetry {
@@ -195,6 +225,45 @@ pub trait Store: Send + Sync + 'static {
         reporter: &str,
         value: &str,
     ) -> Result<(), StoreError>;
+
+    /// Moves after every committed write: reporters wait on it instead of polling blindly.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Deployments whose reportable state (state, sha, reason, a step's state or outcome)
+    /// changed after revision `after`, with their current revision, oldest change first.
+    async fn changed_since(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(DeploymentId, i64)>, StoreError>;
+
+    /// The highest revision a reporter has handled (0 for a new reporter).
+    async fn report_cursor(&self, reporter: &str) -> Result<i64, StoreError>;
+
+    /// Starts a reporter that has never run at the store's current revision, so it does not
+    /// report history it was not configured for. Returns the cursor.
+    async fn init_report_cursor(&self, reporter: &str) -> Result<i64, StoreError>;
+
+    /// Deployments a reporter owes a report that is due at `now`, oldest due first.
+    async fn due_reports(
+        &self,
+        reporter: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingReport>, StoreError>;
+
+    /// Pending reports (of one reporter and/or one deployment, or all; failures only when
+    /// `failing`), at most `limit`, by deployment.
+    async fn pending_reports(
+        &self,
+        reporter: Option<&str>,
+        deployment: Option<DeploymentId>,
+        failing: bool,
+        limit: usize,
+    ) -> Result<Vec<PendingReport>, StoreError>;
+
+    /// Records one reporter pass atomically (rows cleared, rows owed, the cursor).
+    async fn record_report_pass(&self, reporter: &str, pass: ReportPass) -> Result<(), StoreError>;
 
     async fn audit(&self, record: AuditRecord) -> Result<(), StoreError>;
 

@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{DeliveryOutcome, DeliveryRecord, Enqueue, StepEnd, StepRetry, Store, StoreError};
+use super::{
+    DeliveryOutcome, DeliveryRecord, Enqueue, PendingReport, ReportPass, StepEnd, StepRetry, Store,
+    StoreError,
+};
 use crate::domain::{
     AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, Step,
 };
@@ -24,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_reporters.sql"),
     include_str!("migrations/0004_retries.sql"),
     include_str!("migrations/0005_interactions.sql"),
+    include_str!("migrations/0006_report_outbox.sql"),
 ];
 /// How long interaction ids are remembered: twice Discord's signature window.
 const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
@@ -38,6 +42,7 @@ type Job = Box<dyn FnOnce(Result<&Connection, Arc<rusqlite::Error>>) -> Reply + 
 pub struct SqliteStore {
     jobs: mpsc::UnboundedSender<Job>,
     reader: Arc<Mutex<Connection>>,
+    changes: watch::Receiver<u64>,
 }
 
 impl SqliteStore {
@@ -53,9 +58,10 @@ impl SqliteStore {
         let reader = Connection::open(path).map_err(open_err)?;
         configure(&reader).map_err(open_err)?;
         let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let (changed, changes) = watch::channel(0u64);
         std::thread::Builder::new()
             .name("gantry-store-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, changed))
             .map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
                 message: e.to_string(),
@@ -63,6 +69,7 @@ impl SqliteStore {
         Ok(Self {
             jobs: tx,
             reader: Arc::new(Mutex::new(reader)),
+            changes,
         })
     }
 
@@ -141,7 +148,11 @@ fn run_in_savepoint<R>(
 }
 
 /// Runs until every sender is gone: take what is waiting, one transaction, reply after commit.
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    changed: watch::Sender<u64>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
@@ -163,6 +174,9 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         let committed = conn.execute_batch("COMMIT").map_err(Arc::new);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
+        }
+        if committed.is_ok() {
+            changed.send_modify(|n| *n = n.wrapping_add(1));
         }
         for reply in replies {
             reply(committed.clone());
@@ -253,6 +267,21 @@ fn parse_releases(rows: Vec<String>) -> Result<Vec<Release>, StoreError> {
 const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from";
 
 /// A column that holds something Gantry cannot read back is a corrupt record, not a default.
+fn pending_row(r: &Row<'_>) -> rusqlite::Result<PendingReport> {
+    Ok(PendingReport {
+        deployment_id: r.get(0)?,
+        reporter: r.get(1)?,
+        attempts: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+        next_at: ts(r.get(3)?),
+        error: r.get(4)?,
+        since: ts(r.get(5)?).unwrap_or_default(),
+        app: r.get(6)?,
+    })
+}
+
+const PENDING_COLS: &str = "SELECT deployment_id, reporter, attempts, next_at, error, since, d.app
+     FROM report_pending JOIN deployments d ON d.id = deployment_id";
+
 fn bad_column(index: usize, message: impl Into<String>) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         index,
@@ -795,6 +824,144 @@ impl Store for SqliteStore {
                  ON CONFLICT (deployment_id, reporter) DO UPDATE SET value = excluded.value",
                 params![id, reporter, value],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    async fn changed_since(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(DeploymentId, i64)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, rev FROM deployments WHERE rev > ?1 ORDER BY rev LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn report_cursor(&self, reporter: &str) -> Result<i64, StoreError> {
+        let reporter = reporter.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT rev FROM report_cursors WHERE reporter = ?1",
+                [reporter],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn init_report_cursor(&self, reporter: &str) -> Result<i64, StoreError> {
+        let reporter = reporter.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO report_cursors (reporter, rev)
+                 SELECT ?1, COALESCE(MAX(rev), 0) FROM deployments WHERE true
+                 ON CONFLICT (reporter) DO NOTHING",
+                [&reporter],
+            )?;
+            Ok(conn.query_row(
+                "SELECT rev FROM report_cursors WHERE reporter = ?1",
+                [&reporter],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn due_reports(
+        &self,
+        reporter: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingReport>, StoreError> {
+        let reporter = reporter.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{PENDING_COLS} WHERE reporter = ?1 AND next_at IS NOT NULL AND next_at <= ?2
+                 ORDER BY next_at LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![reporter, now.timestamp_millis(), limit as i64],
+                    pending_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn pending_reports(
+        &self,
+        reporter: Option<&str>,
+        deployment: Option<DeploymentId>,
+        failing: bool,
+        limit: usize,
+    ) -> Result<Vec<PendingReport>, StoreError> {
+        let reporter = reporter.map(str::to_owned);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{PENDING_COLS} WHERE (?1 IS NULL OR reporter = ?1)
+                 AND (?2 IS NULL OR deployment_id = ?2) AND (?3 = 0 OR error IS NOT NULL)
+                 ORDER BY deployment_id DESC, reporter LIMIT ?4"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![reporter, deployment, failing as i64, limit as i64],
+                    pending_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn record_report_pass(&self, reporter: &str, pass: ReportPass) -> Result<(), StoreError> {
+        let reporter = reporter.to_owned();
+        self.write(move |conn| {
+            let mut clear = conn.prepare_cached(
+                "DELETE FROM report_pending WHERE deployment_id = ?1 AND reporter = ?2",
+            )?;
+            for id in &pass.done {
+                clear.execute(params![id, reporter])?;
+            }
+            let mut owe = conn.prepare_cached(
+                "INSERT INTO report_pending (deployment_id, reporter, attempts, next_at, error, since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (deployment_id, reporter) DO UPDATE SET attempts = excluded.attempts,
+                 next_at = excluded.next_at, error = excluded.error",
+            )?;
+            for p in &pass.pending {
+                owe.execute(params![
+                    p.deployment_id,
+                    reporter,
+                    p.attempts as i64,
+                    p.next_at.map(|t| t.timestamp_millis()),
+                    p.error,
+                    p.since.timestamp_millis()
+                ])?;
+            }
+            if let Some(rev) = pass.cursor {
+                conn.execute(
+                    "INSERT INTO report_cursors (reporter, rev) VALUES (?1, ?2)
+                     ON CONFLICT (reporter) DO UPDATE SET rev = MAX(rev, excluded.rev)",
+                    params![reporter, rev],
+                )?;
+            }
             Ok(())
         })
         .await

@@ -104,6 +104,20 @@ async fn one_discord_message_per_deployment_created_then_only_edited() {
     );
     let edits: Vec<_> = seen.iter().filter(|r| r.method == "PATCH").collect();
     assert!(!edits.is_empty());
+    // While it runs the message is edited at most once every 3 s; the final state at once.
+    let writes: Vec<_> = seen
+        .iter()
+        .filter(|r| matches!(r.method.as_str(), "POST" | "PATCH") && r.status == 200)
+        .collect();
+    for pair in writes.windows(2) {
+        if !embed_title(pair[1]).contains("succeeded") {
+            let gap = pair[1].at - pair[0].at;
+            assert!(
+                gap >= Duration::from_millis(2900),
+                "edits {gap:?} apart: {writes:#?}"
+            );
+        }
+    }
     let message_path = &edits[0].path;
     assert!(
         message_path.starts_with("/api/v10/channels/1090000000000000111/messages/"),
@@ -150,6 +164,126 @@ async fn one_discord_message_per_deployment_created_then_only_edited() {
         !logs.contains(BOT_TOKEN),
         "the bot token never reaches the API"
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn reports_that_fail_in_an_outage_are_retried_shown_and_delivered_once_after_a_restart() {
+    let fake = Fake::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("web"));
+    let sha = repo.commit(&[("a", "1")], "Add the outage page");
+    let m = manifest(
+        "web",
+        &repo.path,
+        "staging",
+        "  notifications:\n    discord:\n      channel: \"1090000000000000111\"\n    github:\n      statuses: true\n",
+        "echo built",
+    );
+    let mut env = discord_env(&fake);
+    env.extend([
+        ("GANTRY_GITHUB_API_URL".to_string(), fake.url.clone()),
+        (
+            "GANTRY_GITHUB_TOKEN".to_string(),
+            "ghp-outage-token-0123".to_string(),
+        ),
+        ("GANTRY_REPORT_RETRY_BASE".to_string(), "200ms".to_string()),
+        ("GANTRY_REPORT_RETRY_CAP".to_string(), "400ms".to_string()),
+    ]);
+    let manifests = [("web.yaml", m)];
+    let app = TestApp::start_with(&manifests, &as_refs(&env)).await;
+    fake.outage(true);
+    let (status, r) = app
+        .hook(
+            "push",
+            "outage-1",
+            &push_body("acme/web", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let id = r["deployments"][0].as_i64().unwrap();
+    app.wait_idle(Duration::from_secs(30)).await;
+    // The deployment itself is not held up; its reports fail, are kept and retried.
+    async fn failing(app: &TestApp) -> Vec<Value> {
+        app.api("/api/v1/reports?failing=true")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "both reports to fail twice",
+        || async {
+            let f = failing(&app).await;
+            f.len() == 2 && f.iter().all(|r| r["attempts"].as_u64() >= Some(2))
+        },
+    )
+    .await;
+    let f = failing(&app).await;
+    let reporters: Vec<&str> = f.iter().map(|r| r["reporter"].as_str().unwrap()).collect();
+    assert_eq!(reporters, vec!["discord", "github"], "{f:#?}");
+    for r in &f {
+        assert_eq!(r["deploymentId"], id);
+        assert_eq!(r["app"], "web");
+        assert!(r["nextAt"].is_string(), "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains("503") || error.contains("Service Unavailable"),
+            "{error}"
+        );
+        assert!(!error.contains(BOT_TOKEN) && !error.contains("ghp-outage-token-0123"));
+    }
+    let detail = app.api(&format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(detail["state"], "succeeded");
+    assert_eq!(detail["reports"].as_array().unwrap().len(), 2, "{detail:#}");
+    // `gantry status` warns about them.
+    let out = gantry_cli()
+        .args(["status", "--server", &app.url("")])
+        .env("GANTRY_API_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("WARNING: 2 report(s) failing"), "{stdout}");
+    assert!(stdout.contains("discord of web deployment #"), "{stdout}");
+    // The daemon stops mid-outage; the outage ends; after the restart every report is
+    // delivered as the deployment ended, once.
+    let dir = app.stop().await;
+    let before = fake.requests().len();
+    fake.outage(false);
+    let app = TestApp::start_in(dir, &manifests, &as_refs(&env)).await;
+    wait_for(
+        Duration::from_secs(20),
+        "the reports to be delivered",
+        || async { failing(&app).await.is_empty() },
+    )
+    .await;
+    let after: Vec<_> = fake.requests().split_off(before);
+    let posts: Vec<_> = after
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
+        .collect();
+    assert_eq!(posts.len(), 1, "{after:#?}");
+    assert_eq!(posts[0].status, 200);
+    assert_eq!(
+        embed_title(posts[0]),
+        format!("web → staging: succeeded (#{id})")
+    );
+    assert!(
+        !after.iter().any(|r| r.method == "PATCH"),
+        "nothing to edit: {after:#?}"
+    );
+    let statuses: Vec<&str> = after
+        .iter()
+        .filter(|r| r.path.contains("/statuses/"))
+        .map(|r| r.body["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["pending", "success"], "{after:#?}");
+    // And nothing more, however long it runs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.requests().len(), before + after.len());
     app.finish().await;
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{json, Value};
 
@@ -19,6 +19,10 @@ pub struct Request {
     pub query: String,
     pub authorization: String,
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 #[derive(Clone, Default)]
@@ -27,6 +31,8 @@ struct Shared {
     next_id: Arc<AtomicU64>,
     /// Requests still to be answered 429 (Discord's rate limit), with Retry-After.
     throttle: Arc<Mutex<usize>>,
+    /// While set, every request is answered 503 (an outage of Discord and GitHub).
+    outage: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Fake {
@@ -56,6 +62,11 @@ impl Fake {
     /// Answers the next `n` Discord requests with 429 and `Retry-After`.
     pub fn throttle_next(&self, n: usize) {
         *self.shared.throttle.lock().unwrap() = n;
+    }
+
+    /// Starts or ends an outage: while on, every request is answered 503.
+    pub fn outage(&self, on: bool) {
+        self.shared.outage.store(on, Ordering::SeqCst);
     }
 
     pub fn matching(&self, method: &str, path_prefix: &str) -> Vec<Request> {
@@ -178,25 +189,44 @@ async fn answer(
 ) -> Response {
     let path = uri.path().to_owned();
     let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.seen.lock().unwrap().push(Request {
-        method: method.to_string(),
-        path: path.clone(),
-        query: uri.query().unwrap_or("").to_owned(),
-        authorization: headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
-        body: body_json.clone(),
-    });
+    let index = {
+        let mut seen = s.seen.lock().unwrap();
+        seen.push(Request {
+            method: method.to_string(),
+            path: path.clone(),
+            query: uri.query().unwrap_or("").to_owned(),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            body: body_json.clone(),
+            at: std::time::Instant::now(),
+            status: 0,
+        });
+        seen.len() - 1
+    };
+    let answered = |status: u16| {
+        s.seen.lock().unwrap()[index].status = status;
+        status
+    };
     let id = s.next_id.fetch_add(1, Ordering::SeqCst);
     let is_discord = path.starts_with("/api/v10/");
+    if s.outage.load(Ordering::SeqCst) {
+        return Response::builder()
+            .status(answered(503))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"message": "upstream connect error", "code": 0}).to_string(),
+            ))
+            .unwrap();
+    }
     if is_discord {
         let mut left = s.throttle.lock().unwrap();
         if *left > 0 {
             *left -= 1;
             return Response::builder()
-                .status(StatusCode::TOO_MANY_REQUESTS)
+                .status(answered(429))
                 .header("content-type", "application/json")
                 .header("retry-after", "0.2")
                 .header("x-ratelimit-limit", "5")
@@ -213,7 +243,7 @@ async fn answer(
         github(&method, &path, &body_json, id)
     };
     Response::builder()
-        .status(status)
+        .status(answered(status))
         .header("content-type", "application/json")
         .body(Body::from(v.to_string()))
         .unwrap()
