@@ -190,10 +190,14 @@ fn webhook(url: &Secret) -> Result<(serenity::model::id::WebhookId, String), Pub
 #[async_trait]
 impl Chat for Discord {
     #[tracing::instrument(skip_all)]
-    async fn post(&self, target: &ChatTarget, e: &Embed) -> Result<u64, PublishError> {
+    async fn post(&self, target: &ChatTarget, e: &Embed, nonce: &str) -> Result<u64, PublishError> {
         match target {
             ChatTarget::Channel(c) => limited(|| {
-                ChannelId::new(*c).send_message(&self.http, CreateMessage::new().embed(embed(e)))
+                let message = CreateMessage::new()
+                    .embed(embed(e))
+                    .nonce(serenity::model::channel::Nonce::String(nonce.to_owned()))
+                    .enforce_nonce(true);
+                ChannelId::new(*c).send_message(&self.http, message)
             })
             .await
             .map(|m| m.id.get())

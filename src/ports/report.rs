@@ -32,8 +32,16 @@ pub enum ChatTarget {
 
 #[async_trait]
 pub trait Chat: Send + Sync {
-    /// Posts a new message; returns its id.
-    async fn post(&self, target: &ChatTarget, embed: &Embed) -> Result<u64, PublishError>;
+    /// Posts a new message; returns its id. `nonce` (at most 25 characters) is unique to the
+    /// message: posted again within minutes (a crash between the post and recording its id),
+    /// Discord returns the message it created then instead of posting a second one. Channel
+    /// messages only: webhook executes have no nonce.
+    async fn post(
+        &self,
+        target: &ChatTarget,
+        embed: &Embed,
+        nonce: &str,
+    ) -> Result<u64, PublishError>;
     /// Replaces the message's embed.
     async fn edit(
         &self,

@@ -110,7 +110,9 @@ impl Reporter for DiscordReporter {
                 self.chat.edit(&target, m.id, &embed).await?;
                 m.id
             }
-            None => self.chat.post(&target, &embed).await?,
+            // A deployment that never started (queued, then superseded) gets no message.
+            None if d.started_at.is_none() => return Ok(Reported::Done),
+            None => self.chat.post(&target, &embed, &nonce(d)).await?,
         };
         let state = format!("{id} {hash} {}", now.timestamp_millis());
         self.store
@@ -119,6 +121,13 @@ impl Reporter for DiscordReporter {
             .map_err(store_err)?;
         Ok(Reported::Done)
     }
+}
+
+/// The deployment's message nonce: unique to this deployment of this store (its app, id and
+/// creation time), 20 hex digits (Discord allows 25).
+fn nonce(d: &Deployment) -> String {
+    let key = format!("{}/{}/{}", d.app, d.id, d.created_at.timestamp_millis());
+    hex::encode(&Sha256::digest(key.as_bytes())[..10])
 }
 
 /// What the store holds for a deployment's message: `ID HASH [EDITED_MS]`.

@@ -25,7 +25,7 @@ fn manifest(
     )
 }
 
-const BOT_TOKEN: &str = "bot-token-not-for-logs-0123";
+const BOT_TOKEN: &str = "c4n4ry-bot-token-0123";
 
 fn discord_env(fake: &Fake) -> Vec<(String, String)> {
     vec![
@@ -102,6 +102,10 @@ async fn one_discord_message_per_deployment_created_then_only_edited() {
         posts[0].body, posts[1].body,
         "the retry resends the same message"
     );
+    // Discord de-duplicates on the nonce: a post repeated after a crash returns the message.
+    let nonce = posts[0].body["nonce"].as_str().unwrap();
+    assert!(nonce.len() <= 25 && !nonce.is_empty(), "{nonce}");
+    assert_eq!(posts[0].body["enforce_nonce"], true);
     let edits: Vec<_> = seen.iter().filter(|r| r.method == "PATCH").collect();
     assert!(!edits.is_empty());
     // While it runs the message is edited at most once every 3 s; the final state at once.
@@ -185,7 +189,7 @@ async fn reports_that_fail_in_an_outage_are_retried_shown_and_delivered_once_aft
         ("GANTRY_GITHUB_API_URL".to_string(), fake.url.clone()),
         (
             "GANTRY_GITHUB_TOKEN".to_string(),
-            "ghp-outage-token-0123".to_string(),
+            "c4n4ry-outage-github-token".to_string(),
         ),
         ("GANTRY_REPORT_RETRY_BASE".to_string(), "200ms".to_string()),
         ("GANTRY_REPORT_RETRY_CAP".to_string(), "400ms".to_string()),
@@ -232,7 +236,7 @@ async fn reports_that_fail_in_an_outage_are_retried_shown_and_delivered_once_aft
             error.contains("503") || error.contains("Service Unavailable"),
             "{error}"
         );
-        assert!(!error.contains(BOT_TOKEN) && !error.contains("ghp-outage-token-0123"));
+        assert!(!error.contains(BOT_TOKEN) && !error.contains("c4n4ry-outage-github-token"));
     }
     let detail = app.api(&format!("/api/v1/deployments/{id}")).await;
     assert_eq!(detail["state"], "succeeded");
@@ -299,7 +303,7 @@ async fn a_resumed_deployment_edits_its_message_instead_of_posting_again() {
         marker.display()
     );
     // The shape of serenity's documented example (ids of 17-20 digits, tokens of 60-68 chars).
-    let token = "ig5AO-wdVWpCBtUUMxmgsWryqgsW3DChbKYOINftJ4DCrUbnkedoYZD0VOH1QLr-S3sV";
+    let token = "c4n4ry-wdVWpCBtUUMxmgsWryqgsW3DChbKYOINftJ4DCrUbnkedoYZD0VOH1QLr-S3sV";
     let hook_url = format!("https://discord.com/api/webhooks/1090000000000000333/{token}");
     let var = format!("GANTRY_TEST_DEPLOY_WEBHOOK_{}", std::process::id());
     let m = manifest(
@@ -962,7 +966,7 @@ async fn github_app_auth_mints_an_installation_token_from_a_signed_jwt() {
     assert!(
         statuses.iter().all(|r| r
             .authorization
-            .starts_with("Bearer ghs_installation_token_")),
+            .starts_with("Bearer ghs_c4n4ry_installation_")),
         "{statuses:#?}"
     );
     app.finish().await;

@@ -158,7 +158,7 @@ async fn eventbridge_setup_run_twice_creates_each_resource_once() {
                 &name,
             ])
             .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
-            .env("GANTRY_EVENTBRIDGE_API_KEY", "eb-secret-key-1")
+            .env("GANTRY_EVENTBRIDGE_API_KEY", "c4n4ry-eb-key-1")
             .output()
     };
     let first = run().await.unwrap();
@@ -173,7 +173,7 @@ async fn eventbridge_setup_run_twice_creates_each_resource_once() {
     let out2 = String::from_utf8_lossy(&second.stdout).into_owned();
     assert!(second.status.success(), "{out2}");
     assert_eq!(out2.matches("exists").count(), 4, "{out2}");
-    assert!(!out1.contains("eb-secret-key-1") && !out2.contains("eb-secret-key-1"));
+    assert!(!out1.contains("c4n4ry-eb-key-1") && !out2.contains("c4n4ry-eb-key-1"));
     let config = aws_config(&moto_url()).await;
     let eb = aws_sdk_eventbridge::Client::new(&config);
     let connections = eb

@@ -31,6 +31,8 @@ struct Shared {
     next_id: Arc<AtomicU64>,
     /// Requests still to be answered 429 (Discord's rate limit), with Retry-After.
     throttle: Arc<Mutex<usize>>,
+    /// Channel messages created with `enforce_nonce`, by nonce (Discord's de-duplication).
+    nonces: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     /// While set, every request is answered 503 (an outage of Discord and GitHub).
     outage: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -56,6 +58,7 @@ impl Fake {
     }
 
     pub fn requests(&self) -> Vec<Request> {
+        crate::leaks::assert_none();
         self.shared.seen.lock().unwrap().clone()
     }
 
@@ -145,7 +148,7 @@ fn github(method: &Method, path: &str, body: &Value, id: u64) -> (u16, Value) {
         ("POST", ["app", "installations", _, "access_tokens"]) => (
             201,
             json!({
-                "token": format!("ghs_installation_token_{id}"),
+                "token": format!("ghs_c4n4ry_installation_{id}"),
                 "expires_at": "2099-01-01T00:00:00Z",
                 "permissions": {"statuses": "write", "deployments": "write", "metadata": "read"},
                 "repository_selection": "all"
@@ -189,6 +192,9 @@ async fn answer(
 ) -> Response {
     let path = uri.path().to_owned();
     let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // What Gantry sends Discord and GitHub: bodies and queries hold no secret.
+    crate::leaks::scan_bytes(&format!("{method} {path} to the fake"), &body);
+    crate::leaks::scan(&format!("{method} {path}?"), uri.query().unwrap_or(""));
     let index = {
         let mut seen = s.seen.lock().unwrap();
         seen.push(Request {
@@ -237,6 +243,17 @@ async fn answer(
                 .unwrap();
         }
     }
+    // Discord: a message created before with the same enforced nonce is returned, not created.
+    let nonce = body_json["nonce"]
+        .as_str()
+        .filter(|_| body_json["enforce_nonce"] == true)
+        .map(str::to_owned);
+    let id = match &nonce {
+        Some(n) if method == Method::POST => {
+            *s.nonces.lock().unwrap().entry(n.clone()).or_insert(id)
+        }
+        _ => id,
+    };
     let (status, v) = if is_discord {
         discord(&method, &path, &body_json, id)
     } else {

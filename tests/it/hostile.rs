@@ -326,7 +326,7 @@ async fn a_build_cannot_read_the_daemons_environment_or_data() {
         app_manifest("web", "acme/web", &repo.path, "main", &refs),
     )
     .unwrap();
-    let canary = "canary-daemon-only-7f3a9c";
+    let canary = "c4n4ry-daemon-only-7f3a9c";
     let daemon = spawn_with(
         &data,
         &manifests,

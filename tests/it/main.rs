@@ -15,6 +15,7 @@ mod fakes;
 mod fuzz;
 mod hostile;
 mod images;
+mod leaks;
 mod pipeline;
 mod queue;
 mod s3proxy;

@@ -255,8 +255,8 @@ async fn secrets_stay_out_of_logs_store_and_git_config() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(&tmp.path().join("web"));
     let sha = repo.commit(&[("a", "1")], "init");
-    let github_token = "ghs_test0123456789abcdefSECRET";
-    let build_secret = "npm-token-value-98765";
+    let github_token = "ghs_c4n4ry0123456789abcdef";
+    let build_secret = "c4n4ry-npm-token-98765";
     std::env::set_var("GANTRY_IT_NPM_TOKEN", build_secret);
     let manifest = app_manifest(
         "web",

@@ -104,7 +104,7 @@ pub fn default_subnet() -> String {
             "text",
         ])
         .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
         .output()
         .unwrap_or_else(|e| panic!("{} not runnable ({e}): run scripts/setup.sh", aws.display()));
     assert!(

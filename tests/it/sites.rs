@@ -28,7 +28,11 @@ pub async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
+            "testing",
+            "c4n4ry-aws-secret",
+            None,
+            None,
+            "test",
         ))
         .retry_config(
             aws_config::retry::RetryConfig::standard()

@@ -13,8 +13,9 @@ use gantry::config::Config;
 use gantry::http::hooks::sign;
 use serde_json::Value;
 
-pub const SECRET: &str = "test-webhook-secret";
-pub const TOKEN: &str = "test-api-token-0123";
+/// Secrets carry the leak scan's canary (tests/it/leaks.rs).
+pub const SECRET: &str = "c4n4ry-webhook-secret";
+pub const TOKEN: &str = "c4n4ry-api-token-0123";
 
 /// A real git repository with commits made by the test.
 pub struct GitRepo {
@@ -142,6 +143,7 @@ impl TestApp {
         for (k, v) in env {
             vars.insert(k.to_string(), v.to_string());
         }
+        crate::leaks::scan_logs();
         let config =
             Config::load_with(None, &|k| vars.get(k).cloned()).expect("test config is valid");
         let running = gantry::app::start(config).await.expect("daemon starts");
@@ -187,7 +189,9 @@ impl TestApp {
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        let text = resp.text().await.unwrap_or_default();
+        crate::leaks::scan("a webhook answer", &text);
+        let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
         (status, body)
     }
 
@@ -200,7 +204,9 @@ impl TestApp {
             .await
             .unwrap();
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.unwrap()
+        let text = resp.text().await.unwrap();
+        crate::leaks::scan(&format!("GET {path}"), &text);
+        serde_json::from_str(&text).unwrap()
     }
 
     pub async fn deployments(&self, app: &str) -> Vec<Value> {
@@ -229,6 +235,8 @@ impl TestApp {
     pub async fn stop(mut self) -> tempfile::TempDir {
         let running = self.running.take().expect("running");
         running.shutdown().await;
+        crate::leaks::scan_dir(self.dir.path());
+        crate::leaks::assert_none();
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
     }
@@ -247,6 +255,8 @@ impl TestApp {
             .collect();
         running.shutdown().await;
         assert!(left.is_empty(), "work left queued or running: {left:?}");
+        crate::leaks::scan_dir(self.dir.path());
+        crate::leaks::assert_none();
     }
 }
 
@@ -288,7 +298,7 @@ pub fn gantry_cli() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
     cmd.env_remove("GANTRY_CONFIG")
         .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
         .env("AWS_REGION", "us-east-1");
     cmd
 }
