@@ -20,7 +20,25 @@ pub struct Ecr {
 const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
 fn err(operation: &'static str) -> impl Fn(String) -> RegistryError {
-    move |message| RegistryError::Ecr { operation, message }
+    move |message| RegistryError::Ecr {
+        operation,
+        message,
+        transient: false,
+    }
+}
+
+/// An SDK error, transient when throttled, 5xx or a dropped connection.
+fn sdk_err<E>(
+    operation: &'static str,
+) -> impl Fn(aws_sdk_ecr::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> RegistryError
+where
+    E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| RegistryError::Ecr {
+        operation,
+        transient: super::aws::transient(&e),
+        message: ctx(e),
+    }
 }
 
 use super::aws::error_chain as ctx;
@@ -48,7 +66,7 @@ impl Ecr {
             .get_authorization_token()
             .send()
             .await
-            .map_err(|e| err("GetAuthorizationToken")(ctx(e)))?;
+            .map_err(sdk_err("GetAuthorizationToken"))?;
         let data = out
             .authorization_data()
             .first()
@@ -98,7 +116,7 @@ impl Ecr {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_repository_not_found_exception()) => {}
-            Err(e) => return Err(err("DescribeRepositories")(ctx(e))),
+            Err(e) => return Err(sdk_err("DescribeRepositories")(e)),
         }
         let created = self
             .client
@@ -121,7 +139,7 @@ impl Ecr {
             {
                 Ok(false)
             }
-            Err(e) => Err(err("CreateRepository")(ctx(e))),
+            Err(e) => Err(sdk_err("CreateRepository")(e)),
         }
     }
 }

@@ -179,6 +179,12 @@ impl ServiceDeployer for Ecs {
             .family(&td.family)
             .container_definitions(ContainerDefinition::builder().build())
             .customize()
+            // Registering is not idempotent: a retry after an answer that was lost would add a
+            // second revision. The step's own retry re-plans instead (and reuses that revision).
+            .config_override(
+                aws_sdk_ecs::config::Builder::default()
+                    .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()),
+            )
             .mutate_request(move |req| {
                 *req.body_mut() = SdkBody::from(body.clone());
                 req.headers_mut().insert("content-length", len.to_string());

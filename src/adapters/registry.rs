@@ -56,6 +56,7 @@ impl HttpRegistry {
             .map_err(|e| RegistryError::Http {
                 registry: "-".into(),
                 message: e.to_string(),
+                transient: false,
             })?;
         Ok(Self {
             http,
@@ -160,7 +161,7 @@ impl HttpRegistry {
                     tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
                     continue;
                 }
-                Err(e) => return Err(self.http_err(r, format!("{method} {}: {e}", path_of(url)))),
+                Err(e) => return Err(self.io_err(r, format!("{method} {}", path_of(url)), e)),
             };
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !answered {
@@ -241,7 +242,7 @@ impl HttpRegistry {
         let resp = req
             .send()
             .await
-            .map_err(|e| self.http_err(r, format!("token request: {e}")))?;
+            .map_err(|e| self.io_err(r, "token request".into(), e))?;
         if !resp.status().is_success() {
             return Err(RegistryError::Auth {
                 registry: r.registry.clone(),
@@ -251,7 +252,7 @@ impl HttpRegistry {
         let v: serde_json::Value = resp
             .json()
             .await
-            .map_err(|e| self.http_err(r, format!("token response: {e}")))?;
+            .map_err(|e| self.io_err(r, "token response".into(), e))?;
         let token = v["token"]
             .as_str()
             .or_else(|| v["access_token"].as_str())
@@ -266,6 +267,16 @@ impl HttpRegistry {
         RegistryError::Http {
             registry: r.registry.clone(),
             message,
+            transient: false,
+        }
+    }
+
+    /// A request that failed on the way (connect, timeout, a body cut off): transient.
+    fn io_err(&self, r: &ImageRef, what: String, e: reqwest::Error) -> RegistryError {
+        RegistryError::Http {
+            registry: r.registry.clone(),
+            transient: e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            message: format!("{what}: {e}"),
         }
     }
 
@@ -277,7 +288,11 @@ impl HttpRegistry {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         let body: String = body.chars().take(300).collect();
-        self.http_err(r, format!("{what}: {status} {body}"))
+        RegistryError::Http {
+            registry: r.registry.clone(),
+            message: format!("{what}: {status} {body}"),
+            transient: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+        }
     }
 }
 
@@ -343,7 +358,7 @@ impl Registry for HttpRegistry {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| self.http_err(r, format!("GET manifest: {e}")))?
+            .map_err(|e| self.io_err(r, "GET manifest".into(), e))?
             .to_vec();
         let digest = oci::sha256_digest(&bytes);
         if r.digest.as_deref().is_some_and(|d| d != digest) {
@@ -369,7 +384,7 @@ impl Registry for HttpRegistry {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| self.http_err(r, format!("GET blob: {e}")))?
+            .map_err(|e| self.io_err(r, "GET blob".into(), e))?
             .to_vec();
         if oci::sha256_digest(&bytes) != digest {
             return Err(RegistryError::Corrupt {

@@ -93,6 +93,11 @@ pub struct SiteManifest {
     /// The release before this one, for `gantry site rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<SiteRelease>,
+    /// Keys whose CDN invalidation is owed: written with the release, cleared once the
+    /// invalidation was created, so a sync that failed after writing its manifest (or was
+    /// killed) invalidates them on its next run instead of leaving the CDN stale.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_invalidation: Vec<String>,
 }
 
 /// Every object of one release.

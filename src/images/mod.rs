@@ -85,6 +85,13 @@ pub enum BuildError {
     Cancelled,
 }
 
+impl BuildError {
+    /// A registry that throttled, failed or dropped the connection: trying again can work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Registry(e) if e.is_transient())
+    }
+}
+
 #[async_trait]
 pub trait Builder: Send + Sync {
     fn kind(&self) -> &'static str;

@@ -52,6 +52,7 @@ impl StepError {
         use crate::sites::SiteError;
         match self {
             Self::Rollout(RolloutError::Ecs(e)) => e.transient,
+            Self::Image(e) => e.source.is_transient(),
             Self::SiteSync { source, .. } => match source {
                 SiteError::Store(e) => e.is_transient(),
                 SiteError::Cdn(e) => e.is_transient(),

@@ -342,8 +342,18 @@ impl<'a> Builder<'a> {
                 },
             );
         }
-        let changed =
-            content_changed || !deletes.is_empty() || stale != m.stale || blobs != m.blobs;
+        // What an earlier sync wrote but could not invalidate is owed still.
+        let mut invalidate = self.invalidate;
+        for k in &m.pending_invalidation {
+            if !invalidate.contains(k) {
+                invalidate.push(k.clone());
+            }
+        }
+        let changed = content_changed
+            || !deletes.is_empty()
+            || stale != m.stale
+            || blobs != m.blobs
+            || invalidate != m.pending_invalidation;
         let previous = if content_changed {
             Some(SiteRelease {
                 release: m.release,
@@ -362,6 +372,7 @@ impl<'a> Builder<'a> {
                 stale,
                 blobs,
                 previous,
+                pending_invalidation: invalidate.clone(),
             }
         } else {
             m.clone()
@@ -374,7 +385,7 @@ impl<'a> Builder<'a> {
             newly_stale,
             manifest: next,
             changed,
-            invalidate: self.invalidate,
+            invalidate,
         }
     }
 }

@@ -17,7 +17,12 @@ pub struct Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("registry {registry}: {message}")]
-    Http { registry: String, message: String },
+    Http {
+        registry: String,
+        message: String,
+        /// A dropped connection, a timeout, a 5xx or 429: worth trying again.
+        transient: bool,
+    },
     #[error(
         "registry {registry}: authentication failed ({message}); check the credentials for it"
     )]
@@ -30,7 +35,18 @@ pub enum RegistryError {
     Ecr {
         operation: &'static str,
         message: String,
+        transient: bool,
     },
+}
+
+impl RegistryError {
+    /// Whether trying again later can succeed (the step is then retried with backoff).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Http { transient, .. } | Self::Ecr { transient, .. } => *transient,
+            _ => false,
+        }
+    }
 }
 
 /// Credentials for one registry.

@@ -152,9 +152,20 @@ pub async fn roll(
                 for line in diff.lines() {
                     log.line(format!("{}: {line}", svc.name));
                 }
-                let arn = ecs.register(&desired).await?;
-                log.line(format!("{}: registered {arn}", svc.name));
-                (arn, true)
+                match newest_if_same(ecs, &desired, current.as_deref()).await? {
+                    Some(arn) => {
+                        log.line(format!(
+                            "{}: reusing {arn}, the family's newest revision, which is exactly this",
+                            svc.name
+                        ));
+                        (arn, true)
+                    }
+                    None => {
+                        let arn = ecs.register(&desired).await?;
+                        log.line(format!("{}: registered {arn}", svc.name));
+                        (arn, true)
+                    }
+                }
             }
         };
         prepared.push(Prepared {
@@ -270,6 +281,24 @@ pub async fn roll(
     }
     housekeeping(&prepared, ecs, opts.keep_revisions, log).await?;
     Ok(results)
+}
+
+/// The family's newest ACTIVE revision when it is exactly `desired` and not what runs: what a
+/// register whose answer was lost (a dropped connection, a crash before the step recorded it)
+/// left behind. Reusing it keeps a retried or resumed rollout from registering twice.
+async fn newest_if_same(
+    ecs: &dyn ServiceDeployer,
+    desired: &TaskDefinition,
+    current: Option<&str>,
+) -> Result<Option<String>, RolloutError> {
+    let Some(newest) = ecs.active_revisions(&desired.family).await?.pop() else {
+        return Ok(None);
+    };
+    if Some(newest.as_str()) == current {
+        return Ok(None);
+    }
+    let td = ecs.task_definition(&newest).await?;
+    Ok((!differs(&td, desired)).then_some(newest))
 }
 
 /// Keeps the newest `keep` ACTIVE revisions of each family the app rolled, and deregisters

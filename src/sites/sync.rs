@@ -303,6 +303,10 @@ async fn carry_out(
         written.fetch_add(1, Ordering::Relaxed);
     }
     let mut manifest = plan.manifest.clone();
+    if opts.distribution.is_none() {
+        // No CDN in front: nothing is owed.
+        manifest.pending_invalidation.clear();
+    }
     for (phase, actions) in [("assets", &plan.assets), ("documents", &plan.documents)] {
         let etags = execute(
             phase,
@@ -322,19 +326,7 @@ async fn carry_out(
         }
     }
     if plan.changed {
-        let headers = ObjectHeaders {
-            content_type: "application/json".into(),
-            cache_control: "no-store".into(),
-        };
-        let body = serde_json::to_vec(&manifest).expect("manifest serialises");
-        store
-            .put_bytes(
-                &t.bucket,
-                &format!("{}{MANIFEST_KEY}", t.prefix),
-                body,
-                &headers,
-            )
-            .await?;
+        put_manifest(store, t, &manifest).await?;
         written.fetch_add(1, Ordering::Relaxed);
     }
     if !plan.deletes.is_empty() {
@@ -364,10 +356,37 @@ async fn carry_out(
                 cdn.wait_invalidation(dist, &id, timeout).await?;
             }
             report.invalidation_id = Some(id);
+            // Owed no more.
+            if !manifest.pending_invalidation.is_empty() {
+                manifest.pending_invalidation.clear();
+                put_manifest(store, t, &manifest).await?;
+                written.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     report.write_requests = written.load(Ordering::Relaxed);
     Ok(report)
+}
+
+async fn put_manifest(
+    store: &dyn ObjectStore,
+    t: &S3Target,
+    manifest: &SiteManifest,
+) -> Result<(), SiteError> {
+    let headers = ObjectHeaders {
+        content_type: "application/json".into(),
+        cache_control: "no-store".into(),
+    };
+    let body = serde_json::to_vec(manifest).expect("manifest serialises");
+    store
+        .put_bytes(
+            &t.bucket,
+            &format!("{}{MANIFEST_KEY}", t.prefix),
+            body,
+            &headers,
+        )
+        .await?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -376,6 +376,71 @@ async fn layer_builds_onto_a_base_reproducibly() {
     );
 }
 
+/// A registry answering 503 to manifest PUTs for a while: the publish step fails transiently,
+/// is retried with backoff, and the image lands once it recovers.
+#[tokio::test]
+async fn a_registry_failing_for_a_while_is_retried_by_the_publish_step() {
+    use crate::s3proxy::Fault;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("api"));
+    let sha = repo.commit(&[("main.py", FASTAPI_MAIN)], "api");
+    let image_repo = unique("flaky");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
+        repo.path.display(),
+        base_image()
+    );
+    let proxy = S3Proxy::start(&format!("http://{}", registry())).await;
+    // The adapter tries each request four times; five 503s outlast one step attempt.
+    proxy.inject(Fault::unavailable("PUT /manifests/", 5));
+    let eps = format!("{ECR}={}", proxy.url);
+    let app = TestApp::start_with(
+        &[("api.yaml", manifest)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto_url().as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
+            ("GANTRY_RETRY_BASE", "50ms"),
+            ("GANTRY_RETRY_CAP", "200ms"),
+        ],
+    )
+    .await;
+    let (status, r) = app
+        .hook(
+            "push",
+            "flaky-1",
+            &push_body("acme/api", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    app.wait_idle(Duration::from_secs(60)).await;
+    let d = app
+        .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+        .await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let step = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "publish_images")
+        .unwrap();
+    assert_eq!(step["attempts"], 2, "{step:#}");
+    let failed = proxy.take().iter().filter(|s| s.status == 503).count();
+    assert_eq!(failed, 5);
+    let log = step["log"].as_str().unwrap();
+    assert!(log.contains("failed with a transient error"), "{log}");
+    assert!(log.contains("503"), "{log}");
+    assert_eq!(
+        pulled_digest(&image_repo, &sha),
+        app.api("/api/v1/releases?app=api").await[0]["images"]["api"]
+            .as_str()
+            .unwrap()
+            .rsplit('@')
+            .next()
+            .unwrap()
+    );
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn a_second_deployment_of_the_same_sha_builds_nothing_and_uploads_no_blob() {
     let tmp = tempfile::tempdir().unwrap();
@@ -390,13 +455,20 @@ async fn a_second_deployment_of_the_same_sha_builds_nothing_and_uploads_no_blob(
         repo.path.display(),
         base_image()
     );
-    let moto = moto_url();
+    // ECR behind the fault proxy: throttled and dropped calls are absorbed by the retries.
+    let proxy = S3Proxy::start(&moto_url()).await;
+    use crate::s3proxy::Fault;
+    proxy.inject(Fault::throttling("GetAuthorizationToken", 2));
+    proxy.inject(Fault::reset_before("GetAuthorizationToken", 1));
+    proxy.inject(Fault::unavailable("DescribeRepositories", 1));
+    proxy.inject(Fault::reset_after("CreateRepository", 1));
     let eps = endpoints();
     let app = TestApp::start_with(
         &[("api.yaml", manifest)],
         &[
-            ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
+            ("GANTRY_AWS_ENDPOINT_URL", proxy.url.as_str()),
             ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
+            ("GANTRY_RETRY_BASE", "50ms"),
         ],
     )
     .await;
@@ -413,6 +485,22 @@ async fn a_second_deployment_of_the_same_sha_builds_nothing_and_uploads_no_blob(
         .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
         .await;
     assert_eq!(first["state"], "succeeded", "{first:#}");
+    let ecr: Vec<_> = proxy
+        .take()
+        .into_iter()
+        .filter(|r| r.target.starts_with("AmazonEC2ContainerRegistry"))
+        .map(|r| (r.target.rsplit('.').next().unwrap().to_owned(), r.status))
+        .collect();
+    for (op, status) in [
+        ("GetAuthorizationToken", 400),
+        ("GetAuthorizationToken", 0),
+        ("DescribeRepositories", 503),
+    ] {
+        assert!(
+            ecr.iter().any(|(o, s)| o == op && *s == status),
+            "{op} {status}: {ecr:?}"
+        );
+    }
     let releases = app.api("/api/v1/releases?app=api").await;
     let reference = releases[0]["images"]["api"].as_str().unwrap().to_owned();
     let digest = pulled_digest(&image_repo, &sha);

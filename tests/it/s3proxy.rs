@@ -1,6 +1,8 @@
 //! A recording, fault-injecting HTTP proxy in front of moto: each test gets its own, so it can
-//! count exactly the requests its sync made and inject faults: S3 `503 SlowDown` answers, and
-//! for JSON-protocol services (ECS) throttling, 5xx and validation errors on chosen operations.
+//! count exactly the requests its sync made and inject faults on chosen operations of ECS, ECR
+//! (JSON protocol, matched on `X-Amz-Target`), S3 and CloudFront (REST, matched on method and
+//! path): error answers (throttling, 5xx, validation), added latency, and connections reset
+//! before the request reaches moto or after moto has acted on it (the answer is lost).
 
 use std::sync::{Arc, Mutex};
 
@@ -32,15 +34,30 @@ struct Shared {
     faults: Arc<Mutex<Vec<Fault>>>,
 }
 
-/// An answer given instead of moto's to the next `times` calls of one operation.
+/// What happens to the next `times` calls of one operation instead of moto's answer.
 #[derive(Debug, Clone)]
 pub struct Fault {
-    /// The `X-Amz-Target` suffix, e.g. `RegisterTaskDefinition`.
+    /// The `X-Amz-Target` suffix (`RegisterTaskDefinition`), or for REST services a method and
+    /// a path fragment (`POST /invalidation`, `PUT /site-bucket/`).
     pub operation: &'static str,
     pub times: usize,
-    pub status: u16,
-    /// The JSON error body (`__type` is the error code the SDK reads).
-    pub body: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Answer this instead of forwarding.
+    Answer {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
+    /// Wait, then forward.
+    Delay(std::time::Duration),
+    /// Reset the connection without forwarding.
+    ResetBefore,
+    /// Forward (moto acts on it), then reset the connection: the caller never hears.
+    ResetAfter,
 }
 
 impl Fault {
@@ -48,8 +65,79 @@ impl Fault {
         Self {
             operation,
             times,
-            status,
-            body: serde_json::json!({ "__type": code, "message": message }).to_string(),
+            action: Action::Answer {
+                status,
+                content_type: "application/x-amz-json-1.1",
+                body: serde_json::json!({ "__type": code, "message": message }).to_string(),
+            },
+        }
+    }
+
+    fn xml(operation: &'static str, times: usize, status: u16, body: &str) -> Self {
+        Self {
+            operation,
+            times,
+            action: Action::Answer {
+                status,
+                content_type: "application/xml",
+                body: body.to_owned(),
+            },
+        }
+    }
+
+    /// `503 SlowDown`, as S3 answers a caller over its request rate.
+    pub fn slow_down(operation: &'static str, times: usize) -> Self {
+        Self::xml(operation, times, 503, SLOW_DOWN)
+    }
+
+    /// `400 Throttling` in CloudFront's XML error shape.
+    pub fn cloudfront_throttling(operation: &'static str, times: usize) -> Self {
+        Self::xml(
+            operation,
+            times,
+            400,
+            r#"<?xml version="1.0"?><ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>gantry-proxy</RequestId></ErrorResponse>"#,
+        )
+    }
+
+    /// `500 InternalError` in S3's XML error shape.
+    pub fn internal_xml(operation: &'static str, times: usize) -> Self {
+        Self::xml(
+            operation,
+            times,
+            500,
+            r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>"#,
+        )
+    }
+
+    pub fn delay(operation: &'static str, times: usize, by: std::time::Duration) -> Self {
+        Self {
+            operation,
+            times,
+            action: Action::Delay(by),
+        }
+    }
+
+    pub fn reset_before(operation: &'static str, times: usize) -> Self {
+        Self {
+            operation,
+            times,
+            action: Action::ResetBefore,
+        }
+    }
+
+    pub fn reset_after(operation: &'static str, times: usize) -> Self {
+        Self {
+            operation,
+            times,
+            action: Action::ResetAfter,
+        }
+    }
+
+    fn matches(&self, method: &Method, path: &str, target: &str) -> bool {
+        match self.operation.split_once(' ') {
+            Some((m, fragment)) => m == method.as_str() && path.contains(fragment),
+            None => !target.is_empty() && target.ends_with(self.operation),
         }
     }
 
@@ -81,6 +169,8 @@ impl Fault {
     }
 }
 
+const SLOW_DOWN: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"#;
+
 pub struct S3Proxy {
     pub url: String,
     shared: Shared,
@@ -101,7 +191,29 @@ impl S3Proxy {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // Its own accept loop, so a handler can reset its connection (RST, via SO_LINGER 0).
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                // Linger 0 never blocks: the close is an immediate RST.
+                #[allow(deprecated)]
+                let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+                let reset = Reset(Arc::new(tokio::sync::Notify::new()));
+                let app = app.clone().layer(axum::Extension(reset.clone()));
+                tokio::spawn(async move {
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        // Dropping the connection drops the socket: with linger 0, an RST.
+                        _ = reset.0.notified() => {}
+                    }
+                });
+            }
+        });
         Self { url, shared }
     }
 
@@ -113,6 +225,11 @@ impl S3Proxy {
     /// Answers the next calls of an operation with `fault` instead of forwarding them.
     pub fn inject(&self, fault: Fault) {
         self.shared.faults.lock().unwrap().push(fault);
+    }
+
+    /// Drops the faults still waiting.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
     }
 
     pub fn take(&self) -> Vec<Seen> {
@@ -140,8 +257,20 @@ pub fn writes(seen: &[Seen]) -> Vec<&Seen> {
         .collect()
 }
 
+/// Resets the connection it belongs to.
+#[derive(Clone)]
+struct Reset(Arc<tokio::sync::Notify>);
+
+impl Reset {
+    async fn now(&self) -> Response {
+        self.0.notify_one();
+        std::future::pending().await
+    }
+}
+
 async fn forward(
     State(s): State<Shared>,
+    axum::Extension(reset): axum::Extension<Reset>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -172,7 +301,7 @@ async fn forward(
             *left -= 1;
             drop(left);
             record(503);
-            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            let xml = SLOW_DOWN;
             return Response::builder()
                 .status(StatusCode::SERVICE_UNAVAILABLE)
                 .header("content-type", "application/xml")
@@ -184,19 +313,33 @@ async fn forward(
         let mut faults = s.faults.lock().unwrap();
         faults
             .iter_mut()
-            .find(|f| f.times > 0 && !target.is_empty() && target.ends_with(f.operation))
+            .find(|f| f.times > 0 && f.matches(&method, &path, &target))
             .map(|f| {
                 f.times -= 1;
-                (f.status, f.body.clone())
+                f.action.clone()
             })
     };
-    if let Some((status, body)) = injected {
-        record(status);
-        return Response::builder()
-            .status(status)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(Body::from(body))
-            .unwrap();
+    let mut reset_after = false;
+    match injected {
+        Some(Action::Answer {
+            status,
+            content_type,
+            body,
+        }) => {
+            record(status);
+            return Response::builder()
+                .status(status)
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .unwrap();
+        }
+        Some(Action::Delay(by)) => tokio::time::sleep(by).await,
+        Some(Action::ResetBefore) => {
+            record(0);
+            return reset.now().await;
+        }
+        Some(Action::ResetAfter) => reset_after = true,
+        None => {}
     }
     let url = format!(
         "{}{}",
@@ -211,6 +354,11 @@ async fn forward(
     }
     let resp = req.send().await.expect("moto answers");
     let status = resp.status();
+    if reset_after {
+        // moto has acted on it; the caller hears nothing.
+        record(0);
+        return reset.now().await;
+    }
     record(status.as_u16());
     let mut builder = Response::builder().status(status);
     for (k, v) in resp.headers() {

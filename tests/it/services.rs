@@ -641,6 +641,59 @@ fn roll_step(d: &Value) -> Value {
         .unwrap()
 }
 
+/// Connections reset before a call reaches ECS and after ECS acted on it (the answer lost),
+/// and added latency: the rollout converges, and a register whose answer was lost is found
+/// again instead of registered twice.
+#[tokio::test]
+async fn dropped_connections_and_latency_on_ecs_converge_without_a_second_revision() {
+    use crate::s3proxy::{Fault, S3Proxy};
+    let proxy = S3Proxy::start(&moto_url()).await;
+    let s = Setup::with_env(
+        "resets",
+        "",
+        &[
+            ("GANTRY_ECS_POLL", "20ms"),
+            ("GANTRY_AWS_ENDPOINT_URL", proxy.url.as_str()),
+            ("GANTRY_AWS_MAX_ATTEMPTS", "2"),
+            ("GANTRY_RETRY_BASE", "50ms"),
+            ("GANTRY_RETRY_CAP", "200ms"),
+        ],
+    )
+    .await;
+    proxy.inject(Fault::reset_after("RegisterTaskDefinition", 1));
+    proxy.inject(Fault::reset_before("DescribeServices", 3));
+    proxy.inject(Fault::delay("UpdateService", 1, Duration::from_millis(300)));
+    proxy.inject(Fault::delay("CreateService", 1, Duration::from_millis(300)));
+    let d = s.push(1).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let log = roll_log(&d);
+    assert!(log.contains("failed with a transient error"), "{log}");
+    assert!(
+        log.contains("reusing"),
+        "the lost register is found again: {log}"
+    );
+    let seen = proxy.take();
+    let registers: Vec<_> = seen
+        .iter()
+        .filter(|r| r.target.ends_with("RegisterTaskDefinition"))
+        .collect();
+    assert_eq!(
+        registers.len(),
+        1,
+        "one register reached ECS: {registers:#?}"
+    );
+    assert_eq!(registers[0].status, 0, "and its answer was lost");
+    assert_eq!(
+        seen.iter()
+            .filter(|r| r.target.ends_with("DescribeServices") && r.status == 0)
+            .count(),
+        3
+    );
+    assert_eq!(s.ecs.revisions(&s.family).await, 1);
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
+    s.app.finish().await;
+}
+
 #[tokio::test]
 async fn transient_ecs_faults_are_retried_and_a_validation_error_fails_at_once() {
     use crate::s3proxy::{Fault, S3Proxy};

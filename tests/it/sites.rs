@@ -549,6 +549,90 @@ async fn one_changed_page_uploads_and_invalidates_only_that_page() {
     assert!(none.invalidation_id.is_none() && none.invalidation_paths.is_empty());
 }
 
+/// Faults on S3 (connections reset before and after the PUT reached it, SlowDown, added
+/// latency) are absorbed; an invalidation CloudFront keeps refusing fails the sync, and the
+/// paths it owed are recorded with the release, so the next sync invalidates them even though
+/// no file changed since: no site is left stale behind a "success".
+#[tokio::test]
+async fn a_failed_invalidation_is_owed_until_a_later_sync_makes_it() {
+    use crate::s3proxy::Fault;
+    let env = Env::new("owed").await;
+    let direct = aws_config(&moto_url()).await;
+    let dist = distribution(&direct, &env.bucket).await;
+    let cdn = CloudFront::new(&aws_config(&env.proxy.url).await);
+    let dir = tempfile::tempdir().unwrap();
+    next_export(dir.path(), "v1");
+    let mut opts = env.opts("nextjs");
+    opts.distribution = Some(dist.clone());
+    let run = |opts: SyncOptions| {
+        let (dir, env, cdn) = (dir.path().to_owned(), &env, &cdn);
+        async move {
+            sync(
+                &dir,
+                &opts,
+                &env.store,
+                Some(cdn as &dyn Cdn),
+                Utc::now(),
+                &LogProgress::default(),
+            )
+            .await
+        }
+    };
+    env.proxy.inject(Fault::reset_before("PUT /", 2));
+    env.proxy.inject(Fault::reset_after("PUT /", 2));
+    env.proxy.inject(Fault::slow_down("PUT /", 2));
+    env.proxy.inject(Fault::internal_xml("PUT /", 1));
+    env.proxy
+        .inject(Fault::delay("PUT /", 3, Duration::from_millis(200)));
+    run(opts.clone()).await.expect("S3 faults are absorbed");
+    let seen = env.proxy.take();
+    assert_eq!(
+        seen.iter().filter(|s| s.status == 0).count(),
+        4,
+        "resets met"
+    );
+    write_tree(
+        dir.path(),
+        &[("projects/12.html", "<html>project 12, edited</html>")],
+    );
+    // CloudFront refuses more often than the SDK tries.
+    env.proxy
+        .inject(Fault::cloudfront_throttling("POST /invalidation", 100));
+    let err = run(opts.clone()).await.expect_err("the invalidation fails");
+    assert!(err.to_string().contains("Throttling"), "{err}");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &env.s3
+            .get_object()
+            .bucket(&env.bucket)
+            .key("site/.gantry/manifest.json")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["pendingInvalidation"],
+        serde_json::json!(["projects/12.html"]),
+        "{manifest:#}"
+    );
+    env.proxy.take();
+    env.proxy.clear_faults();
+    // Nothing changed since, yet what was owed is invalidated now, and then no longer owed.
+    let r = run(opts.clone()).await.unwrap();
+    assert!(r.uploads.is_empty(), "{r:?}");
+    assert!(r.invalidation_id.is_some(), "{r:?}");
+    assert!(r
+        .invalidation_paths
+        .contains(&"/projects/12.html".to_string()));
+    let again = run(opts.clone()).await.unwrap();
+    assert!(again.invalidation_id.is_none(), "{again:?}");
+}
+
 #[tokio::test]
 async fn edge_function_is_published_and_associated_only_when_changed() {
     let config = aws_config(&moto_url()).await;
