@@ -74,31 +74,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if config.github.webhook_secrets.is_empty() {
         tracing::warn!("no GitHub webhook secret configured: every webhook will be rejected (set GANTRY_GITHUB_WEBHOOK_SECRET)");
     }
-    // Discord webhook URLs carry their token: the URL and the token are scrubbed too.
-    let webhooks: Vec<String> = set
-        .apps
-        .iter()
-        .filter_map(|a| {
-            a.manifest
-                .spec
-                .notifications
-                .discord
-                .as_ref()?
-                .webhook_env
-                .clone()
-        })
-        .filter_map(|var| std::env::var(var).ok())
-        .filter(|url| !url.is_empty())
-        .flat_map(|url| {
-            let token = url
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .map(str::to_owned);
-            std::iter::once(url).chain(token)
-        })
-        .collect();
-    let redactor = config.redactor().with(webhooks);
+    let redactor = config.redactor().with(webhook_secrets(&set));
     let fetcher = Arc::new(GitFetcher::new(
         config.data_dir.join("mirrors"),
         config.github.token.clone(),
@@ -117,6 +93,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         objects.clone(),
         ecs.clone(),
         runner.clone(),
+        vec![config.data_dir.clone()],
     )?;
     let sites = SitePorts {
         objects,
@@ -273,6 +250,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             task_cancel.clone(),
             manifests_dir,
             manifests_slot,
+            redactor,
         ));
         server.await;
         // Intake has stopped. Give running steps the grace period, then abort them.
@@ -378,6 +356,7 @@ pub fn image_ports(
     objects: Arc<dyn crate::ports::ObjectStore>,
     ecs: Arc<dyn crate::ports::ServiceDeployer>,
     runner: Arc<dyn crate::ports::CommandRunner>,
+    hidden: Vec<std::path::PathBuf>,
 ) -> anyhow::Result<crate::images::ImagePorts> {
     use crate::images::{buildah::Buildah, kaniko::Kaniko, layer::LayerBuilder, Builder};
     use crate::ports::Registry;
@@ -396,15 +375,40 @@ pub fn image_ports(
         .map(|k| Arc::new(Kaniko::new(k, objects, ecs, registry.clone())) as Arc<dyn Builder>);
     Ok(crate::images::ImagePorts {
         layer: Arc::new(LayerBuilder::new(registry.clone())),
-        buildah: Arc::new(Buildah::new(
-            registry.clone(),
-            runner,
-            config.buildah.clone(),
-        )),
+        buildah: Arc::new(
+            Buildah::new(registry.clone(), runner, config.buildah.clone()).hiding(hidden),
+        ),
         kaniko,
         registry,
         concurrency: config.concurrency,
     })
+}
+
+/// The Discord webhook URLs the manifests' `webhookEnv` variables hold, and their tokens: they
+/// are secrets, scrubbed like the configured ones.
+fn webhook_secrets(set: &manifests::ManifestSet) -> Vec<String> {
+    set.apps
+        .iter()
+        .filter_map(|a| {
+            a.manifest
+                .spec
+                .notifications
+                .discord
+                .as_ref()?
+                .webhook_env
+                .clone()
+        })
+        .filter_map(|var| std::env::var(var).ok())
+        .filter(|url| !url.is_empty())
+        .flat_map(|url| {
+            let token = url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .map(str::to_owned);
+            std::iter::once(url).chain(token)
+        })
+        .collect()
 }
 
 /// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the manifests (kept as they were if invalid).
@@ -412,6 +416,7 @@ async fn watch_signals(
     cancel: Cancel,
     dir: std::path::PathBuf,
     slot: Arc<RwLock<manifests::ManifestSet>>,
+    redactor: crate::secret::Redactor,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -429,6 +434,8 @@ async fn watch_signals(
             _ = hup.recv() => match manifests::load_dir(&dir) {
                 Ok(set) => {
                     tracing::info!(apps = set.apps.len(), "manifests reloaded");
+                    // Webhook variables the new manifests name are secrets from now on.
+                    redactor.learn(webhook_secrets(&set));
                     *slot.write().expect("manifests lock poisoned") = set;
                 }
                 Err(e) => tracing::error!(error = %e, "manifests reload failed; keeping the previous ones"),

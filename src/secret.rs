@@ -49,9 +49,11 @@ impl serde::Serialize for Secret {
 /// The shortest line of a multi-line secret scrubbed on its own.
 const MIN_LINE: usize = 8;
 
+/// Clones share what they know: [`Redactor::learn`] (a reloaded manifest's webhook URL) reaches
+/// every holder; [`Redactor::with`] makes an independent one (a build's own variables).
 #[derive(Clone, Default)]
 pub struct Redactor {
-    values: Arc<Vec<String>>,
+    values: Arc<std::sync::RwLock<Arc<Vec<String>>>>,
 }
 
 impl Redactor {
@@ -61,7 +63,23 @@ impl Redactor {
 
     /// A redactor that also scrubs `extra` (e.g. variables passed to one build).
     pub fn with(&self, extra: impl IntoIterator<Item = String>) -> Self {
-        let mut values: Vec<String> = self.values.as_ref().clone();
+        Self {
+            values: Arc::new(std::sync::RwLock::new(Arc::new(self.extended(extra)))),
+        }
+    }
+
+    /// Adds `extra` to what this redactor and every clone of it scrub.
+    pub fn learn(&self, extra: impl IntoIterator<Item = String>) {
+        let values = self.extended(extra);
+        *self.values.write().expect("redactor lock poisoned") = Arc::new(values);
+    }
+
+    fn current(&self) -> Arc<Vec<String>> {
+        self.values.read().expect("redactor lock poisoned").clone()
+    }
+
+    fn extended(&self, extra: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut values: Vec<String> = self.current().as_ref().clone();
         for v in extra {
             // Output is scrubbed line by line as it arrives: a secret of several lines (a
             // PEM key, a JSON credential) is also scrubbed one line at a time.
@@ -79,14 +97,12 @@ impl Redactor {
         // Longest first, so a secret that contains another is scrubbed whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
-        Self {
-            values: Arc::new(values),
-        }
+        values
     }
 
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for v in self.values.iter() {
+        for v in self.current().iter() {
             if out.contains(v.as_str()) {
                 out = out.replace(v.as_str(), "[redacted]");
             }
@@ -104,6 +120,20 @@ mod tests {
         let s = Secret::new("hunter2-token");
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
+    }
+
+    #[test]
+    fn what_a_redactor_learns_reaches_its_clones_but_not_derived_ones() {
+        let base = Redactor::new([&Secret::new("first-secret")]);
+        let clone = base.clone();
+        let derived = base.with(["build-only-value".to_string()]);
+        base.learn(["https://discord.com/api/webhooks/1/learned-token".to_string()]);
+        let text = "first-secret https://discord.com/api/webhooks/1/learned-token build-only-value";
+        assert_eq!(clone.redact(text), "[redacted] [redacted] build-only-value");
+        assert_eq!(
+            derived.redact(text),
+            "[redacted] https://discord.com/api/webhooks/1/learned-token [redacted]"
+        );
     }
 
     #[test]

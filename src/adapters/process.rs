@@ -89,8 +89,15 @@ impl ShellRunner {
             cmd.arg("-c").arg(&spec.command).current_dir(&spec.cwd);
             return Ok(cmd);
         };
-        hand_over(&sandbox.writable, *uid, *gid).map_err(CommandError::Spawn)?;
         let mut cmd = Command::new(bwrap);
+        if sandbox.privileged {
+            cmd.args(bwrap_args(sandbox, &spec.cwd))
+                .args(["sh", "-c"])
+                .arg(&spec.command)
+                .current_dir("/");
+            return Ok(cmd);
+        }
+        hand_over(&sandbox.writable, *uid, *gid).map_err(CommandError::Spawn)?;
         cmd.args(bwrap_args(sandbox, &spec.cwd))
             .arg(setpriv)
             .arg(format!("--reuid={uid}"))
@@ -142,14 +149,19 @@ fn bwrap_args(sandbox: &Sandbox, cwd: &std::path::Path) -> Vec<std::ffi::OsStrin
             }
         }
     }
+    for dir in sandbox.also_writable.iter().filter(|d| d.is_dir()) {
+        args.extend(["--bind".into(), dir.into(), dir.into()]);
+    }
     args.extend([
         "--bind".into(),
         sandbox.writable.clone().into(),
         sandbox.writable.clone().into(),
-        "--chdir".into(),
-        cwd.into(),
-        "--".into(),
     ]);
+    if sandbox.privileged {
+        // bubblewrap drops a root caller's capabilities unless told otherwise.
+        args.extend(["--cap-add".into(), "ALL".into()]);
+    }
+    args.extend(["--chdir".into(), cwd.into(), "--".into()]);
     args
 }
 

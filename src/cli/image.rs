@@ -156,6 +156,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Arc::new(crate::adapters::process::ShellRunner::new(
             crate::adapters::process::Isolation::None,
         )),
+        Vec::new(),
     )?;
     // Removed when the command ends.
     let scratch = tempfile::Builder::new()

@@ -12,14 +12,24 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BuildError, BuildRequest, Builder, BuiltImage, ImageRef, Registry};
 use crate::ports::StepLog;
-use crate::ports::{CommandError, CommandRunner, CommandSpec};
+use crate::ports::{CommandError, CommandRunner, CommandSpec, Sandbox};
 
 pub struct Buildah {
     registry: Arc<dyn Registry>,
     runner: Arc<dyn CommandRunner>,
     /// The buildah executable.
     bin: String,
+    /// Gantry's data dir, hidden from buildah (and from the Dockerfile's `RUN` steps).
+    hidden: Vec<std::path::PathBuf>,
 }
+
+/// Where buildah keeps images and its run state as root (containers-storage defaults).
+const STORAGE_DIRS: &[&str] = &[
+    "/var/lib/containers",
+    "/run/containers",
+    "/run/libpod",
+    "/var/tmp",
+];
 
 /// Variables passed through to buildah from Gantry's environment (storage and isolation
 /// settings, proxies); everything else is a clean environment.
@@ -42,6 +52,37 @@ impl Buildah {
             registry,
             runner,
             bin,
+            hidden: Vec::new(),
+        }
+    }
+
+    /// Hides `dirs` (Gantry's data dir) from buildah when the runner sandboxes.
+    pub fn hiding(mut self, dirs: Vec<std::path::PathBuf>) -> Self {
+        self.hidden = dirs;
+        self
+    }
+
+    /// buildah's sandbox: root (its storage and chroot isolation need it), its own PID
+    /// namespace, the scratch dir and its storage writable, Gantry's data dir hidden. The
+    /// checkout (the context) is read through the scratch's parent workspace.
+    fn sandbox(&self, req: &BuildRequest) -> Sandbox {
+        let writable = req
+            .scratch
+            .ancestors()
+            .find(|a| req.context.starts_with(a))
+            .unwrap_or(&req.scratch)
+            .to_path_buf();
+        let also_writable: Vec<std::path::PathBuf> =
+            STORAGE_DIRS.iter().map(std::path::PathBuf::from).collect();
+        for dir in &also_writable {
+            // buildah would make them; the sandbox binds only what exists.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        Sandbox {
+            writable,
+            hidden: self.hidden.clone(),
+            also_writable,
+            privileged: true,
         }
     }
 
@@ -215,7 +256,7 @@ impl Builder for Buildah {
                     env: env.clone().into_iter().collect(),
                     timeout: deadline.saturating_duration_since(std::time::Instant::now()),
                     pid_file: Some(req.scratch.join("buildah.pgid")),
-                    sandbox: None,
+                    sandbox: Some(self.sandbox(req)),
                 };
                 match self.runner.run(&spec, &log, abort).await {
                     Ok(()) => {}
@@ -239,7 +280,7 @@ impl Builder for Buildah {
             env: env.into_iter().collect(),
             timeout: std::time::Duration::from_secs(60),
             pid_file: None,
-            sandbox: None,
+            sandbox: Some(self.sandbox(req)),
         };
         let _ = self
             .runner

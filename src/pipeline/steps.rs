@@ -202,6 +202,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             sandbox: Some(Sandbox {
                 writable: ctx.workspace.to_path_buf(),
                 hidden: ctx.private_dir.iter().map(|p| p.to_path_buf()).collect(),
+                ..Sandbox::default()
             }),
         };
         match ctx.runner.run(&cmd, &log, ctx.abort).await {

@@ -29,10 +29,18 @@ pub struct CommandSpec {
 /// What an isolated command may see: the machine read-only, `writable` (its workspace)
 /// read-write, `hidden` (Gantry's data dir: the store, mirrors, other workspaces) not at all,
 /// its own processes only, as an unprivileged user, with only `env`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sandbox {
     pub writable: PathBuf,
     pub hidden: Vec<PathBuf>,
+    /// Further directories read-write (buildah's image storage), when they exist.
+    pub also_writable: Vec<PathBuf>,
+    /// Stays root with its capabilities (buildah needs them for its storage and its chroot
+    /// isolation): still its own PID namespace (the daemon and its environment are not
+    /// visible, not even to a Dockerfile's `RUN`), the data dir hidden, only `env`. Not a
+    /// boundary against a build that attacks the kernel or buildah itself: see
+    /// docs/security.md.
+    pub privileged: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

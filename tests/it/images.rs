@@ -232,6 +232,71 @@ async fn buildah_builds_a_dockerfile_with_a_run_step_and_pushes_it() {
     assert!(found, "no layer holds /built.txt");
 }
 
+/// buildah runs in the daemon's sandbox: a Dockerfile's `RUN` sees its own processes only, so
+/// not the daemon's environment (this test process's: AWS keys, tokens).
+#[tokio::test]
+async fn a_dockerfile_run_step_cannot_see_the_daemon_or_its_environment() {
+    if gantry::adapters::process::Isolation::detect() == gantry::adapters::process::Isolation::None
+    {
+        panic!("this test needs root, bwrap and setpriv (scripts/setup.sh installs them)");
+    }
+    let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("api"));
+    let dockerfile = format!(
+        "FROM {local_base}\nRUN echo \"environs with AWS_SECRET: $(grep -l AWS_SECRET /proc/[0-9]*/environ 2>/dev/null | wc -l)\"; echo \"processes: $(ls -d /proc/[0-9]* | wc -l)\"\n"
+    );
+    let sha = repo.commit(&[("Dockerfile", &dockerfile)], "api");
+    let image_repo = unique("sandboxed");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      builder: buildah\n      createRepository: true\n",
+        repo.path.display(),
+    );
+    let eps = endpoints();
+    let app = TestApp::start_with(
+        &[("api.yaml", manifest)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto_url().as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
+            ("GANTRY_BUILD_ISOLATION", "bubblewrap"),
+        ],
+    )
+    .await;
+    let (status, r) = app
+        .hook(
+            "push",
+            "sandboxed-1",
+            &push_body("acme/api", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    app.wait_idle(Duration::from_secs(120)).await;
+    let d = app
+        .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+        .await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let log = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "publish_images")
+        .unwrap()["log"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        log.lines().any(|l| l == "environs with AWS_SECRET: 0"),
+        "{log}"
+    );
+    let processes: usize = log
+        .lines()
+        .find_map(|l| l.strip_prefix("processes: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(processes < 10, "only the sandbox's own processes: {log}");
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn a_failing_run_step_fails_the_build_with_its_output() {
     let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap();
