@@ -4,7 +4,8 @@
 #                              awscli) and npm fixtures (fast when already done)
 #   2. scripts/stack.sh start  start moto + the local registry (idempotent)
 #   3. source .stack/env       the GANTRY_TEST_* / AWS_* / buildah variables
-#   4. cargo test --all-targets "$@"   (extra arguments are passed through)
+#   4. cargo test --all-targets "$@"   (extra arguments are passed through; the fuzz
+#      targets run GANTRY_FUZZ_SECONDS=30 each)
 # The stack is left running afterwards (stop it with `scripts/stack.sh stop`).
 set -euo pipefail
 
@@ -23,6 +24,9 @@ phase "env: source .stack/env"
 # shellcheck source=/dev/null
 source .stack/env
 sed 's/^/    /' .stack/env
+
+# The fuzz targets (tests/it/fuzz.rs) run 30 s each here (3 s in a bare `cargo test`).
+export GANTRY_FUZZ_SECONDS="${GANTRY_FUZZ_SECONDS:-30}"
 
 phase "tests: cargo test --all-targets $*"
 exec cargo test --all-targets "$@"
