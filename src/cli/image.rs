@@ -104,15 +104,11 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             "the context is not in a git repository: pass --revision (the commit being built)",
         )?,
     };
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH")
+    // Content-addressed: a fixed epoch unless SOURCE_DATE_EPOCH asks for another.
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse().ok())
-    {
-        Some(e) => e,
-        None => crate::adapters::git::local_commit_time(&args.context)
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0),
-    };
+        .unwrap_or(crate::plan::oci::FIXED_EPOCH);
     let source_url = args
         .source
         .clone()
@@ -178,6 +174,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         &commit,
         scratch.path(),
         config.pipeline.build_timeout,
+        &[],
         &log,
         &abort,
     )

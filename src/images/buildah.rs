@@ -94,7 +94,7 @@ impl Buildah {
         let mut hosts = vec![req.target.registry.clone()];
         let dockerfile = req.context.join(req.spec.dockerfile_path());
         if let Ok(text) = std::fs::read_to_string(&dockerfile) {
-            for from in from_images(&text) {
+            for from in crate::plan::dockerfile::base_images(&text, &req.spec.build_args) {
                 if let Ok(r) = ImageRef::parse(&from) {
                     hosts.push(r.registry);
                 }
@@ -138,27 +138,6 @@ fn write_private(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(body)
-}
-
-/// Images named by `FROM` lines (stage names and `scratch` left out).
-pub fn from_images(dockerfile: &str) -> Vec<String> {
-    let mut stages = Vec::new();
-    let mut out = Vec::new();
-    for line in dockerfile.lines().map(str::trim) {
-        let mut words = line.split_whitespace();
-        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
-            continue;
-        }
-        let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
-        let Some(image) = rest.first() else { continue };
-        if *image != "scratch" && !stages.iter().any(|s: &String| s == image) {
-            out.push((*image).to_owned());
-        }
-        if rest.len() >= 3 && rest[1].eq_ignore_ascii_case("AS") {
-            stages.push(rest[2].to_owned());
-        }
-    }
-    out
 }
 
 fn quote(s: &str) -> String {
@@ -302,19 +281,5 @@ impl Builder for Buildah {
             digest,
             uploaded: None,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::from_images;
-
-    #[test]
-    fn from_lines_name_images_not_stages() {
-        let df = "FROM --platform=linux/amd64 python:3.12 AS build\nRUN x\nfrom build\nFROM scratch\nFROM 127.0.0.1:5056/base/busybox:1\n";
-        assert_eq!(
-            from_images(df),
-            vec!["python:3.12", "127.0.0.1:5056/base/busybox:1"]
-        );
     }
 }

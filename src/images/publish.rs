@@ -1,8 +1,12 @@
-//! Publishing an app's images: for each, compute the inputs key, reuse what the registry
-//! already has at the commit's tag with that key (no build, no upload), otherwise build with
-//! the image's builder; then point the moving tag (if any) at the digest. Several images are
-//! built in parallel up to a limit. Level-triggered: running it again after a success (or a
-//! crash) finds the images in the registry and does nothing.
+//! Publishing an app's images, content-addressed: for each, compute the inputs key from what
+//! the image is made of (the context tree after `.dockerignore`, the Dockerfile, build args, the
+//! builder and its settings, the base images' digests; never the commit sha or time, and every
+//! layer carries a fixed epoch, as ko and jib do). An image whose inputs match what the
+//! registry has at the commit's tag, or what an earlier release of the app used, is reused: at
+//! most its manifest is re-tagged with the commit's sha (no build, no blob upload, the same
+//! digest, so its services see no change). Otherwise it is built with the image's builder. Then
+//! the moving tag (if any) points at the digest. Several images are built in parallel up to a
+//! limit. Level-triggered: running it again after a success (or a crash) does nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +38,8 @@ pub struct Commit {
     pub sha: String,
     /// The tag the image gets (the sha in deployments).
     pub tag: String,
-    /// Commit time: SOURCE_DATE_EPOCH.
+    /// The images' creation time and every file's mtime: [`oci::FIXED_EPOCH`] (content
+    /// addressed) unless a caller asks for another (the CLI's `SOURCE_DATE_EPOCH`).
     pub epoch: i64,
     /// `org.opencontainers.image.source`.
     pub source_url: String,
@@ -48,7 +53,8 @@ pub struct Published {
     pub reference: String,
     pub digest: String,
     pub builder: BuilderKind,
-    /// Nothing was built: the registry had this sha with the same inputs.
+    /// Nothing was built: the registry had these inputs (at this sha, or from an earlier
+    /// release).
     pub skipped: bool,
     pub uploaded_blobs: Option<usize>,
     pub uploaded_bytes: Option<u64>,
@@ -72,6 +78,7 @@ pub async fn publish_all(
     commit: &Commit,
     scratch: &Path,
     timeout: Duration,
+    previous: &BTreeMap<String, Vec<String>>,
     log: &StepLog,
     abort: &CancellationToken,
 ) -> Result<Vec<Published>, PublishError> {
@@ -83,18 +90,22 @@ pub async fn publish_all(
             let _permit = limit.acquire().await.expect("never closed");
             let dir = scratch.join(&spec.name);
             let context = checkout.join(&spec.context);
-            publish(ports, spec, &context, commit, &dir, timeout, log, abort)
-                .await
-                .map_err(|source| PublishError {
-                    image: spec.name.clone(),
-                    source,
-                })
+            let earlier = previous.get(&spec.name).map_or(&[][..], Vec::as_slice);
+            publish(
+                ports, spec, &context, commit, &dir, timeout, earlier, log, abort,
+            )
+            .await
+            .map_err(|source| PublishError {
+                image: spec.name.clone(),
+                source,
+            })
         });
     }
     futures::future::try_join_all(work).await
 }
 
-/// Publishes one image whose context is `context`.
+/// Publishes one image whose context is `context`. `earlier` are the references
+/// (`repository@digest`) this image had in earlier releases, newest first: candidates to reuse.
 #[allow(clippy::too_many_arguments)]
 #[tracing::instrument(skip_all, fields(image = %spec.name, git.sha = %commit.sha))]
 pub async fn publish(
@@ -104,6 +115,7 @@ pub async fn publish(
     commit: &Commit,
     scratch: &Path,
     timeout: Duration,
+    earlier: &[String],
     log: &StepLog,
     abort: &CancellationToken,
 ) -> Result<Published, BuildError> {
@@ -125,42 +137,72 @@ pub async fn publish(
     let tree = tokio::task::spawn_blocking(move || super::context::read_tree(&dir, &exclude))
         .await
         .map_err(|e| BuildError::Invalid(format!("reading the context panicked: {e}")))??;
-    let base = match (kind, &spec.base) {
+    let (base, bases) = match (kind, &spec.base) {
         (BuilderKind::Layer, Some(b)) => {
             let r = ImageRef::parse(b).map_err(|e| BuildError::Invalid(e.to_string()))?;
-            Some(resolve_base(registry, &r).await?)
+            let base = resolve_base(registry, &r).await?;
+            let digest = base.manifest.digest.clone();
+            (Some(base), digest)
         }
-        _ => None,
+        // A Dockerfile's bases, resolved now: a new image under the same tag is a new input.
+        _ => match dockerfile_bases(registry, spec, context).await {
+            Ok(bases) => (None, bases),
+            Err(unresolved) => {
+                // Without its digest the key cannot tell a new base from the old one.
+                log.line(format!(
+                    "{}: base image {unresolved} cannot be resolved to a digest here; building without looking for a reusable image",
+                    spec.name
+                ));
+                (None, format!("unresolved:{}", never_seen()))
+            }
+        },
     };
     let mut settings = serde_json::to_value(spec).expect("an ImageSpec is JSON");
     if let Some(m) = settings.as_object_mut() {
-        // The key describes the image's content, not where it is pushed: the same commit
-        // built for two repositories is the same image, digest included.
+        // The key describes the image's content, not where it is pushed nor which commit
+        // holds it: the same content built for two repositories, or at two commits, is the
+        // same image, digest included.
         for k in ["name", "repository", "tag", "createRepository"] {
             m.remove(k);
         }
-        m.insert("sha".into(), commit.sha.clone().into());
         m.insert("source".into(), commit.source_url.clone().into());
         m.insert("epoch".into(), commit.epoch.into());
     }
-    let inputs = oci::inputs_key(
-        kind.as_str(),
-        &settings,
-        base.as_ref().map(|b| b.manifest.digest.as_str()),
-        &tree,
-    );
+    let inputs = oci::inputs_key(kind.as_str(), &settings, Some(bases.as_str()), &tree);
 
+    // No revision label: it would make every commit a new image. The commits an image was
+    // published at are its tags (and Gantry's release records).
     let mut labels: BTreeMap<String, String> = spec.labels.clone();
-    labels.insert(oci::REVISION_LABEL.into(), commit.sha.clone());
     labels.insert(oci::SOURCE_LABEL.into(), commit.source_url.clone());
     labels.insert(oci::INPUTS_LABEL.into(), inputs.clone());
 
-    let (digest, skipped, uploaded) = match existing(registry, &target, &inputs).await? {
+    let found = match existing(registry, &target, &inputs).await? {
         Some(m) => {
             log.line(format!(
                 "{}: {target} already has these inputs ({}); nothing built, nothing uploaded",
                 spec.name, m.digest
             ));
+            Some(m)
+        }
+        None => reusable(registry, &repo, earlier, &inputs)
+            .await?
+            .map(|(from, m)| {
+                log.line(format!(
+                "{}: inputs unchanged since {from}; tagging it {}, nothing built, nothing uploaded",
+                spec.name, commit.tag
+            ));
+                m
+            }),
+    };
+    let (digest, skipped, uploaded) = match found {
+        Some(m) => {
+            if registry
+                .manifest(&target)
+                .await?
+                .is_none_or(|at| at.digest != m.digest)
+            {
+                registry.put_manifest(&target, &m).await?;
+            }
             (m.digest, true, Some((0, 0)))
         }
         None => {
@@ -203,6 +245,65 @@ pub async fn publish(
         uploaded_blobs: uploaded.map(|u| u.0),
         uploaded_bytes: uploaded.map(|u| u.1),
     })
+}
+
+/// The digests of the images a Dockerfile's `FROM` lines name, joined (`name=digest`); the
+/// first one that cannot be resolved here (no credentials, not there) as the error.
+async fn dockerfile_bases(
+    registry: &dyn Registry,
+    spec: &ImageSpec,
+    context: &Path,
+) -> Result<String, String> {
+    let path = context.join(spec.dockerfile_path());
+    let Ok(text) = tokio::fs::read_to_string(&path).await else {
+        // No Dockerfile: the build itself says so.
+        return Ok("-".into());
+    };
+    let mut out = Vec::new();
+    for name in crate::plan::dockerfile::base_images(&text, &spec.build_args) {
+        let digest = match ImageRef::parse(&name) {
+            Ok(r) => match registry.manifest(&r).await {
+                Ok(Some(m)) => m.digest,
+                _ => return Err(name),
+            },
+            Err(_) => return Err(name),
+        };
+        out.push(format!("{name}={digest}"));
+    }
+    Ok(out.join(","))
+}
+
+/// A value no earlier key can have.
+fn never_seen() -> String {
+    format!(
+        "{:x}{:x}",
+        fastrand::u64(..),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
+}
+
+/// The first of `earlier` (references of this image in earlier releases, in the same
+/// repository) whose config carries the same inputs key, with its manifest.
+async fn reusable(
+    registry: &dyn Registry,
+    repo: &ImageRef,
+    earlier: &[String],
+    inputs: &str,
+) -> Result<Option<(String, Manifest)>, BuildError> {
+    for reference in earlier {
+        let Ok(r) = ImageRef::parse(reference) else {
+            continue;
+        };
+        if r.name() != repo.name() || r.digest.is_none() {
+            continue;
+        }
+        if let Some(m) = existing(registry, &r, inputs).await? {
+            return Ok(Some((reference.clone(), m)));
+        }
+    }
+    Ok(None)
 }
 
 /// The manifest at `target` when its config carries the same inputs key.

@@ -2,6 +2,7 @@
 //! reuses a checkout already at the commit, build re-verifies the checkout first, report
 //! upserts the release.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::PipelineConfig;
@@ -242,9 +243,20 @@ async fn publish_images(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> 
     let commit = Commit {
         tag: commit.sha.clone(),
         sha: commit.sha,
-        epoch: commit.time,
+        epoch: crate::plan::oci::FIXED_EPOCH,
         source_url,
     };
+    // What earlier releases used, newest first: an image whose inputs did not change is
+    // reused from there (re-tagged), not rebuilt.
+    let mut previous: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (_, release) in ctx.store.good_releases(&ctx.dep.app, 5).await? {
+        for (name, reference) in release.images {
+            let refs = previous.entry(name).or_default();
+            if !refs.contains(&reference) {
+                refs.push(reference);
+            }
+        }
+    }
     let published = publish_all(
         ports,
         &ctx.dep.spec.images,
@@ -252,6 +264,7 @@ async fn publish_images(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> 
         &commit,
         &scratch_dir(ctx.workspace),
         ctx.config.build_timeout,
+        &previous,
         ctx.log,
         ctx.abort,
     )

@@ -5,8 +5,10 @@
 //! - [`site`], [`headers`], [`invalidation`]: static-site sync plans, object headers and CDN
 //!   invalidation paths.
 //! - [`edge`]: the CloudFront Function generated from a site's redirect and rewrite rules.
+//! - [`dockerfile`]: the base images a Dockerfile's `FROM` lines name.
 
 pub mod chatops;
+pub mod dockerfile;
 pub mod edge;
 pub mod headers;
 pub mod intake;

@@ -25,6 +25,9 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 /// Label carrying the inputs key; a registry image with the same key needs no rebuild.
 pub const INPUTS_LABEL: &str = "dev.gantry.inputs";
 pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// The creation time and file mtimes of images Gantry builds: the Unix epoch, as ko does, so
+/// the same content built at any commit is byte for byte the same image.
+pub const FIXED_EPOCH: i64 = 0;
 pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
 
 /// One entry of a file tree, path relative to the tree's root with `/` separators.

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::s3proxy::S3Proxy;
 use crate::sites::{aws_config, moto_url};
 use crate::support::{gantry_cli, push_body, root, GitRepo, TestApp, TOKEN};
+use base64::Engine as _;
 
 const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const REG_CREDS: &str = "AWS:123456789012-auth-token";
@@ -195,7 +196,12 @@ async fn buildah_builds_a_dockerfile_with_a_run_step_and_pushes_it() {
         .unwrap()
         .contains(&json!("PORT=8000")));
     let labels = &cfg["config"]["Labels"];
-    assert_eq!(labels["org.opencontainers.image.revision"], REVISION);
+    // Content-addressed: the commit is the tag, not a label (which would make every commit a
+    // new image).
+    assert!(
+        labels["org.opencontainers.image.revision"].is_null(),
+        "{labels}"
+    );
     assert_eq!(
         labels["org.opencontainers.image.source"],
         "https://github.com/acme/api"
@@ -390,10 +396,7 @@ async fn layer_builds_onto_a_base_reproducibly() {
         cfg["config"]["Env"].to_string().contains("PATH="),
         "the base's env is kept"
     );
-    assert_eq!(
-        cfg["config"]["Labels"]["org.opencontainers.image.revision"],
-        REVISION
-    );
+    assert!(cfg["config"]["Labels"]["org.opencontainers.image.revision"].is_null());
     assert_eq!(
         cfg["config"]["Labels"]["org.opencontainers.image.source"],
         "https://github.com/acme/api"
@@ -849,7 +852,6 @@ async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
                     "--dockerfile=Dockerfile",
                     format!("--destination={target}"),
                     inputs_label,
-                    format!("--label=org.opencontainers.image.revision={REVISION}"),
                     "--label=org.opencontainers.image.source=https://github.com/acme/api",
                     "--digest-file=/dev/termination-log"
                 ]
@@ -897,4 +899,216 @@ async fn a_kaniko_task_that_exits_non_zero_fails_the_build_with_its_reason() {
         "ECS's reason is reported: {stderr}"
     );
     assert_eq!(k.run_tasks().len(), 1);
+}
+
+/// A docker config.json with credentials for the local registry under its own name, so its
+/// images resolve to digests (for the daemon and the CLI alike); returns its path.
+fn local_auth_file(dir: &std::path::Path) -> String {
+    let auth = dir.join("auth.json");
+    let token = base64::engine::general_purpose::STANDARD.encode(REG_CREDS);
+    std::fs::write(
+        &auth,
+        json!({"auths": {registry(): {"auth": token}}}).to_string(),
+    )
+    .unwrap();
+    auth.display().to_string()
+}
+
+/// Pushes a commit to `app` and waits for its deployment; returns it.
+async fn deploy_commit(app: &TestApp, delivery: &str, sha: &str) -> Value {
+    let (status, r) = app
+        .hook(
+            "push",
+            delivery,
+            &push_body("acme/api", "refs/heads/main", sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    app.wait_idle(Duration::from_secs(120)).await;
+    app.api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+        .await
+}
+
+fn publish_log(d: &Value) -> String {
+    d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "publish_images")
+        .unwrap()["log"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Content addressing with the layer builder: a commit that leaves the image's context alone
+/// builds nothing and uploads nothing; the image it had is re-tagged with the new sha (the
+/// same digest, so its services see no change); a commit that changes the context builds.
+#[tokio::test]
+async fn an_unchanged_image_is_reused_at_a_new_commit_with_the_same_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("api"));
+    let a = repo.commit(
+        &[
+            ("api/main.py", FASTAPI_MAIN),
+            ("site/index.html", "<p>v1</p>"),
+        ],
+        "api and site",
+    );
+    let image_repo = unique("content");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      context: api\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
+        repo.path.display(),
+        base_image()
+    );
+    let app = TestApp::start_with(
+        &[("api.yaml", manifest)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto_url().as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", endpoints().as_str()),
+        ],
+    )
+    .await;
+    let first = deploy_commit(&app, "content-1", &a).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    let digest_a = pulled_digest(&image_repo, &a);
+    // Only the site changes: the image is the same content.
+    let b = repo.commit(&[("site/index.html", "<p>v2</p>")], "one page");
+    let before = registry_log_len();
+    let second = deploy_commit(&app, "content-2", &b).await;
+    assert_eq!(second["state"], "succeeded", "{second:#}");
+    let log = publish_log(&second);
+    assert!(log.contains("inputs unchanged since"), "{log}");
+    assert!(!log.contains("building"), "{log}");
+    assert_eq!(
+        pulled_digest(&image_repo, &b),
+        digest_a,
+        "re-tagged, same digest"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let requests = registry_requests(&image_repo, before);
+    assert!(blob_uploads(&requests).is_empty(), "{requests:#?}");
+    let puts: Vec<_> = requests.iter().filter(|l| l.contains("\"PUT ")).collect();
+    assert_eq!(puts.len(), 1, "only the new tag: {puts:#?}");
+    assert!(puts[0].contains(&format!("/manifests/{b}")), "{puts:#?}");
+    let releases = app.api("/api/v1/releases?app=api").await;
+    assert_eq!(releases[0]["images"]["api"], releases[1]["images"]["api"]);
+    // The context changes: a new image.
+    let c = repo.commit(&[("api/main.py", "print('v3')\n")], "api change");
+    let third = deploy_commit(&app, "content-3", &c).await;
+    assert!(publish_log(&third).contains("building"), "{third:#}");
+    assert_ne!(pulled_digest(&image_repo, &c), digest_a);
+    app.finish().await;
+}
+
+/// A Dockerfile's base is an input: `FROM ${BASE}` (a build arg) is resolved, with credentials
+/// for its registry, and a new image under the same base tag makes the same commit build again.
+#[tokio::test]
+async fn a_new_base_under_the_same_tag_rebuilds_a_dockerfile_image() {
+    let base_repo = unique("base");
+    let base_tag = format!("{}/{base_repo}:1", registry());
+    let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        REG_CREDS,
+        "--dest-creds",
+        REG_CREDS,
+        &format!("docker://{local_base}"),
+        &format!("docker://{base_tag}"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("api"));
+    let sha = repo.commit(
+        &[(
+            "Dockerfile",
+            "ARG BASE=nowhere.invalid/none:0\nFROM ${BASE}\nRUN echo built > /built.txt\n",
+        )],
+        "api",
+    );
+    let auth = local_auth_file(tmp.path());
+    let image_repo = unique("rebased");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      builder: buildah\n      buildArgs:\n        BASE: {base_tag}\n      createRepository: true\n",
+        repo.path.display(),
+    );
+    let app = TestApp::start_with(
+        &[("api.yaml", manifest)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto_url().as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", endpoints().as_str()),
+            ("GANTRY_REGISTRY_AUTH_FILE", auth.as_str()),
+        ],
+    )
+    .await;
+    let first = deploy_commit(&app, "rebase-1", &sha).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    let redeploy = || async {
+        let resp = app
+            .http
+            .post(app.url("/api/v1/apps/api/deploy"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "sha": sha }))
+            .send()
+            .await
+            .unwrap();
+        let id = resp.json::<Value>().await.unwrap()["id"].clone();
+        app.wait_idle(Duration::from_secs(120)).await;
+        app.api(&format!("/api/v1/deployments/{id}")).await
+    };
+    let same = redeploy().await;
+    assert!(
+        publish_log(&same).contains("already has these inputs"),
+        "{same:#}"
+    );
+    // A new image under the base's tag (a layer on top of the old one).
+    let ctx = app_dir(&[("extra.txt", "new base")]);
+    let (ok, _, stderr) = run(cli()
+        .args(["image", "build", "--builder", "layer", "--base", &base_tag])
+        .arg("--context")
+        .arg(ctx.path())
+        .args(["--tag", &base_tag, "--revision", REVISION])
+        .env("GANTRY_REGISTRY_AUTH_FILE", &auth))
+    .await;
+    assert!(ok, "{stderr}");
+    let rebased = redeploy().await;
+    assert_eq!(rebased["state"], "succeeded", "{rebased:#}");
+    let log = publish_log(&rebased);
+    assert!(log.contains("building"), "a new base is a new input: {log}");
+    app.finish().await;
+}
+
+/// The same Dockerfile and context built at two commits (into two repositories) is the same
+/// image, digest included: no commit sha or time goes into it.
+#[tokio::test]
+async fn buildah_builds_the_same_inputs_at_two_commits_to_one_digest() {
+    let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap();
+    let dockerfile =
+        format!("FROM {local_base}\nRUN mkdir -p /app && echo fixed > /app/built.txt\nCOPY main.py /app/main.py\n");
+    let app = app_dir(&[("Dockerfile", &dockerfile), ("main.py", FASTAPI_MAIN)]);
+    // The base must resolve to a digest for the key to be trusted (else it never matches).
+    let creds = tempfile::tempdir().unwrap();
+    let auth = local_auth_file(creds.path());
+    let (mut digests, mut configs) = (Vec::new(), Vec::new());
+    for revision in [REVISION, "0123456789abcdef0123456789abcdef01234567"] {
+        let repo = unique("twice");
+        let (ok, stdout, stderr) = run(cli()
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env("GANTRY_REGISTRY_AUTH_FILE", &auth)
+            .args(["image", "build", "--builder", "buildah", "--context"])
+            .arg(app.path())
+            .args([
+                "--tag",
+                &format!("{ECR}/{repo}:{revision}"),
+                "--revision",
+                revision,
+            ]))
+        .await;
+        assert!(ok, "{stderr}");
+        digests.push(stdout.trim().to_owned());
+        configs.push(pulled_config(&repo, revision));
+    }
+    assert_eq!(digests[0], digests[1], "{:#}\n{:#}", configs[0], configs[1]);
 }
