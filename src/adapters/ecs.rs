@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ContainerDefinition, ContainerOverride,
-    DeploymentCircuitBreaker, DeploymentConfiguration, LaunchType, LoadBalancer,
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerDefinition,
+    ContainerOverride, DeploymentCircuitBreaker, DeploymentConfiguration, LaunchType, LoadBalancer,
     NetworkConfiguration, TaskOverride,
 };
 use aws_sdk_ecs::Client;
@@ -22,10 +22,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 
+use crate::domain::service::{Network, Provider, ServiceSettings, Target};
 use crate::domain::taskdef::{family_of, TaskDefinition};
 use crate::domain::NetworkSpec;
 use crate::plan::rollout::DeploymentSnapshot;
-use crate::ports::{EcsError, NewService, ServiceDeployer, ServiceState, TaskStop};
+use crate::ports::{EcsError, NewService, ServiceDeployer, ServiceState, ServiceUpdate, TaskStop};
 
 pub struct Ecs {
     client: Client,
@@ -88,6 +89,98 @@ fn vpc(n: &NetworkSpec) -> Result<NetworkConfiguration, EcsError> {
         .build())
 }
 
+fn network(n: &Network) -> Result<NetworkConfiguration, EcsError> {
+    vpc(&NetworkSpec {
+        subnets: n.subnets.clone(),
+        security_groups: n.security_groups.clone(),
+        assign_public_ip: n.assign_public_ip,
+    })
+}
+
+fn targets(t: &[Target]) -> Vec<LoadBalancer> {
+    t.iter()
+        .map(|t| {
+            LoadBalancer::builder()
+                .target_group_arn(&t.target_group_arn)
+                .container_name(&t.container_name)
+                .container_port(t.container_port)
+                .build()
+        })
+        .collect()
+}
+
+fn providers(p: &[Provider]) -> Result<Vec<CapacityProviderStrategyItem>, EcsError> {
+    p.iter()
+        .map(|p| {
+            CapacityProviderStrategyItem::builder()
+                .capacity_provider(&p.name)
+                .weight(p.weight)
+                .base(p.base)
+                .build()
+                .map_err(|e| err("capacityProviderStrategy")(false, e.to_string()))
+        })
+        .collect()
+}
+
+fn deployment_configuration(min: i32, max: i32) -> DeploymentConfiguration {
+    DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(
+            DeploymentCircuitBreaker::builder()
+                .enable(true)
+                .rollback(true)
+                .build(),
+        )
+        .maximum_percent(max)
+        .minimum_healthy_percent(min)
+        .build()
+}
+
+/// What DescribeServices says of the settings Gantry manages.
+fn settings_of(s: &aws_sdk_ecs::types::Service) -> ServiceSettings {
+    let d = ServiceSettings::default();
+    let conf = s.deployment_configuration();
+    let breaker = conf.and_then(|c| c.deployment_circuit_breaker());
+    ServiceSettings {
+        desired_count: Some(s.desired_count()),
+        network: s
+            .network_configuration()
+            .and_then(|n| n.awsvpc_configuration())
+            .map(|v| Network {
+                subnets: v.subnets().to_vec(),
+                security_groups: v.security_groups().to_vec(),
+                assign_public_ip: v.assign_public_ip() == Some(&AssignPublicIp::Enabled),
+            }),
+        load_balancers: s
+            .load_balancers()
+            .iter()
+            .map(|l| Target {
+                target_group_arn: l.target_group_arn().unwrap_or_default().to_owned(),
+                container_name: l.container_name().unwrap_or_default().to_owned(),
+                container_port: l.container_port().unwrap_or_default(),
+            })
+            .collect(),
+        health_check_grace_seconds: s.health_check_grace_period_seconds().unwrap_or(0),
+        minimum_healthy_percent: conf
+            .and_then(|c| c.minimum_healthy_percent())
+            .unwrap_or(d.minimum_healthy_percent),
+        maximum_percent: conf
+            .and_then(|c| c.maximum_percent())
+            .unwrap_or(d.maximum_percent),
+        circuit_breaker: breaker.is_some_and(|b| b.enable() && b.rollback()),
+        capacity_providers: s
+            .capacity_provider_strategy()
+            .iter()
+            .map(|c| Provider {
+                name: c.capacity_provider().to_owned(),
+                weight: c.weight(),
+                base: c.base(),
+            })
+            .collect(),
+        platform_version: s.platform_version().unwrap_or("LATEST").to_owned(),
+        enable_execute_command: s.enable_execute_command(),
+    }
+}
+
 fn snapshot(d: &aws_sdk_ecs::types::Deployment) -> DeploymentSnapshot {
     DeploymentSnapshot {
         id: d.id().unwrap_or_default().to_owned(),
@@ -145,6 +238,7 @@ impl ServiceDeployer for Ecs {
             task_definition: s.task_definition().unwrap_or_default().to_owned(),
             desired_count: s.desired_count(),
             deployments: s.deployments().iter().map(snapshot).collect(),
+            settings: settings_of(s),
         }))
     }
 
@@ -199,6 +293,7 @@ impl ServiceDeployer for Ecs {
     }
 
     async fn create_service(&self, s: &NewService) -> Result<String, EcsError> {
+        let c = &s.settings;
         let mut req = self
             .client
             .create_service()
@@ -206,30 +301,24 @@ impl ServiceDeployer for Ecs {
             .service_name(&s.name)
             .task_definition(&s.task_definition)
             .desired_count(s.desired_count)
-            .launch_type(LaunchType::Fargate)
-            .deployment_configuration(
-                DeploymentConfiguration::builder()
-                    .deployment_circuit_breaker(
-                        DeploymentCircuitBreaker::builder()
-                            .enable(true)
-                            .rollback(true)
-                            .build(),
-                    )
-                    .maximum_percent(200)
-                    .minimum_healthy_percent(100)
-                    .build(),
-            );
-        if let Some(n) = &s.network {
-            req = req.network_configuration(vpc(n)?);
+            .deployment_configuration(deployment_configuration(
+                c.minimum_healthy_percent,
+                c.maximum_percent,
+            ))
+            .set_load_balancers(Some(targets(&c.load_balancers)))
+            .platform_version(&c.platform_version)
+            .enable_execute_command(c.enable_execute_command);
+        if c.health_check_grace_seconds > 0 {
+            req = req.health_check_grace_period_seconds(c.health_check_grace_seconds);
         }
-        if let Some(lb) = &s.load_balancer {
-            req = req.load_balancers(
-                LoadBalancer::builder()
-                    .target_group_arn(&lb.target_group_arn)
-                    .container_name(&lb.container_name)
-                    .container_port(i32::from(lb.container_port))
-                    .build(),
-            );
+        // A capacity provider strategy replaces the launch type.
+        req = if c.capacity_providers.is_empty() {
+            req.launch_type(LaunchType::Fargate)
+        } else {
+            req.set_capacity_provider_strategy(Some(providers(&c.capacity_providers)?))
+        };
+        if let Some(n) = &c.network {
+            req = req.network_configuration(network(n)?);
         }
         let out = req
             .send()
@@ -242,16 +331,34 @@ impl ServiceDeployer for Ecs {
         &self,
         cluster: &str,
         service: &str,
-        task_definition: &str,
-        desired_count: Option<i32>,
+        u: &ServiceUpdate,
     ) -> Result<String, EcsError> {
-        let out = self
+        let mut req = self
             .client
             .update_service()
             .cluster(cluster)
             .service(service)
-            .task_definition(task_definition)
-            .set_desired_count(desired_count)
+            .set_task_definition(u.task_definition.clone())
+            .set_desired_count(u.desired_count)
+            .set_health_check_grace_period_seconds(u.health_check_grace_seconds)
+            .set_platform_version(u.platform_version.clone())
+            .set_enable_execute_command(u.enable_execute_command);
+        if let Some(n) = &u.network {
+            req = req.network_configuration(network(n)?);
+        }
+        if let Some(t) = &u.load_balancers {
+            req = req.set_load_balancers(Some(targets(t)));
+        }
+        if let Some((min, max)) = u.deployment {
+            req = req.deployment_configuration(deployment_configuration(min, max));
+        }
+        if let Some(p) = &u.capacity_providers {
+            // Moving between a launch type and a strategy needs a new deployment.
+            req = req
+                .set_capacity_provider_strategy(Some(providers(p)?))
+                .force_new_deployment(true);
+        }
+        let out = req
             .send()
             .await
             .map_err(|e| err("UpdateService")(transient(&e), ctx(e)))?;

@@ -203,6 +203,66 @@ pub struct ServiceSpec {
     /// Environment variables allowed to hold literal values despite secret-looking names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_literal_env: Vec<String>,
+    /// The count is Application Auto Scaling's: `desiredCount` is sent when the service is
+    /// created and never on an update (where it would fight the scaler).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub autoscaled: bool,
+    /// How long ECS ignores failing load balancer health checks of a new task, e.g. `60s`.
+    #[serde(
+        default,
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub health_check_grace: Option<std::time::Duration>,
+    /// The rolling update's bounds (ECS defaults: 100 and 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentBounds>,
+    /// Capacity providers instead of the FARGATE launch type, e.g. Fargate Spot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_providers: Vec<CapacityProvider>,
+    /// Fargate platform version (default `LATEST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    /// ECS Exec into the service's tasks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_execute_command: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeploymentBounds {
+    /// Lowest share of the desired count kept running during an update, in percent.
+    #[serde(default = "DeploymentBounds::default_min")]
+    pub minimum_healthy_percent: u32,
+    /// Highest share of the desired count running during an update, in percent.
+    #[serde(default = "DeploymentBounds::default_max")]
+    pub maximum_percent: u32,
+}
+
+impl DeploymentBounds {
+    fn default_min() -> u32 {
+        100
+    }
+    fn default_max() -> u32 {
+        200
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CapacityProvider {
+    /// `FARGATE`, `FARGATE_SPOT`, or a cluster's own provider.
+    pub provider: String,
+    #[serde(default = "CapacityProvider::default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub base: u32,
+}
+
+impl CapacityProvider {
+    fn default_weight() -> u32 {
+        1
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

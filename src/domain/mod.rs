@@ -10,6 +10,7 @@ pub mod event;
 pub mod git;
 pub mod image_ref;
 pub mod push;
+pub mod service;
 pub mod site;
 pub mod taskdef;
 

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod oci;
 pub mod retry;
 pub mod rollout;
+pub mod service_diff;
 pub mod site;
 pub mod steps;
 pub mod taskdef_check;

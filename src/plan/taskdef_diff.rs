@@ -119,9 +119,10 @@ pub fn with_images(
 pub fn render_service_diff(
     name: &str,
     cluster: &str,
-    live: Option<(i32, &str, &TaskDefinition)>,
+    live: Option<(&str, &TaskDefinition)>,
     desired: &TaskDefinition,
     desired_count: Option<i32>,
+    settings: &[crate::plan::service_diff::Change],
 ) -> String {
     let mut out = format!("service {name} (cluster {cluster})\n");
     match live {
@@ -132,9 +133,9 @@ pub fn render_service_diff(
             ));
             out.push_str(&render_diff(None, desired));
         }
-        Some((count, arn, td)) => {
-            if let Some(want) = desired_count.filter(|c| *c != count) {
-                out.push_str(&format!("  desired count: {count} -> {want}\n"));
+        Some((arn, td)) => {
+            for c in settings {
+                out.push_str(&format!("  {}: {} -> {}\n", c.field, c.live, c.desired));
             }
             let diff = render_diff(Some(td), desired);
             if diff.is_empty() {
@@ -201,17 +202,23 @@ mod tests {
         let changed = render_service_diff(
             "api",
             "prod",
-            Some((2, "arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),
+            Some(("arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),
             &desired,
             Some(3),
+            &[crate::plan::service_diff::Change {
+                field: "desiredCount",
+                live: "2".into(),
+                desired: "3".into(),
+            }],
         );
         let same = with_images(&TaskDefinition::from_json(FILE).unwrap(), &images("aaa"));
         let unchanged = render_service_diff(
             "api",
             "prod",
-            Some((2, "arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),
+            Some(("arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),
             &same,
             Some(2),
+            &[],
         );
         insta::assert_snapshot!(format!("{changed}\n{unchanged}"));
     }

@@ -2,9 +2,11 @@
 
 use async_trait::async_trait;
 
+pub use crate::domain::service::ServiceSettings;
 use crate::domain::taskdef::TaskDefinition;
-use crate::domain::{LoadBalancerSpec, NetworkSpec};
+use crate::domain::NetworkSpec;
 use crate::plan::rollout::DeploymentSnapshot;
+pub use crate::plan::service_diff::ServiceUpdate;
 
 #[derive(Debug, thiserror::Error)]
 #[error("ECS {operation}: {message}")]
@@ -21,17 +23,19 @@ pub struct ServiceState {
     pub task_definition: String,
     pub desired_count: i32,
     pub deployments: Vec<DeploymentSnapshot>,
+    /// Everything else Gantry manages of it, as reported (compare with `normalised`).
+    pub settings: ServiceSettings,
 }
 
-/// Everything CreateService needs (Fargate, circuit breaker with rollback on).
+/// Everything CreateService needs (circuit breaker with rollback on; the FARGATE launch type
+/// unless capacity providers are given).
 #[derive(Debug, Clone)]
 pub struct NewService {
     pub cluster: String,
     pub name: String,
     pub task_definition: String,
     pub desired_count: i32,
-    pub network: Option<NetworkSpec>,
-    pub load_balancer: Option<LoadBalancerSpec>,
+    pub settings: ServiceSettings,
 }
 
 /// How a one-off task ended.
@@ -54,13 +58,13 @@ pub trait ServiceDeployer: Send + Sync {
     async fn register(&self, td: &TaskDefinition) -> Result<String, EcsError>;
     /// Creates the service; returns the id of the deployment it started.
     async fn create_service(&self, s: &NewService) -> Result<String, EcsError>;
-    /// Points the service at `task_definition`; returns the id of the deployment it started.
+    /// Sends the fields `update` holds; returns the id of the service's primary deployment
+    /// afterwards (a new one when the update replaces tasks).
     async fn update_service(
         &self,
         cluster: &str,
         service: &str,
-        task_definition: &str,
-        desired_count: Option<i32>,
+        update: &ServiceUpdate,
     ) -> Result<String, EcsError>;
     /// Starts a one-off Fargate task running `command` in `container`; returns its ARN.
     async fn run_task(

@@ -39,21 +39,28 @@ pub async fn diff(
                 .collect(),
         );
         let state = ecs.describe_service(&svc.cluster, &svc.name).await?;
-        let live = match &state {
-            Some(s) => Some((
-                s.desired_count,
-                s.task_definition.clone(),
-                ecs.task_definition(&s.task_definition).await?,
-            )),
-            None => None,
+        let (live, settings) = match &state {
+            Some(s) => (
+                Some((
+                    s.task_definition.clone(),
+                    ecs.task_definition(&s.task_definition).await?,
+                )),
+                crate::plan::service_diff::plan(
+                    &crate::plan::service_diff::desired(svc),
+                    &s.settings,
+                )
+                .0,
+            ),
+            None => (None, Vec::new()),
         };
-        let live_ref = live.as_ref().map(|(c, arn, td)| (*c, arn.as_str(), td));
+        let live_ref = live.as_ref().map(|(arn, td)| (arn.as_str(), td));
         out.push_str(&render_service_diff(
             &svc.name,
             &svc.cluster,
             live_ref,
             &desired,
             svc.desired_count.map(|c| c as i32),
+            &settings,
         ));
     }
     Ok(out)

@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::taskdef::TaskDefinition;
 use crate::domain::{AppSpec, ServiceSpec};
 use crate::plan::rollout::{judge, Verdict};
+use crate::plan::service_diff;
 use crate::plan::taskdef_check::check;
 use crate::plan::taskdef_diff::{differs, render_diff, with_images};
 use crate::ports::StepLog;
-use crate::ports::{EcsError, NewService, ServiceDeployer};
+use crate::ports::{EcsError, NewService, ServiceDeployer, ServiceUpdate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -60,7 +61,8 @@ pub struct ServiceResult {
 struct Prepared<'a> {
     spec: &'a ServiceSpec,
     current: Option<String>,
-    exists: bool,
+    /// The live service's settings, when it exists.
+    live: Option<crate::ports::ServiceSettings>,
     arn: String,
     registered: bool,
 }
@@ -130,7 +132,7 @@ pub async fn roll(
             log.line(format!("{}: restoring {pinned}", svc.name));
             prepared.push(Prepared {
                 spec: svc,
-                exists: state.is_some(),
+                live: state.as_ref().map(|s| s.settings.clone()),
                 current,
                 arn: pinned.clone(),
                 registered: false,
@@ -170,7 +172,7 @@ pub async fn roll(
         };
         prepared.push(Prepared {
             spec: svc,
-            exists: state.is_some(),
+            live: state.as_ref().map(|s| s.settings.clone()),
             current,
             arn,
             registered,
@@ -226,41 +228,79 @@ pub async fn roll(
     let mut results = Vec::new();
     for p in &prepared {
         let svc = p.spec;
-        let desired_count = svc.desired_count.map(|c| c as i32);
-        let deployment = if !p.exists {
-            log.line(format!(
-                "{}: creating service in cluster {}",
-                svc.name, svc.cluster
-            ));
-            ecs.create_service(&NewService {
-                cluster: svc.cluster.clone(),
-                name: svc.name.clone(),
-                task_definition: p.arn.clone(),
-                desired_count: desired_count.unwrap_or(1),
-                network: svc.network.clone(),
-                load_balancer: svc.load_balancer.clone(),
-            })
-            .await?
-        } else if p.current.as_deref() != Some(p.arn.as_str()) {
-            log.line(format!("{}: updating service to {}", svc.name, p.arn));
-            ecs.update_service(&svc.cluster, &svc.name, &p.arn, desired_count)
+        let want = service_diff::desired(svc);
+        let deployment = match &p.live {
+            None => {
+                log.line(format!(
+                    "{}: creating service in cluster {}",
+                    svc.name, svc.cluster
+                ));
+                ecs.create_service(&NewService {
+                    cluster: svc.cluster.clone(),
+                    name: svc.name.clone(),
+                    task_definition: p.arn.clone(),
+                    desired_count: svc.desired_count.unwrap_or(1) as i32,
+                    settings: want,
+                })
                 .await?
-        } else {
-            results.push(ServiceResult {
-                name: svc.name.clone(),
-                task_definition: p.arn.clone(),
-                registered: false,
-                updated: false,
-            });
-            continue;
+            }
+            Some(live) => {
+                // The whole service, not only its task definition: every field that differs.
+                let (changes, mut update) = service_diff::plan(&want, live);
+                for c in &changes {
+                    log.line(format!(
+                        "{}: {}: {} -> {}",
+                        svc.name, c.field, c.live, c.desired
+                    ));
+                }
+                if p.current.as_deref() != Some(p.arn.as_str()) {
+                    update.task_definition = Some(p.arn.clone());
+                }
+                if update.is_empty() {
+                    log.line(format!(
+                        "{}: service unchanged (task definition and settings); not updated",
+                        svc.name
+                    ));
+                    results.push(ServiceResult {
+                        name: svc.name.clone(),
+                        task_definition: p.arn.clone(),
+                        registered: false,
+                        updated: false,
+                    });
+                    continue;
+                }
+                log.line(format!(
+                    "{}: updating service ({})",
+                    svc.name,
+                    summary(&update)
+                ));
+                let id = ecs.update_service(&svc.cluster, &svc.name, &update).await?;
+                if !update.replaces_tasks() {
+                    log.line(format!(
+                        "{}: applied; nothing in it replaces tasks, so there is no deployment to watch",
+                        svc.name
+                    ));
+                    results.push(ServiceResult {
+                        name: svc.name.clone(),
+                        task_definition: p.arn.clone(),
+                        registered: p.registered,
+                        updated: true,
+                    });
+                    continue;
+                }
+                id
+            }
         };
         log.line(format!("{}: watching deployment {deployment}", svc.name));
         if let Err(failure) = watch(svc, &deployment, ecs, opts, log, abort).await? {
             let rollback = match (&p.current, failure.rolled_back_to) {
                 (_, Some(td)) => format!("ECS rolled the service back to {td}"),
                 (Some(previous), None) => {
-                    ecs.update_service(&svc.cluster, &svc.name, previous, None)
-                        .await?;
+                    let back = ServiceUpdate {
+                        task_definition: Some(previous.clone()),
+                        ..ServiceUpdate::default()
+                    };
+                    ecs.update_service(&svc.cluster, &svc.name, &back).await?;
                     format!("Gantry rolled the service back to {previous}")
                 }
                 (None, None) => "the service was new, so there is nothing to roll back to".into(),
@@ -281,6 +321,29 @@ pub async fn roll(
     }
     housekeeping(&prepared, ecs, opts.keep_revisions, log).await?;
     Ok(results)
+}
+
+/// What an update sends, for the log.
+fn summary(u: &ServiceUpdate) -> String {
+    let mut parts = Vec::new();
+    if let Some(td) = &u.task_definition {
+        parts.push(format!("task definition {td}"));
+    }
+    for (set, name) in [
+        (u.desired_count.is_some(), "desired count"),
+        (u.network.is_some(), "network"),
+        (u.load_balancers.is_some(), "load balancers"),
+        (u.health_check_grace_seconds.is_some(), "health-check grace"),
+        (u.deployment.is_some(), "deployment configuration"),
+        (u.capacity_providers.is_some(), "capacity providers"),
+        (u.platform_version.is_some(), "platform version"),
+        (u.enable_execute_command.is_some(), "execute command"),
+    ] {
+        if set {
+            parts.push(name.to_owned());
+        }
+    }
+    parts.join(", ")
 }
 
 /// The family's newest ACTIVE revision when it is exactly `desired` and not what runs: what a

@@ -115,6 +115,37 @@ pub fn default_subnet() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A new security group in moto's default VPC; its id.
+fn security_group(name: &str) -> String {
+    let aws = crate::support::root().join(".stack/venv/bin/aws");
+    let out = std::process::Command::new(&aws)
+        .args([
+            "--endpoint-url",
+            &moto_url(),
+            "--region",
+            "us-east-1",
+            "ec2",
+        ])
+        .args([
+            "create-security-group",
+            "--group-name",
+            name,
+            "--description",
+            "gantry test",
+        ])
+        .args(["--query", "GroupId", "--output", "text"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn task_definition(family: &str, memory: &str, env: Value) -> String {
     json!({
         "family": family,
@@ -146,6 +177,8 @@ fn manifest(repo: &Path, ecs: &Ecs, service: &str, extra: &str) -> String {
 
 struct Setup {
     app: TestApp,
+    /// The daemon's extra environment, for a restart with new manifests.
+    env: Vec<(String, String)>,
     ecs: Ecs,
     repo: GitRepo,
     service: String,
@@ -179,12 +212,48 @@ impl Setup {
         let app = TestApp::start_in(dir, &[("api.yaml", m)], &vars).await;
         Self {
             app,
+            env: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ecs,
             repo,
             service,
             family,
             _tmp: tmp,
         }
+    }
+
+    /// Restarts the daemon on the same data with `manifest` as the app's manifest.
+    async fn reconfigure(&mut self, manifest: String) {
+        let placeholder = TestApp::start(&[]).await;
+        let app = std::mem::replace(&mut self.app, placeholder);
+        let dir = app.stop().await;
+        let vars: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let app = TestApp::start_in(dir, &[("api.yaml", manifest)], &vars).await;
+        std::mem::replace(&mut self.app, app).finish().await;
+    }
+
+    /// `gantry diff api` against the manifests the daemon runs.
+    async fn diff(&self) -> String {
+        let out = crate::support::gantry_cli()
+            .args(["diff", "api", "--manifests"])
+            .arg(self.app.dir.path().join("manifests"))
+            .env("GANTRY_AWS_ENDPOINT_URL", moto_url())
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
     }
 
     fn write_td(&self, memory: &str, env: Value) {
@@ -747,5 +816,73 @@ async fn transient_ecs_faults_are_retried_and_a_validation_error_fails_at_once()
     assert!(reason.contains("memory must be at least 6 MiB"), "{reason}");
     assert_eq!(roll_step(&d)["attempts"], 1, "{d:#}");
     assert_eq!(s.ecs.revisions(&s.family).await, 1);
+    s.app.finish().await;
+}
+
+/// The whole service is reconciled, not only its task definition: a changed security group,
+/// desired count, health-check grace and capacity provider are applied to the live service
+/// (read back from moto), `gantry diff` shows each beforehand, and an unchanged service shows
+/// no difference and is not updated.
+#[tokio::test]
+async fn changed_service_settings_are_applied_and_diff_shows_them_first() {
+    let mut s = Setup::new("whole", "").await;
+    let first = s.push(1).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    let diff = s.diff().await;
+    assert!(diff.contains("task definition: unchanged"), "{diff}");
+    assert!(!diff.contains(" -> "), "no false positive: {diff}");
+    let same = s.push(2).await;
+    assert!(
+        roll_log(&same).contains("service unchanged"),
+        "{}",
+        roll_log(&same)
+    );
+    let sg = security_group(&format!("whole-{}", std::process::id()));
+    let m = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  rolloutTimeout: 2s\n  source:\n    repo: acme/api\n    url: {}\n  services:\n    - name: {}\n      cluster: {}\n      taskDefinition: td.json\n      desiredCount: 3\n      network:\n        subnets: [{}]\n        securityGroups: [{sg}]\n      healthCheckGrace: 45s\n      capacityProviders:\n        - provider: FARGATE_SPOT\n          weight: 2\n",
+        s.repo.path.display(),
+        s.service,
+        s.ecs.cluster,
+        s.ecs.subnet
+    );
+    s.reconfigure(m).await;
+    let diff = s.diff().await;
+    for line in [
+        "desiredCount: 2 -> 3".to_string(),
+        format!("security groups [{sg}]"),
+        "healthCheckGracePeriodSeconds: 0s -> 45s".to_string(),
+        "capacityProviderStrategy: launch type FARGATE -> FARGATE_SPOT (weight 2, base 0)"
+            .to_string(),
+    ] {
+        assert!(diff.contains(&line), "{line} in {diff}");
+    }
+    let d = s.push(3).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let log = roll_log(&d);
+    assert!(
+        log.contains("healthCheckGracePeriodSeconds: 0s -> 45s"),
+        "{log}"
+    );
+    let live = s.ecs.service(&s.service).await;
+    assert_eq!(live.desired_count(), 3);
+    assert_eq!(live.health_check_grace_period_seconds(), Some(45));
+    let vpc = live
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration())
+        .unwrap();
+    assert_eq!(vpc.security_groups(), std::slice::from_ref(&sg));
+    let strategy = live.capacity_provider_strategy();
+    assert_eq!(strategy.len(), 1, "{live:#?}");
+    assert_eq!(strategy[0].capacity_provider(), "FARGATE_SPOT");
+    assert_eq!(strategy[0].weight(), 2);
+    // Applied: nothing differs any more.
+    let diff = s.diff().await;
+    assert!(!diff.contains(" -> "), "{diff}");
+    let again = s.push(4).await;
+    assert!(
+        roll_log(&again).contains("service unchanged"),
+        "{}",
+        roll_log(&again)
+    );
     s.app.finish().await;
 }
