@@ -308,10 +308,23 @@ impl Control {
                     "deployment #{id} of `{app}` did not succeed or recorded no release"
                 ))
             }),
-            None if good.len() >= 2 => Ok(good.swap_remove(1)),
-            None => Err(ControlError::NotFound(format!(
-                "`{app}` has no earlier successful release to roll back to"
-            ))),
+            // The last release that succeeded, unless it is what runs now (the newest
+            // deployment succeeded): then the one before it.
+            None => {
+                let newest = self.store.deployments(Some(app), 1).await?.pop();
+                let live_is_last_good = match (&newest, good.first()) {
+                    (Some(n), Some((g, _))) => n.id == g.id,
+                    _ => false,
+                };
+                let pick = usize::from(live_is_last_good);
+                if good.len() > pick {
+                    Ok(good.swap_remove(pick))
+                } else {
+                    Err(ControlError::NotFound(format!(
+                        "`{app}` has no earlier successful release to roll back to"
+                    )))
+                }
+            }
         }
     }
 

@@ -224,8 +224,10 @@ pub async fn roll(
             }
         }
     }
-    // 3. Services in declared order, each watched to its verdict.
+    // 3. Services in declared order, each watched to its verdict. What each update changed is
+    // kept, so a later service's failure puts the earlier ones back (all or nothing).
     let mut results = Vec::new();
+    let mut undo: Vec<(&ServiceSpec, ServiceUpdate)> = Vec::new();
     for p in &prepared {
         let svc = p.spec;
         let want = service_diff::desired(svc);
@@ -275,6 +277,15 @@ pub async fn roll(
                     summary(&update)
                 ));
                 let id = ecs.update_service(&svc.cluster, &svc.name, &update).await?;
+                // The way back: the live settings and task definition from before.
+                let mut back = service_diff::plan(&live.clone().normalised(), &want).1;
+                if update.task_definition.is_some() {
+                    back.task_definition = p.current.clone();
+                }
+                if svc.autoscaled {
+                    back.desired_count = None;
+                }
+                undo.push((svc, back));
                 if !update.replaces_tasks() {
                     log.line(format!(
                         "{}: applied; nothing in it replaces tasks, so there is no deployment to watch",
@@ -306,6 +317,31 @@ pub async fn roll(
                 (None, None) => "the service was new, so there is nothing to roll back to".into(),
             };
             log.line(format!("{}: {}; {rollback}", svc.name, failure.reason));
+            // All or nothing: the services this rollout already changed go back too.
+            let mut rollback = rollback;
+            let mut restored = Vec::new();
+            for (other, back) in undo.iter().rev().filter(|(o, _)| o.name != svc.name) {
+                if back.is_empty() {
+                    continue;
+                }
+                ecs.update_service(&other.cluster, &other.name, back)
+                    .await?;
+                let to = back
+                    .task_definition
+                    .clone()
+                    .unwrap_or_else(|| "its previous settings".into());
+                log.line(format!(
+                    "{}: put back to {to} ({} failed)",
+                    other.name, svc.name
+                ));
+                restored.push(format!("{} to {to}", other.name));
+            }
+            if !restored.is_empty() {
+                rollback.push_str(&format!(
+                    "; the deployment's other services were put back: {}",
+                    restored.join(", ")
+                ));
+            }
             return Err(RolloutError::Failed {
                 service: svc.name.clone(),
                 reason: failure.reason,

@@ -205,7 +205,11 @@ impl Setup {
             task_definition(&family, "512", json!([])),
         )
         .unwrap();
-        let m = manifest(&repo.path, &ecs, &service, extra);
+        // `{cluster}` and `{subnet}` in `extra` (a second service) are this test's.
+        let extra = extra
+            .replace("{cluster}", &ecs.cluster)
+            .replace("{subnet}", &ecs.subnet);
+        let m = manifest(&repo.path, &ecs, &service, &extra);
         let moto = moto_url();
         let mut vars = vec![("GANTRY_AWS_ENDPOINT_URL", moto.as_str())];
         vars.extend_from_slice(env);
@@ -884,5 +888,56 @@ async fn changed_service_settings_are_applied_and_diff_shows_them_first() {
         "{}",
         roll_log(&again)
     );
+    s.app.finish().await;
+}
+
+/// Releases are all or nothing: when the second of two services fails its rollout, the first,
+/// already rolled, is put back too, the reason says so, and `gantry rollback` afterwards
+/// targets the last release that succeeded.
+#[tokio::test]
+async fn a_failed_second_service_puts_the_first_back_and_rollback_targets_the_last_good() {
+    let second = format!("svc-pair-b-{}", std::process::id());
+    let s = Setup::new(
+        "pair",
+        &format!("    - name: {second}\n      cluster: {{cluster}}\n      taskDefinition: td.json\n      desiredCount: 1\n      network:\n        subnets: [{{subnet}}]\n"),
+    )
+    .await;
+    let first = s.push(1).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
+    assert!(s.ecs.running(&second).await.ends_with(":1"));
+    s.ecs.tag(&second, "fail").await;
+    s.write_td("1024", json!([]));
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "the deployment's other services were put back: {}",
+            s.service
+        )),
+        "{reason}"
+    );
+    assert!(
+        s.ecs.running(&s.service).await.ends_with(":1"),
+        "first put back"
+    );
+    assert!(
+        s.ecs.running(&second).await.ends_with(":1"),
+        "second rolled back"
+    );
+    // The last good release is #1 (the failed #2 recorded none that succeeded).
+    let resp = s
+        .app
+        .http
+        .post(s.app.url("/api/v1/apps/api/rollback"))
+        .bearer_auth(crate::support::TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["restores"], first["id"], "{body}");
+    s.app.wait_idle(Duration::from_secs(60)).await;
     s.app.finish().await;
 }
