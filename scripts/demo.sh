@@ -7,8 +7,9 @@
 #   5. commits a change and delivers a push webhook signed exactly as GitHub signs it
 #   6. follows the deployment to its verdict: build, the backend image built in-process and
 #      pushed to the local registry standing in for ECR (pulled back with skopeo), S3 sync (checked with HEAD requests against
-#      moto), CloudFront edge function and invalidation; then a second push changes one page
-#      and rolls the backend service on moto ECS to a verdict
+#      moto), CloudFront edge function and invalidation, the backend service rolled on moto ECS;
+#      then a second push changes one page: only that page is uploaded and invalidated, the
+#      backend image is reused (same digest, only re-tagged) and its service is not touched
 #   7. rolls back to the first deployment (site and service, no rebuild), then resumes
 #   8. prints the app's history
 # Everything lives under .stack/demo and is recreated on each run.
@@ -26,7 +27,9 @@ source .stack/env
 
 phase "build gantry"
 cargo build --bin gantry
-GANTRY="$ROOT/target/debug/gantry"
+# Where cargo put it (CARGO_TARGET_DIR honoured).
+GANTRY="${CARGO_TARGET_DIR:-$ROOT/target}/debug/gantry"
+[ -x "$GANTRY" ] || { echo "no gantry binary at $GANTRY" >&2; exit 1; }
 
 DEMO="$ROOT/.stack/demo"
 rm -rf "$DEMO"
@@ -80,7 +83,16 @@ export GANTRY_DISCORD_BOT_TOKEN="demo-bot-token"
 phase "start gantry serve (log: $DEMO/gantry.log)"
 "$GANTRY" serve >"$DEMO/gantry.log" 2>&1 &
 PID=$!
-trap 'kill "$PID" "$DISCORD_PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
+# On exit: stop the daemons and remove what the demo made in moto (the bucket, the service and
+# its cluster; moto's CloudFront distributions cannot be deleted while enabled).
+cleanup() {
+  kill "$PID" "$DISCORD_PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  "${AWS[@]}" s3 rb "s3://$BUCKET" --force >/dev/null 2>&1 || true
+  "${AWS[@]}" ecs delete-service --cluster "$CLUSTER" --service demo-api --force >/dev/null 2>&1 || true
+  "${AWS[@]}" ecs delete-cluster --cluster "$CLUSTER" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 for _ in $(seq 1 100); do
   curl -fsS "$GANTRY_SERVER/readyz" >/dev/null 2>&1 && break
   kill -0 "$PID" 2>/dev/null || { cat "$DEMO/gantry.log"; exit 1; }
@@ -137,10 +149,13 @@ skopeo inspect --config --tls-verify=false --creds AWS:123456789012-auth-token \
 "${AWS[@]}" ecs describe-task-definition --task-definition gantry-demo-api \
   --query 'taskDefinition.containerDefinitions[0].image' --output text | sed 's/^/  task definition runs /'
 
-phase "change one page: only that page is uploaded and invalidated"
+phase "change one page: only that page is uploaded and invalidated; nothing is built or rolled"
 echo "Second headline at $(date -u +%H:%M:%S)" > "$REPO/headline.txt"
 ID2=$(push "Change the headline again")
-"$GANTRY" show "$ID2" --wait | grep -E "sync_sites|invalidation|uploaded|deployment #"
+SHOW2=$("$GANTRY" show "$ID2" --wait)
+echo "$SHOW2" | grep -E "deployment #|publish_images|roll_services|sync_sites|inputs unchanged|service unchanged|invalidation|uploaded" || true
+echo "$SHOW2" | grep -q "inputs unchanged since" || { echo "the unchanged image was rebuilt" >&2; exit 1; }
+echo "$SHOW2" | grep -q "service unchanged" || { echo "the unchanged service was rolled" >&2; exit 1; }
 check_site
 
 phase "the backend on ECS (moto)"

@@ -46,12 +46,23 @@ if [ "${#missing[@]}" -eq 0 ]; then
 else
   log "apt: missing: ${missing[*]} -> apt-get update && apt-get install"
   export DEBIAN_FRONTEND=noninteractive
-  "${SUDO[@]}" apt-get update -qq
-  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # dpkg's progress goes to a log; only a failure prints it.
+  APT_LOG="$STACK/apt.log"
+  mkdir -p "$STACK"
+  had_registry=0; pkg_installed docker-registry && had_registry=1
+  if ! { "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$APT_LOG" 2>&1; then
+    cat "$APT_LOG" >&2
+    exit 1
+  fi
+  log "apt: installed ${missing[*]} (output in $APT_LOG)"
+  # Debian's docker-registry enables a system service on :5000 at every boot; the tests run
+  # their own instance (scripts/stack.sh), so a registry this script installed is not left
+  # serving on a real host.
+  if [ "$had_registry" = 0 ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    log "apt: disabled the docker-registry system service (scripts/stack.sh runs its own)"
+  fi
 fi
-
-# The Debian docker-registry package ships a system service on :5000; we run our
-# own instance (scripts/stack.sh), so nothing else is needed from it here.
 
 # ---------------------------------------------------------------- python venv
 # Use the distribution's python3 (not a pyenv/asdf shim) when there is one.

@@ -71,6 +71,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let set = manifests::load_dir(&config.manifests)
         .map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
     tracing::info!(apps = set.apps.len(), dir = %config.manifests.display(), "manifests loaded");
+    if config.api_token.is_none() {
+        tracing::warn!("no API token configured: /api/v1 answers 401 and the CLI's client commands (status, deploy, rollback, ...) cannot reach this daemon (set GANTRY_API_TOKEN)");
+    }
     if config.github.webhook_secrets.is_empty() {
         tracing::warn!("no GitHub webhook secret configured: every webhook will be rejected (set GANTRY_GITHUB_WEBHOOK_SECRET)");
     }

@@ -19,9 +19,12 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     // A closed stderr must not take the daemon down: failed log writes are dropped, not
     // reported with eprintln! (which panics on a broken pipe).
+    // Colour only for a terminal: a log file or a pipe gets plain text.
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

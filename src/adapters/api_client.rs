@@ -7,7 +7,10 @@ use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiClientError {
-    #[error("failed to reach gantry at {base}: {source}")]
+    #[error(
+        "failed to reach gantry at {base}: {source}{}",
+        unreachable_hint(source)
+    )]
     Unreachable {
         base: String,
         #[source]
@@ -15,6 +18,17 @@ pub enum ApiClientError {
     },
     #[error("gantry answered {status}: {message}")]
     Status { status: u16, message: String },
+}
+
+/// What to check when the daemon cannot be reached at all.
+fn unreachable_hint(e: &reqwest::Error) -> &'static str {
+    if e.is_connect() {
+        " (is `gantry serve` running there? point the CLI at it with --server URL or GANTRY_SERVER)"
+    } else if e.is_timeout() {
+        " (it did not answer in time)"
+    } else {
+        ""
+    }
 }
 
 pub struct ApiClient {

@@ -216,20 +216,24 @@ impl GitFetcher {
 impl SourceFetcher for GitFetcher {
     #[tracing::instrument(skip_all, fields(repo = %req.repo))]
     async fn fetch(&self, req: &FetchRequest, log: &StepLog) -> Result<FetchedCommit, FetchError> {
-        // Level-triggered: a checkout already at the wanted commit is reused as it is.
+        // Level-triggered: a checkout already at the wanted commit is reused as it is (with
+        // what a build step wrote into it). What it holds is read from the record Gantry
+        // wrote when it made it, never by running git in it: a build (as another user) may
+        // have changed its .git, and a git run there as the daemon could run its hooks or
+        // fsmonitor (git itself refuses a tree owned by another user).
         if let Revision::Sha(sha) = &req.revision {
-            if req.dest.join(".git").exists() {
-                if let Ok(head) = self
-                    .git(Some(&req.dest), &["rev-parse", "HEAD"], false)
-                    .await
-                {
-                    if &head == sha {
+            if req.dest.is_dir() {
+                if let Some(commit) = self.recorded_checkout(&req.dest) {
+                    if &commit.sha == sha {
                         log.line(format!("checkout already at {sha}"));
-                        return self.describe(&req.dest).await;
+                        return Ok(commit);
                     }
                 }
             }
         }
+        let record = self.checkout_record(&req.dest);
+        // A checkout under way is not vouched for until it is complete.
+        let _ = std::fs::remove_file(&record);
         let (mirror, sha) = self.update_mirror(req, log).await?;
         if req.dest.exists() {
             std::fs::remove_dir_all(&req.dest).map_err(|source| FetchError::Io {
@@ -272,11 +276,44 @@ impl SourceFetcher for GitFetcher {
             "checked out {} \"{}\" by {}",
             commit.sha, commit.title, commit.author
         ));
+        self.record_checkout(&record, &commit);
         Ok(commit)
     }
 }
 
 impl GitFetcher {
+    /// Where the commit a checkout holds is recorded: beside the mirrors, which no build sees.
+    fn checkout_record(&self, dest: &Path) -> PathBuf {
+        use sha2::Digest as _;
+        let key = hex::encode(&sha2::Sha256::digest(dest.as_os_str().as_encoded_bytes())[..16]);
+        self.mirrors.join(".checkouts").join(key)
+    }
+
+    fn record_checkout(&self, record: &Path, c: &FetchedCommit) {
+        let body = format!("{}\0{}\0{}\0{}", c.sha, c.title, c.author, c.time);
+        if let Some(dir) = record.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(record, body) {
+            tracing::warn!(path = %record.display(), error = %e, "cannot record a checkout; the next step checks it out again");
+        }
+    }
+
+    fn recorded_checkout(&self, dest: &Path) -> Option<FetchedCommit> {
+        let body = std::fs::read_to_string(self.checkout_record(dest)).ok()?;
+        let mut parts = body.split('\0');
+        let sha = parts.next()?.to_owned();
+        if crate::domain::git::commit_sha(&sha).as_deref() != Some(sha.as_str()) {
+            return None;
+        }
+        Some(FetchedCommit {
+            sha,
+            title: parts.next().unwrap_or_default().to_owned(),
+            author: parts.next().unwrap_or_default().to_owned(),
+            time: parts.next().and_then(|t| t.parse().ok()).unwrap_or(0),
+        })
+    }
+
     async fn describe(&self, dest: &Path) -> Result<FetchedCommit, FetchError> {
         let out = self
             .git(

@@ -101,6 +101,7 @@ pub enum Command {
     },
     /// Let pushes deploy APP again after a rollback paused it.
     Resume {
+        /// The app, as named in its manifest.
         app: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -108,6 +109,7 @@ pub enum Command {
     /// Show what deploying APP would change in ECS: per service, desired count and a readable
     /// diff of the live task definition against the manifest's.
     Diff {
+        /// The app, as named in its manifest.
         app: String,
         /// Render with the image digests the daemon recorded for this commit.
         #[arg(long)]
@@ -121,9 +123,11 @@ pub enum Command {
         #[arg(long)]
         manifests: Option<PathBuf>,
     },
-    /// Show apps and their latest deployment (or one app's).
+    /// Show apps and their latest deployment (or one app's), and warn about failing reports.
     Status {
+        /// Only this app.
         app: Option<String>,
+        /// Print the daemon's JSON instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -131,9 +135,12 @@ pub enum Command {
     },
     /// List an app's deployments, newest first.
     History {
+        /// The app, as named in its manifest.
         app: String,
+        /// Print the daemon's JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// How many deployments to list.
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[command(flatten)]
@@ -166,10 +173,12 @@ pub enum Command {
     },
     /// Show one deployment with its step logs.
     Show {
+        /// The deployment's id (`gantry history APP` lists them).
         id: i64,
         /// Wait until the deployment has finished.
         #[arg(long)]
         wait: bool,
+        /// Print the daemon's JSON instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -150,9 +150,26 @@ pub async fn roll(
                 (arn.clone(), false)
             }
             _ => {
-                let diff = render_diff(live.as_ref(), &desired);
-                for line in diff.lines() {
-                    log.line(format!("{}: {line}", svc.name));
+                match &live {
+                    // Nothing to compare with: what it is, not 40 lines of `+`.
+                    None => {
+                        let containers: Vec<String> = desired
+                            .container_definitions
+                            .iter()
+                            .map(|c| format!("{} ({})", c.name, c.image))
+                            .collect();
+                        log.line(format!(
+                            "{}: new task definition of family {}: {}",
+                            svc.name,
+                            desired.family,
+                            containers.join(", ")
+                        ));
+                    }
+                    Some(_) => {
+                        for line in render_diff(live.as_ref(), &desired).lines() {
+                            log.line(format!("{}: {line}", svc.name));
+                        }
+                    }
                 }
                 match newest_if_same(ecs, &desired, current.as_deref()).await? {
                     Some(arn) => {

@@ -1112,3 +1112,44 @@ async fn buildah_builds_the_same_inputs_at_two_commits_to_one_digest() {
     }
     assert_eq!(digests[0], digests[1], "{:#}\n{:#}", configs[0], configs[1]);
 }
+
+/// A sandboxed build's output is kept for the next steps (the checkout is not made again),
+/// and the daemon runs no git in a tree the build could change: a build that plants an
+/// fsmonitor command in `.git/config` gets it run by nobody.
+#[tokio::test]
+async fn a_build_output_survives_to_the_image_and_a_planted_git_hook_never_runs() {
+    if gantry::adapters::process::Isolation::detect() == gantry::adapters::process::Isolation::None
+    {
+        panic!("this test needs root, bwrap and setpriv (scripts/setup.sh installs them)");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pwned = tmp.path().join("pwned");
+    let repo = GitRepo::new(&tmp.path().join("api"));
+    let build = format!(
+        "mkdir -p out && cp main.py out/ && printf '[core]\\n\\tfsmonitor = touch {}\\n' >> .git/config",
+        pwned.display()
+    );
+    let sha = repo.commit(&[("main.py", FASTAPI_MAIN)], "api");
+    let image_repo = unique("built-output");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n    url: {}\n  build:\n    commands: [{}]\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      context: out\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
+        repo.path.display(),
+        serde_json::to_string(&build).unwrap(),
+        base_image()
+    );
+    let app = TestApp::start_with(
+        &[("api.yaml", manifest)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto_url().as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", endpoints().as_str()),
+            ("GANTRY_BUILD_ISOLATION", "bubblewrap"),
+        ],
+    )
+    .await;
+    let d = deploy_commit(&app, "output-1", &sha).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let log = publish_log(&d);
+    assert!(log.contains("checkout already at"), "{log}");
+    assert!(!pwned.exists(), "the planted fsmonitor ran as the daemon");
+    app.finish().await;
+}
