@@ -180,6 +180,13 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 );
             }
         }
+        if img.builder_kind() == crate::domain::BuilderKind::Layer && !img.build_args.is_empty() {
+            p.add(
+                format!("{at}.buildArgs"),
+                "buildArgs apply to Dockerfile builds; the layer builder runs no Dockerfile",
+                "remove buildArgs, or set `builder: buildah` (or kaniko) with a Dockerfile",
+            );
+        }
         if let Some(t) = &img.tag {
             if !crate::domain::valid_tag(t) {
                 p.add(
@@ -224,7 +231,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "give a path relative to this manifest's directory",
             );
         } else {
-            task_definition(&mut p, &format!("{at}.taskDefinition"), &td, svc);
+            task_definition(&mut p, &at, &td, svc);
         }
         for (container, image) in &svc.containers {
             if !image_names.contains(image.as_str()) {
@@ -328,8 +335,9 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
 
 /// The task definition file's own checks (`gantry ecs check`), and its containers against the
 /// service's `containers` map.
-fn task_definition(p: &mut Problems, at: &str, file: &Path, svc: &crate::domain::ServiceSpec) {
+fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::domain::ServiceSpec) {
     use crate::domain::taskdef::TaskDefinition;
+    let at = &format!("{svc_at}.taskDefinition");
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => return p.add(at, format!("cannot read `{}`: {e}", file.display()), ""),
@@ -355,6 +363,69 @@ fn task_definition(p: &mut Problems, at: &str, file: &Path, svc: &crate::domain:
             format!("`{}` {}: {}", file.display(), problem.path, problem.message),
             problem.hint,
         );
+    }
+    let names: BTreeSet<&str> = td
+        .container_definitions
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    if let Some(lb) = &svc.load_balancer {
+        match td
+            .container_definitions
+            .iter()
+            .find(|c| c.name == lb.container_name)
+        {
+            None => p.add(
+                format!("{svc_at}.loadBalancer.containerName"),
+                format!(
+                    "`{}` has no container named `{}`",
+                    file.display(),
+                    lb.container_name
+                ),
+                format!("use one of: {}", join(&names)),
+            ),
+            Some(c) => {
+                let ports: BTreeSet<String> = c
+                    .other
+                    .get("portMappings")
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m.get("containerPort").and_then(|p| p.as_u64()))
+                    .map(|p| p.to_string())
+                    .collect();
+                if !ports.contains(&lb.container_port.to_string()) {
+                    let have: BTreeSet<&str> = ports.iter().map(String::as_str).collect();
+                    p.add(
+                        format!("{svc_at}.loadBalancer.containerPort"),
+                        format!(
+                            "container `{}` in `{}` maps no port {}",
+                            lb.container_name,
+                            file.display(),
+                            lb.container_port
+                        ),
+                        if have.is_empty() {
+                            "add it to the container's portMappings".to_string()
+                        } else {
+                            format!("its portMappings have: {}", join(&have))
+                        },
+                    );
+                }
+            }
+        }
+    }
+    if let Some(m) = &svc.migration {
+        if !names.contains(m.container.as_str()) {
+            p.add(
+                format!("{svc_at}.migration.container"),
+                format!(
+                    "`{}` has no container named `{}`",
+                    file.display(),
+                    m.container
+                ),
+                format!("use one of: {}", join(&names)),
+            );
+        }
     }
     for container in svc.containers.keys() {
         if !td
@@ -440,6 +511,31 @@ fn source(p: &mut Problems, m: &AppManifest) {
 pub(super) fn duplicate_names(set: &ManifestSet) -> Vec<ManifestError> {
     let mut seen: HashMap<&str, &Path> = HashMap::new();
     let mut errors = Vec::new();
+    // Two sites syncing one bucket and prefix would each mark the other's files stale.
+    let mut targets: HashMap<(String, String), (String, String)> = HashMap::new();
+    for app in &set.apps {
+        for (i, site) in app.manifest.spec.sites.iter().enumerate() {
+            let key = (
+                site.bucket.clone(),
+                site.prefix.trim_matches('/').to_owned(),
+            );
+            let here = (app.manifest.metadata.name.clone(), site.name.clone());
+            if let Some((other_app, other_site)) = targets.insert(key.clone(), here) {
+                let text = std::fs::read_to_string(&app.file).unwrap_or_default();
+                let path = format!("spec.sites[{i}].bucket");
+                errors.push(ManifestError {
+                    file: app.file.clone(),
+                    line: super::Locator::new(&text).line(0, &path),
+                    path,
+                    message: format!(
+                        "site `{}` syncs s3://{}/{} like site `{other_site}` of app `{other_app}`: each would mark the other's files stale and delete them",
+                        site.name, key.0, key.1
+                    ),
+                    hint: Some("give each site its own bucket or `prefix`".into()),
+                });
+            }
+        }
+    }
     for app in &set.apps {
         let name = app.manifest.metadata.name.as_str();
         if let Some(first) = seen.insert(name, &app.file) {
