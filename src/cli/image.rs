@@ -53,7 +53,8 @@ pub struct BuildArgs {
     /// Build argument `K=V` (buildah, kaniko); repeatable.
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
-    /// The commit built (label org.opencontainers.image.revision); default: the context's git HEAD.
+    /// The commit built: the tag when --tag has none; default: the context's git HEAD, else
+    /// --tag's tag. Not part of the image (content-addressed).
     #[arg(long)]
     pub revision: Option<String>,
     /// Label org.opencontainers.image.source; default: the context's `origin` remote.
@@ -92,17 +93,24 @@ fn json_array(v: &Option<String>, flag: &str) -> anyhow::Result<Option<Vec<Strin
         .transpose()
 }
 
-pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+pub async fn build(mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref()).context("invalid configuration")?;
     let target = ImageRef::parse(&args.tag).context("--tag")?;
     if target.digest.is_some() {
         anyhow::bail!("--tag must name a tag, not a digest");
     }
+    // Builders run in other directories: a relative context would be read from the wrong one.
+    args.context = std::fs::canonicalize(&args.context)
+        .with_context(|| format!("--context {}", args.context.display()))?;
+    // The image does not depend on the commit (content-addressed): outside a git repository,
+    // without --revision, the tag alone names it, as ko does.
     let revision = match &args.revision {
         Some(r) => r.clone(),
-        None => crate::adapters::git::local_head(&args.context).context(
-            "the context is not in a git repository: pass --revision (the commit being built)",
-        )?,
+        None => crate::adapters::git::local_head(&args.context)
+            .or_else(|| target.tag.clone())
+            .context(
+                "--tag has no tag and the context is not in a git repository: give --tag REPO:TAG or --revision",
+            )?,
     };
     // Content-addressed: a fixed epoch unless SOURCE_DATE_EPOCH asks for another.
     let epoch = std::env::var("SOURCE_DATE_EPOCH")

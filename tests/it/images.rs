@@ -1153,3 +1153,26 @@ async fn a_build_output_survives_to_the_image_and_a_planted_git_hook_never_runs(
     assert!(!pwned.exists(), "the planted fsmonitor ran as the daemon");
     app.finish().await;
 }
+
+/// `gantry image build` works as ko does from any CI: a relative `--context` (also with
+/// buildah, which runs elsewhere) and no git repository, no `--revision`: the tag names it.
+#[tokio::test]
+async fn standalone_build_takes_a_relative_context_outside_git() {
+    let local_base = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap();
+    let work = app_dir(&[(
+        "ctx/Dockerfile",
+        &format!("FROM {local_base}\nCOPY main.py /app/main.py\n"),
+    )]);
+    std::fs::write(work.path().join("ctx/main.py"), FASTAPI_MAIN).unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    let auth = local_auth_file(creds.path());
+    let repo = unique("standalone");
+    let (ok, stdout, stderr) = run(cli()
+        .current_dir(work.path())
+        .env("GANTRY_REGISTRY_AUTH_FILE", &auth)
+        .args(["image", "build", "--builder", "buildah", "--context", "ctx"])
+        .args(["--tag", &format!("{ECR}/{repo}:v1")]))
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(pulled_digest(&repo, "v1"), stdout.trim());
+}
