@@ -58,6 +58,9 @@ pub struct SyncArgs {
     /// Rewrite `/a/b` to `/a/b.html` and `/a/` to `/a/index.html` at the edge.
     #[arg(long)]
     pub pretty_urls: bool,
+    /// Single-page app: every path without a file extension serves /index.html.
+    #[arg(long, conflicts_with = "pretty_urls")]
+    pub spa: bool,
     /// Name of the CloudFront Function holding the edge rules.
     #[arg(long, default_value = "gantry-site-edge")]
     pub function_name: String,
@@ -144,6 +147,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let edge = EdgeRules {
         redirects,
         pretty_urls: args.pretty_urls,
+        spa: args.spa,
     };
     let opts = SyncOptions {
         target,

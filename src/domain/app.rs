@@ -312,6 +312,10 @@ pub struct SiteSpec {
     pub redirects: Vec<HostRedirect>,
     #[serde(default)]
     pub pretty_urls: bool,
+    /// A single-page app (an admin web, a React/Vue build): every path without a file
+    /// extension serves `/index.html` at the edge, where the app's router takes over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spa: bool,
     /// Days an object that left the build is kept before deletion. Default 7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_days: Option<i64>,

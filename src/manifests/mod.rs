@@ -471,7 +471,7 @@ mod tests {
         let e = errs(text);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
-            e[0].starts_with("m.yaml:9: spec.sites[0].distribution: redirects and prettyUrls"),
+            e[0].starts_with("m.yaml:9: spec.sites[0].distribution: redirects, prettyUrls and spa"),
             "{}",
             e[0]
         );

@@ -288,10 +288,19 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 );
             }
         }
-        if (!site.redirects.is_empty() || site.pretty_urls) && site.distribution.is_none() {
+        if site.spa && site.pretty_urls {
+            p.add(
+                format!("{at}.spa"),
+                "spa and prettyUrls are exclusive: a single-page app serves /index.html for every route",
+                "keep `spa: true` for a client-routed app, `prettyUrls: true` for a static export",
+            );
+        }
+        if (!site.redirects.is_empty() || site.pretty_urls || site.spa)
+            && site.distribution.is_none()
+        {
             p.add(
                 format!("{at}.distribution"),
-                "redirects and prettyUrls run as a CloudFront Function, which needs a distribution",
+                "redirects, prettyUrls and spa run as a CloudFront Function, which needs a distribution",
                 "set `distribution:` to the CloudFront distribution id serving this bucket",
             );
         }

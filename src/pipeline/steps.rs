@@ -383,6 +383,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         let edge = EdgeRules {
             redirects: site.redirects.clone(),
             pretty_urls: site.pretty_urls,
+            spa: site.spa,
         };
         let opts = SyncOptions {
             target: S3Target::new(&site.bucket, &site.prefix),

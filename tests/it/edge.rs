@@ -51,6 +51,7 @@ fn rules() -> EdgeRules {
             status: 301,
         }],
         pretty_urls: true,
+        spa: false,
     }
 }
 
@@ -96,4 +97,26 @@ fn pretty_urls_rewrite_to_the_exported_files() {
         event("example.com", "/projects/12", json!({})),
     );
     assert_eq!(off["uri"], "/projects/12");
+}
+
+#[test]
+fn a_single_page_app_serves_its_shell_for_every_route_and_files_as_they_are() {
+    let spa = EdgeRules {
+        pretty_urls: false,
+        spa: true,
+        ..rules()
+    };
+    for (uri, want) in [
+        ("/", "/index.html"),
+        ("/events/42/checkin", "/index.html"),
+        ("/admin/", "/index.html"),
+        ("/assets/index-3f2a.js", "/assets/index-3f2a.js"),
+        ("/favicon.ico", "/favicon.ico"),
+    ] {
+        let r = run(&spa, event("example.com", uri, json!({})));
+        assert_eq!(r["uri"], want, "{uri}");
+    }
+    // Host redirects still come first.
+    let r = run(&spa, event("www.example.com", "/events/42", json!({})));
+    assert_eq!(r["statusCode"], 301);
 }

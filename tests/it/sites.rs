@@ -651,6 +651,7 @@ async fn edge_function_is_published_and_associated_only_when_changed() {
             status: 301,
         }],
         pretty_urls: true,
+        spa: false,
     };
     opts.edge = Some((name.clone(), rules.clone()));
     let run = |opts: SyncOptions| {
