@@ -12,30 +12,30 @@ use crate::sites::{aws_config, moto_url};
 use crate::support::{gantry_cli, push_body, root, GitRepo, TestApp, TOKEN};
 use base64::Engine as _;
 
-const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+pub(crate) const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const REG_CREDS: &str = "AWS:123456789012-auth-token";
 const REVISION: &str = "4f3c2b1a00998877665544332211ffeeddccbbaa";
 
-fn registry() -> String {
+pub(crate) fn registry() -> String {
     std::env::var("GANTRY_TEST_REGISTRY").unwrap_or_else(|_| {
         panic!("GANTRY_TEST_REGISTRY is not set: run `scripts/stack.sh start` and `source .stack/env` (scripts/test.sh does both)")
     })
 }
 
 /// The local base image under its ECR name (the mapping sends it to the local registry).
-fn base_image() -> String {
+pub(crate) fn base_image() -> String {
     let local = std::env::var("GANTRY_TEST_BASE_IMAGE").unwrap_or_else(|_| {
         panic!("GANTRY_TEST_BASE_IMAGE is not set: `scripts/stack.sh start` builds it (scripts/base-image.sh)")
     });
     local.replacen(&registry(), ECR, 1)
 }
 
-fn endpoints() -> String {
+pub(crate) fn endpoints() -> String {
     format!("{ECR}=http://{}", registry())
 }
 
 /// A repository name no other test or run uses.
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -118,7 +118,7 @@ fn registry_log() -> std::path::PathBuf {
 }
 
 /// Registry access-log lines (`"METHOD /v2/REPO/... HTTP/1.1" STATUS`) after `from` bytes.
-fn registry_requests(repo: &str, from: usize) -> Vec<String> {
+pub(crate) fn registry_requests(repo: &str, from: usize) -> Vec<String> {
     let path = registry_log();
     let log = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("the registry's log {}: {e}", path.display()));
@@ -130,11 +130,11 @@ fn registry_requests(repo: &str, from: usize) -> Vec<String> {
         .collect()
 }
 
-fn registry_log_len() -> usize {
+pub(crate) fn registry_log_len() -> usize {
     std::fs::metadata(registry_log()).map_or(0, |m| m.len() as usize)
 }
 
-fn blob_uploads(lines: &[String]) -> Vec<&String> {
+pub(crate) fn blob_uploads(lines: &[String]) -> Vec<&String> {
     lines
         .iter()
         .filter(|l| {

@@ -941,3 +941,161 @@ async fn a_failed_second_service_puts_the_first_back_and_rollback_targets_the_la
     s.app.wait_idle(Duration::from_secs(60)).await;
     s.app.finish().await;
 }
+
+/// Only what changed is touched, across an app like the event site: a site and two images,
+/// each with its service. A push changing one service's code builds one image, registers one
+/// task definition and updates one service; a push changing one page builds nothing, updates
+/// no service and syncs that page; the unchanged image uploads no blob.
+#[tokio::test]
+async fn a_push_touches_only_the_image_service_and_site_it_changed() {
+    use crate::images::{
+        base_image, blob_uploads, endpoints, registry_log_len, registry_requests, unique, ECR,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("event"));
+    let a = repo.commit(
+        &[
+            ("api/main.py", "print('api 1')\n"),
+            ("worker/main.py", "print('worker 1')\n"),
+            ("site/index.html", "<p>landing 1</p>"),
+            ("site/about.html", "<p>about</p>"),
+        ],
+        "event site",
+    );
+    let ecs = Ecs::new("event").await;
+    let pid = std::process::id();
+    let (api_repo, worker_repo) = (unique("event-api"), unique("event-worker"));
+    let bucket = format!("event-site-{pid}");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws_config(&moto_url()).await)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    for name in ["api", "worker"] {
+        std::fs::write(
+            dir.path().join(format!("manifests/{name}.json")),
+            task_definition(&format!("event-{name}-{pid}"), "512", json!([])),
+        )
+        .unwrap();
+    }
+    let service = |name: &str| {
+        format!(
+            "    - name: event-{name}-{pid}\n      cluster: {}\n      taskDefinition: {name}.json\n      containers:\n        app: {name}\n      desiredCount: 1\n      network:\n        subnets: [{}]\n",
+            ecs.cluster, ecs.subnet
+        )
+    };
+    let image = |name: &str, repo: &str| {
+        format!(
+            "    - name: {name}\n      repository: {ECR}/{repo}\n      context: {name}\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
+            base_image()
+        )
+    };
+    let m = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: event\nspec:\n  rolloutTimeout: 30s\n  source:\n    repo: acme/event\n    url: {}\n  images:\n{}{}  services:\n{}{}  sites:\n    - name: landing\n      dir: site\n      bucket: {bucket}\n      preset: plain\n",
+        repo.path.display(),
+        image("api", &api_repo),
+        image("worker", &worker_repo),
+        service("api"),
+        service("worker"),
+    );
+    let moto = moto_url();
+    let eps = endpoints();
+    let app = TestApp::start_in(
+        dir,
+        &[("event.yaml", m)],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
+            ("GANTRY_ECS_POLL", "20ms"),
+        ],
+    )
+    .await;
+    let deploy = |delivery: &'static str, sha: String| {
+        let app = &app;
+        async move {
+            let (status, r) = app
+                .hook(
+                    "push",
+                    delivery,
+                    &push_body("acme/event", "refs/heads/main", &sha),
+                )
+                .await;
+            assert_eq!(status, 202, "{r}");
+            app.wait_idle(Duration::from_secs(90)).await;
+            let d = app
+                .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+                .await;
+            assert_eq!(d["state"], "succeeded", "{d:#}");
+            d
+        }
+    };
+    let step_log = |d: &Value, kind: &str| {
+        d["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["kind"] == kind)
+            .unwrap()["log"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    deploy("event-1", a).await;
+    let (api_family, worker_family) = (format!("event-api-{pid}"), format!("event-worker-{pid}"));
+    assert_eq!(ecs.revisions(&api_family).await, 1);
+    assert_eq!(ecs.revisions(&worker_family).await, 1);
+
+    // One service's code changes.
+    let b = repo.commit(&[("api/main.py", "print('api 2')\n")], "api change");
+    let before = registry_log_len();
+    let d = deploy("event-2", b).await;
+    let publish = step_log(&d, "publish_images");
+    assert!(publish.contains("api: building"), "{publish}");
+    assert!(
+        publish.contains("worker: inputs unchanged since"),
+        "{publish}"
+    );
+    let roll = step_log(&d, "roll_services");
+    assert!(
+        roll.contains(&format!("event-worker-{pid}: service unchanged")),
+        "{roll}"
+    );
+    assert!(
+        roll.contains(&format!("event-api-{pid}: updating service")),
+        "{roll}"
+    );
+    assert_eq!(
+        ecs.revisions(&api_family).await,
+        2,
+        "one task definition registered"
+    );
+    assert_eq!(ecs.revisions(&worker_family).await, 1);
+    assert!(ecs
+        .running(&format!("event-api-{pid}"))
+        .await
+        .ends_with(":2"));
+    assert!(ecs
+        .running(&format!("event-worker-{pid}"))
+        .await
+        .ends_with(":1"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        blob_uploads(&registry_requests(&worker_repo, before)).is_empty(),
+        "the unchanged image uploads no blob"
+    );
+
+    // One page changes.
+    let c = repo.commit(&[("site/index.html", "<p>landing 2</p>")], "one page");
+    let d = deploy("event-3", c).await;
+    let publish = step_log(&d, "publish_images");
+    assert!(!publish.contains("building"), "nothing built: {publish}");
+    let roll = step_log(&d, "roll_services");
+    assert_eq!(roll.matches("service unchanged").count(), 2, "{roll}");
+    let sync = step_log(&d, "sync_sites");
+    assert!(sync.contains("upload 1 "), "{sync}");
+    assert_eq!(ecs.revisions(&api_family).await, 2);
+    app.finish().await;
+}
