@@ -219,7 +219,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::domain::{DeploymentState, Enqueue, NewDeployment, StepKind, Trigger};
+    use crate::domain::DeploymentState;
     use crate::secret::Secret;
     use crate::store::sqlite::SqliteStore;
 
@@ -262,21 +262,7 @@ mod tests {
         }
     }
 
-    fn enqueue(app: &str) -> Enqueue {
-        Enqueue {
-            deployment: NewDeployment {
-                app: app.into(),
-                sha: Some("a".repeat(40)),
-                git_ref: "refs/heads/main".into(),
-                trigger: Trigger::Push,
-                actor: "octo".into(),
-                delivery_id: None,
-                restore_from: None,
-                spec: crate::manifests::scaffold_app("x", "x/x", "main").spec,
-            },
-            steps: vec![StepKind::FetchSource, StepKind::Report],
-        }
-    }
+    use crate::store::testing::enqueue;
 
     fn config() -> ReportingConfig {
         ReportingConfig {

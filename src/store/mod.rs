@@ -274,3 +274,26 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
 }
+
+/// Shared by the store's and its users' unit tests.
+#[cfg(test)]
+pub mod testing {
+    use crate::domain::{Enqueue, NewDeployment, StepKind, Trigger};
+
+    /// A push deployment of `app` at a fixed sha, fetch and report only.
+    pub fn enqueue(app: &str) -> Enqueue {
+        Enqueue {
+            deployment: NewDeployment {
+                app: app.into(),
+                sha: Some("a".repeat(40)),
+                git_ref: "refs/heads/main".into(),
+                trigger: Trigger::Push,
+                actor: "octo".into(),
+                delivery_id: None,
+                restore_from: None,
+                spec: crate::manifests::scaffold_app("x", "x/x", "main").spec,
+            },
+            steps: vec![StepKind::FetchSource, StepKind::Report],
+        }
+    }
+}

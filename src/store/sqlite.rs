@@ -1010,23 +1010,8 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{NewDeployment, StepKind, Trigger};
 
-    fn enqueue(app: &str) -> Enqueue {
-        Enqueue {
-            deployment: NewDeployment {
-                app: app.into(),
-                sha: Some("a".repeat(40)),
-                git_ref: "refs/heads/main".into(),
-                trigger: Trigger::Push,
-                actor: "octo".into(),
-                delivery_id: None,
-                restore_from: None,
-                spec: crate::manifests::scaffold_app("x", "x/x", "main").spec,
-            },
-            steps: vec![StepKind::FetchSource, StepKind::Report],
-        }
-    }
+    use crate::store::testing::enqueue;
 
     #[tokio::test]
     async fn newest_queued_wins_and_older_are_superseded() {

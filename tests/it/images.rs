@@ -268,28 +268,9 @@ async fn a_dockerfile_run_step_cannot_see_the_daemon_or_its_environment() {
         ],
     )
     .await;
-    let (status, r) = app
-        .hook(
-            "push",
-            "sandboxed-1",
-            &push_body("acme/api", "refs/heads/main", &sha),
-        )
-        .await;
-    assert_eq!(status, 202, "{r}");
-    app.wait_idle(Duration::from_secs(120)).await;
-    let d = app
-        .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
-        .await;
+    let d = deploy_commit(&app, "sandboxed-1", &sha).await;
     assert_eq!(d["state"], "succeeded", "{d:#}");
-    let log = d["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "publish_images")
-        .unwrap()["log"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let log = publish_log(&d);
     assert!(
         log.lines().any(|l| l == "environs with AWS_SECRET: 0"),
         "{log}"
@@ -472,25 +453,9 @@ async fn a_registry_failing_for_a_while_is_retried_by_the_publish_step() {
         ],
     )
     .await;
-    let (status, r) = app
-        .hook(
-            "push",
-            "flaky-1",
-            &push_body("acme/api", "refs/heads/main", &sha),
-        )
-        .await;
-    assert_eq!(status, 202, "{r}");
-    app.wait_idle(Duration::from_secs(60)).await;
-    let d = app
-        .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
-        .await;
+    let d = deploy_commit(&app, "flaky-1", &sha).await;
     assert_eq!(d["state"], "succeeded", "{d:#}");
-    let step = d["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "publish_images")
-        .unwrap();
+    let step = crate::support::step(&d, "publish_images");
     assert_eq!(step["attempts"], 2, "{step:#}");
     let failed = proxy.take().iter().filter(|s| s.status == 503).count();
     assert_eq!(failed, 5);
@@ -916,29 +881,11 @@ fn local_auth_file(dir: &std::path::Path) -> String {
 
 /// Pushes a commit to `app` and waits for its deployment; returns it.
 async fn deploy_commit(app: &TestApp, delivery: &str, sha: &str) -> Value {
-    let (status, r) = app
-        .hook(
-            "push",
-            delivery,
-            &push_body("acme/api", "refs/heads/main", sha),
-        )
-        .await;
-    assert_eq!(status, 202, "{r}");
-    app.wait_idle(Duration::from_secs(120)).await;
-    app.api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
-        .await
+    app.push_and_wait(delivery, "acme/api", sha).await
 }
 
 fn publish_log(d: &Value) -> String {
-    d["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "publish_images")
-        .unwrap()["log"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    crate::support::step_log(d, "publish_images")
 }
 
 /// Content addressing with the layer builder: a commit that leaves the image's context alone

@@ -1016,33 +1016,12 @@ async fn a_push_touches_only_the_image_service_and_site_it_changed() {
     let deploy = |delivery: &'static str, sha: String| {
         let app = &app;
         async move {
-            let (status, r) = app
-                .hook(
-                    "push",
-                    delivery,
-                    &push_body("acme/event", "refs/heads/main", &sha),
-                )
-                .await;
-            assert_eq!(status, 202, "{r}");
-            app.wait_idle(Duration::from_secs(90)).await;
-            let d = app
-                .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
-                .await;
+            let d = app.push_and_wait(delivery, "acme/event", &sha).await;
             assert_eq!(d["state"], "succeeded", "{d:#}");
             d
         }
     };
-    let step_log = |d: &Value, kind: &str| {
-        d["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["kind"] == kind)
-            .unwrap()["log"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let step_log = crate::support::step_log;
     deploy("event-1", a).await;
     let (api_family, worker_family) = (format!("event-api-{pid}"), format!("event-worker-{pid}"));
     assert_eq!(ecs.revisions(&api_family).await, 1);

@@ -209,6 +209,18 @@ impl TestApp {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// Delivers a signed push of `sha` to `repo`'s main branch, waits until nothing runs, and
+    /// returns the deployment it queued, with its step logs.
+    pub async fn push_and_wait(&self, delivery: &str, repo: &str, sha: &str) -> Value {
+        let (status, r) = self
+            .hook("push", delivery, &push_body(repo, "refs/heads/main", sha))
+            .await;
+        assert_eq!(status, 202, "{r}");
+        self.wait_idle(Duration::from_secs(120)).await;
+        self.api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
+            .await
+    }
+
     pub async fn deployments(&self, app: &str) -> Vec<Value> {
         self.api(&format!("/api/v1/deployments?app={app}&limit=500"))
             .await
@@ -285,6 +297,22 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A deployment's step of `kind` (as `GET /api/v1/deployments/{id}` shows it).
+pub fn step<'a>(deployment: &'a Value, kind: &str) -> &'a Value {
+    deployment["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} step in {deployment:#}"))
+}
+
+/// That step's log.
+pub fn step_log(deployment: &Value, kind: &str) -> String {
+    step(deployment, kind)["log"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The repository's root.
