@@ -6,6 +6,23 @@ fn gantry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gantry"))
 }
 
+/// Writes `files` (name, text) into `dir` and runs `gantry validate` on it; exit code and stderr.
+fn validate(dir: &std::path::Path, files: &[(&str, &str)]) -> (Option<i32>, String) {
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let out = gantry()
+        .args(["validate", "--manifests"])
+        .arg(dir)
+        .env_remove("GANTRY_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn validate_reports_file_line_path_and_hint_then_exits_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,36 +204,18 @@ fn validate_checks_the_task_definitions_services_name() {
 #[test]
 fn validate_checks_load_balancer_migration_build_args_and_shared_site_targets() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("api.json"),
-        r#"{"family": "api", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+    let (code, stderr) = validate(
+        dir.path(),
+        &[
+            ("api.json", r#"{"family": "api", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
   "executionRoleArn": "arn:aws:iam::123456789012:role/exec",
-  "containerDefinitions": [{"name": "api", "image": "x", "essential": true, "portMappings": [{"containerPort": 8000}]}]}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("api.yaml"),
-        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n  images:\n    - name: api\n      repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/api\n      base: python:3.12-slim\n      buildArgs:\n        PY: \"3.12\"\n  services:\n    - name: api\n      cluster: prod\n      taskDefinition: api.json\n      loadBalancer:\n        targetGroupArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/1\n        containerName: api\n        containerPort: 80\n      migration:\n        container: migrate\n        command: [alembic, upgrade, head]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("landing.yaml"),
-        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: landing\nspec:\n  source:\n    repo: acme/landing\n  sites:\n    - name: web\n      dir: out\n      bucket: shared-site\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("admin.yaml"),
-        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: admin\nspec:\n  source:\n    repo: acme/admin\n  sites:\n    - name: admin\n      dir: dist\n      bucket: shared-site\n",
-    )
-    .unwrap();
-    let out = gantry()
-        .args(["validate", "--manifests"])
-        .arg(dir.path())
-        .env_remove("GANTRY_CONFIG")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+  "containerDefinitions": [{"name": "api", "image": "x", "essential": true, "portMappings": [{"containerPort": 8000}]}]}"#),
+            ("api.yaml", "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n  images:\n    - name: api\n      repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/api\n      base: python:3.12-slim\n      buildArgs:\n        PY: \"3.12\"\n  services:\n    - name: api\n      cluster: prod\n      taskDefinition: api.json\n      loadBalancer:\n        targetGroupArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/1\n        containerName: api\n        containerPort: 80\n      migration:\n        container: migrate\n        command: [alembic, upgrade, head]\n"),
+            ("landing.yaml", "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: landing\nspec:\n  source:\n    repo: acme/landing\n  sites:\n    - name: web\n      dir: out\n      bucket: shared-site\n"),
+            ("admin.yaml", "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: admin\nspec:\n  source:\n    repo: acme/admin\n  sites:\n    - name: admin\n      dir: dist\n      bucket: shared-site\n"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     for want in [
         "api.yaml:12: spec.images[0].buildArgs: buildArgs apply to Dockerfile builds",
         "api.yaml:21: spec.services[0].loadBalancer.containerPort: container `api` in",

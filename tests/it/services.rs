@@ -714,15 +714,12 @@ fn roll_step(d: &Value) -> Value {
         .unwrap()
 }
 
-/// Connections reset before a call reaches ECS and after ECS acted on it (the answer lost),
-/// and added latency: the rollout converges, and a register whose answer was lost is found
-/// again instead of registered twice.
-#[tokio::test]
-async fn dropped_connections_and_latency_on_ecs_converge_without_a_second_revision() {
-    use crate::s3proxy::{Fault, S3Proxy};
-    let proxy = S3Proxy::start(&moto_url()).await;
+/// A setup whose daemon reaches moto through a fault proxy, with the SDK trying each call
+/// twice (faults outlast that, so steps are retried) and short step backoffs.
+async fn behind_fault_proxy(name: &str) -> (crate::s3proxy::S3Proxy, Setup) {
+    let proxy = crate::s3proxy::S3Proxy::start(&moto_url()).await;
     let s = Setup::with_env(
-        "resets",
+        name,
         "",
         &[
             ("GANTRY_ECS_POLL", "20ms"),
@@ -733,6 +730,16 @@ async fn dropped_connections_and_latency_on_ecs_converge_without_a_second_revisi
         ],
     )
     .await;
+    (proxy, s)
+}
+
+/// Connections reset before a call reaches ECS and after ECS acted on it (the answer lost),
+/// and added latency: the rollout converges, and a register whose answer was lost is found
+/// again instead of registered twice.
+#[tokio::test]
+async fn dropped_connections_and_latency_on_ecs_converge_without_a_second_revision() {
+    use crate::s3proxy::Fault;
+    let (proxy, s) = behind_fault_proxy("resets").await;
     proxy.inject(Fault::reset_after("RegisterTaskDefinition", 1));
     proxy.inject(Fault::reset_before("DescribeServices", 3));
     proxy.inject(Fault::delay("UpdateService", 1, Duration::from_millis(300)));
@@ -769,21 +776,8 @@ async fn dropped_connections_and_latency_on_ecs_converge_without_a_second_revisi
 
 #[tokio::test]
 async fn transient_ecs_faults_are_retried_and_a_validation_error_fails_at_once() {
-    use crate::s3proxy::{Fault, S3Proxy};
-    let proxy = S3Proxy::start(&moto_url()).await;
-    let s = Setup::with_env(
-        "faults",
-        "",
-        &[
-            ("GANTRY_ECS_POLL", "20ms"),
-            ("GANTRY_AWS_ENDPOINT_URL", proxy.url.as_str()),
-            // The SDK tries each call twice; the faults outlast that, so the step is retried.
-            ("GANTRY_AWS_MAX_ATTEMPTS", "2"),
-            ("GANTRY_RETRY_BASE", "50ms"),
-            ("GANTRY_RETRY_CAP", "200ms"),
-        ],
-    )
-    .await;
+    use crate::s3proxy::Fault;
+    let (proxy, s) = behind_fault_proxy("faults").await;
     proxy.inject(Fault::unavailable("DescribeServices", 3));
     proxy.inject(Fault::throttling("RegisterTaskDefinition", 3));
     let d = s.push(1).await;
