@@ -246,11 +246,17 @@ impl Engine {
                     return Ok(RunOutcome::Interrupted);
                 }
                 Err(err) => {
-                    let reason = format!(
+                    let mut reason = format!(
                         "step {} failed: {}",
                         step.kind,
                         self.redactor.redact(&error_chain(&err))
                     );
+                    // All or nothing: what earlier steps of this deployment changed goes back.
+                    let ctx = self.context(&dep, &workspace, &log, &cancel);
+                    if let Some(note) = steps::put_back(&ctx, step.kind).await {
+                        reason.push_str("; ");
+                        reason.push_str(&self.redactor.redact(&note));
+                    }
                     tracing::warn!(step = %step.kind, duration_ms, error = %reason, "step failed");
                     self.store
                         .step_finished(

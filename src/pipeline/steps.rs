@@ -326,6 +326,61 @@ async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, St
 }
 
 /// The release a rollback deployment reproduces.
+/// After `failed` failed for good: puts back what earlier steps of this deployment changed, so
+/// a release is all or nothing, and says what it did. Services rolled by this deployment go
+/// back to the task definitions of the app's last good release when a later step (a site
+/// sync) fails; a failed rollout puts its own services back itself.
+pub async fn put_back(ctx: &StepContext<'_>, failed: StepKind) -> Option<String> {
+    if failed != StepKind::SyncSites || ctx.dep.restore_from.is_some() {
+        return None;
+    }
+    let ecs = ctx.ecs?;
+    let mine = ctx.store.release_of(ctx.dep.id).await.ok()??;
+    let (_, previous) = ctx
+        .store
+        .good_releases(&ctx.dep.app, 1)
+        .await
+        .ok()?
+        .into_iter()
+        .next()?;
+    let mut restored = Vec::new();
+    for svc in &ctx.dep.spec.services {
+        let (Some(now), Some(before)) = (
+            mine.services.get(&svc.name),
+            previous.services.get(&svc.name),
+        ) else {
+            continue;
+        };
+        if now == before {
+            continue;
+        }
+        let back = crate::ports::ServiceUpdate {
+            task_definition: Some(before.clone()),
+            ..Default::default()
+        };
+        match ecs.update_service(&svc.cluster, &svc.name, &back).await {
+            Ok(_) => {
+                ctx.log.line(format!(
+                    "{}: put back to {before} (the deployment failed after rolling it)",
+                    svc.name
+                ));
+                restored.push(format!("{} to {before}", svc.name));
+            }
+            Err(e) => {
+                ctx.log
+                    .line(format!("{}: cannot put it back to {before}: {e}", svc.name));
+                restored.push(format!("{} NOT put back ({e})", svc.name));
+            }
+        }
+    }
+    (!restored.is_empty()).then(|| {
+        format!(
+            "the services this deployment rolled were put back: {}",
+            restored.join(", ")
+        )
+    })
+}
+
 async fn restored_release(
     ctx: &StepContext<'_>,
     id: crate::domain::DeploymentId,

@@ -1072,3 +1072,50 @@ async fn a_push_touches_only_the_image_service_and_site_it_changed() {
     assert_eq!(ecs.revisions(&api_family).await, 2);
     app.finish().await;
 }
+
+/// All or nothing across steps: a site sync that fails after the services rolled puts the
+/// services back to the last good release's task definitions, and the reason says so.
+#[tokio::test]
+async fn a_failed_site_sync_puts_the_rolled_services_back() {
+    let bucket = format!("putback-{}", std::process::id());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws_config(&moto_url()).await)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let s = Setup::new(
+        "putback",
+        &format!("  sites:\n    - name: web\n      dir: .\n      bucket: {bucket}\n      preset: plain\n"),
+    )
+    .await;
+    let first = s.push(1).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"));
+    // The bucket goes away: the next sync fails for good, after the service rolled to :2.
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    for o in listed.contents() {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(o.key().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.delete_bucket().bucket(&bucket).send().await.unwrap();
+    s.write_td("1024", json!([]));
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("step sync_sites failed"), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "the services this deployment rolled were put back: {} to",
+            s.service
+        )),
+        "{reason}"
+    );
+    assert_eq!(s.ecs.revisions(&s.family).await, 2);
+    assert!(s.ecs.running(&s.service).await.ends_with(":1"), "put back");
+    s.app.finish().await;
+}
