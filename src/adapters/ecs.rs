@@ -372,10 +372,12 @@ impl ServiceDeployer for Ecs {
         network: Option<&NetworkSpec>,
         container: &str,
         command: &[String],
+        client_token: &str,
     ) -> Result<String, EcsError> {
         let mut req = self
             .client
             .run_task()
+            .client_token(client_token)
             .cluster(cluster)
             .task_definition(task_definition)
             .launch_type(LaunchType::Fargate)

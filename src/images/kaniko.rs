@@ -131,6 +131,12 @@ impl Builder for Kaniko {
                 c.network.as_ref(),
                 &c.container,
                 &args,
+                // One task per build: the same target and inputs are the same kaniko run.
+                &crate::plan::rollout::client_token(&[
+                    "kaniko",
+                    &req.target.to_string(),
+                    &req.inputs,
+                ]),
             )
             .await
             .map_err(|e| BuildError::Invalid(e.to_string()))?;

@@ -534,6 +534,12 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         poll: ctx.config.ecs_poll,
         keep_revisions: ctx.dep.spec.keep_revisions.unwrap_or(10),
         signals: ctx.signals.cloned(),
+        run_key: format!(
+            "{}/{}/{}",
+            ctx.dep.app,
+            ctx.dep.id,
+            ctx.dep.created_at.timestamp_millis()
+        ),
     };
     let mut release = current_release(ctx, &sha).await?;
     let pins = match ctx.dep.restore_from {

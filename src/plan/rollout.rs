@@ -94,8 +94,33 @@ pub fn poll_delay(n: u32) -> Duration {
     Duration::from_secs((5u64 << n.min(3)).min(30))
 }
 
+/// A RunTask client token: `parts` hashed to 64 hex characters (ECS's limit), so the same
+/// run asked for twice is one task.
+pub fn client_token(parts: &[&str]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(parts.join("\0").as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn client_tokens_fit_ecs_and_name_one_run() {
+        let t = client_token(&["web/12/1700", "migration", "api", "arn:td:3"]);
+        assert_eq!(t.len(), 64);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            t,
+            client_token(&["web/12/1700", "migration", "api", "arn:td:3"])
+        );
+        assert_ne!(
+            t,
+            client_token(&["web/13/1800", "migration", "api", "arn:td:3"])
+        );
+        // Parts are separated, so they cannot run into each other.
+        assert_ne!(client_token(&["ab", "c"]), client_token(&["a", "bc"]));
+    }
+
     use super::*;
 
     fn d(id: &str, status: &str, state: &str, td: &str, running: i32) -> DeploymentSnapshot {

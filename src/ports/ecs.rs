@@ -67,6 +67,9 @@ pub trait ServiceDeployer: Send + Sync {
         update: &ServiceUpdate,
     ) -> Result<String, EcsError>;
     /// Starts a one-off Fargate task running `command` in `container`; returns its ARN.
+    /// `client_token` (at most 64 characters) makes it idempotent: asked again with the same
+    /// token (a retry after a lost answer, a resumed step), ECS returns the task it started
+    /// instead of starting a second one.
     async fn run_task(
         &self,
         cluster: &str,
@@ -74,6 +77,7 @@ pub trait ServiceDeployer: Send + Sync {
         network: Option<&NetworkSpec>,
         container: &str,
         command: &[String],
+        client_token: &str,
     ) -> Result<String, EcsError>;
     /// Stops a one-off task (a cancelled kaniko build), with `reason` shown by ECS.
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), EcsError>;

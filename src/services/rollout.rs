@@ -47,6 +47,9 @@ pub struct RolloutOptions {
     pub keep_revisions: usize,
     /// ECS events that cut a watcher's wait short.
     pub signals: Option<std::sync::Arc<super::signals::EcsSignals>>,
+    /// Names this rollout (the deployment) in RunTask client tokens, so a migration asked
+    /// for again by a retried or resumed step is the same task, never a second run.
+    pub run_key: String,
 }
 
 /// What one service ended up running.
@@ -211,6 +214,12 @@ pub async fn roll(
                 p.spec.network.as_ref(),
                 &m.container,
                 &m.command,
+                &crate::plan::rollout::client_token(&[
+                    &opts.run_key,
+                    "migration",
+                    &p.spec.name,
+                    &p.arn,
+                ]),
             )
             .await?;
         let started = Instant::now();

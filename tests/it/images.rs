@@ -769,12 +769,13 @@ async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
     let calls = k.run_tasks();
     assert_eq!(calls.len(), 1, "{calls:#?}");
     let mut call = calls[0].clone();
-    // The SDK's idempotency token is random per call.
-    assert!(call
+    // Gantry's own idempotency token (the SDK's would be random per call): one per build, so
+    // a retried or resumed step gets the same kaniko task back, never a second build.
+    let token = call
         .as_object_mut()
         .unwrap()
         .remove("clientToken")
-        .is_some());
+        .expect("a client token");
     let call = &call;
     let command = call["overrides"]["containerOverrides"][0]["command"]
         .as_array()
@@ -797,6 +798,15 @@ async fn kaniko_runs_one_ecs_task_with_the_context_in_s3() {
             .map(str::to_owned)
     };
     let inputs_label = label_of("dev.gantry.inputs").expect("inputs label");
+    let inputs = inputs_label.trim_start_matches("--label=dev.gantry.inputs=");
+    assert_eq!(
+        token,
+        gantry::plan::rollout::client_token(&[
+            "kaniko",
+            &format!("{ECR}/{repo}:{REVISION}"),
+            inputs
+        ])
+    );
     assert_eq!(
         *call,
         json!({
