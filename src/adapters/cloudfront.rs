@@ -38,7 +38,12 @@ use super::aws::{error_chain as ctx, transient};
 #[async_trait]
 impl Cdn for CloudFront {
     #[tracing::instrument(skip_all, fields(distribution, paths = paths.len()))]
-    async fn invalidate(&self, distribution: &str, paths: &[String]) -> Result<String, CdnError> {
+    async fn invalidate(
+        &self,
+        distribution: &str,
+        paths: &[String],
+        reference: &str,
+    ) -> Result<String, CdnError> {
         let batch = InvalidationBatch::builder()
             .paths(
                 Paths::builder()
@@ -47,10 +52,7 @@ impl Cdn for CloudFront {
                     .build()
                     .map_err(|e| req("CreateInvalidation")(false, e.to_string()))?,
             )
-            .caller_reference(format!(
-                "gantry-{}",
-                chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-            ))
+            .caller_reference(reference)
             .build()
             .map_err(|e| req("CreateInvalidation")(false, e.to_string()))?;
         let mut delay = Duration::from_secs(5);

@@ -106,8 +106,15 @@ pub enum EdgeOutcome {
 
 #[async_trait]
 pub trait Cdn: Send + Sync {
-    /// Creates an invalidation for `paths`; returns its id.
-    async fn invalidate(&self, distribution: &str, paths: &[String]) -> Result<String, CdnError>;
+    /// Creates an invalidation for `paths`; returns its id. `reference` (CloudFront's
+    /// CallerReference) names it: asked again with the same reference and paths (a retried
+    /// step), CloudFront returns the invalidation it made instead of making another.
+    async fn invalidate(
+        &self,
+        distribution: &str,
+        paths: &[String],
+        reference: &str,
+    ) -> Result<String, CdnError>;
     async fn wait_invalidation(
         &self,
         distribution: &str,

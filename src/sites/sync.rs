@@ -351,7 +351,14 @@ async fn carry_out(
             report.edge_function = Some(format!("{name}: {what}"));
         }
         if !invalidation.is_empty() {
-            let id = cdn.invalidate(dist, &invalidation).await?;
+            // One release's paths are one invalidation, however often the step runs.
+            let reference = {
+                use sha2::Digest as _;
+                let key = format!("{}/{}\n{}", t.bucket, t.prefix, invalidation.join("\n"));
+                let digest = sha2::Sha256::digest(key.as_bytes());
+                format!("gantry-{}-{}", manifest.release, hex::encode(&digest[..12]))
+            };
+            let id = cdn.invalidate(dist, &invalidation, &reference).await?;
             if let Some(timeout) = opts.wait_invalidation {
                 cdn.wait_invalidation(dist, &id, timeout).await?;
             }
