@@ -236,7 +236,6 @@ impl ServiceDeployer for Ecs {
         };
         Ok(Some(ServiceState {
             task_definition: s.task_definition().unwrap_or_default().to_owned(),
-            desired_count: s.desired_count(),
             deployments: s.deployments().iter().map(snapshot).collect(),
             settings: settings_of(s),
         }))

@@ -92,8 +92,7 @@ impl Buildah {
     ) -> Result<(std::path::PathBuf, Vec<String>), BuildError> {
         // The target, and every registry a FROM line names that Gantry has credentials for.
         let mut hosts = vec![req.target.registry.clone()];
-        let dockerfile = req.context.join(req.spec.dockerfile_path());
-        if let Ok(text) = std::fs::read_to_string(&dockerfile) {
+        if let Some(text) = super::read_dockerfile(&req.context, &req.spec) {
             for from in crate::plan::dockerfile::base_images(&text, &req.spec.build_args) {
                 if let Ok(r) = ImageRef::parse(&from) {
                     hosts.push(r.registry);

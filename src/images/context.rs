@@ -1,6 +1,8 @@
 //! Reads a build context into a sorted tree: `.git` always left out, then `.dockerignore`
 //! (globs relative to the context, `!` re-includes, the last matching line wins) and the
 //! image's `exclude` globs. Symlinks are kept as links, never followed.
+//! [`read_bounded`] is how Gantry reads any single file it did not write (a Dockerfile, a
+//! manifest): regular files only, under a size cap.
 
 use std::path::Path;
 
@@ -131,6 +133,37 @@ fn rule(line: &str, file: &str) -> Result<Rule, ContextError> {
         matcher: glob.compile_matcher(),
         include,
     })
+}
+
+/// Reads a regular file of at most `cap` bytes. A FIFO, a device (a symlink to `/dev/zero`)
+/// or anything larger is refused without reading it, so a crafted path cannot hang or
+/// exhaust the daemon.
+pub fn read_bounded(path: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} bytes, more than the {cap} allowed", meta.len()),
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(cap + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("grew past the {cap} bytes allowed while being read"),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -104,6 +104,23 @@ pub trait Builder: Send + Sync {
 }
 
 /// Resolves a base image to its linux/amd64 manifest and reads its config.
+/// The largest Dockerfile Gantry reads itself (for its `FROM` lines).
+pub const MAX_DOCKERFILE_BYTES: u64 = 1024 * 1024;
+/// At most this many `FROM` images are resolved; beyond, the key is not trusted.
+pub const MAX_BASES: usize = 16;
+
+/// An image's Dockerfile as the repository has it, read by the daemon only when it is a
+/// regular file inside the context (a symlink out of the checkout is not followed) and at most
+/// [`MAX_DOCKERFILE_BYTES`]; `None` otherwise (the builder then says what is wrong).
+pub fn read_dockerfile(context: &std::path::Path, spec: &ImageSpec) -> Option<String> {
+    let root = std::fs::canonicalize(context).ok()?;
+    let path = std::fs::canonicalize(context.join(spec.dockerfile_path())).ok()?;
+    if !path.starts_with(&root) {
+        return None;
+    }
+    context::read_bounded(&path, MAX_DOCKERFILE_BYTES).ok()
+}
+
 pub async fn resolve_base(
     registry: &dyn Registry,
     reference: &ImageRef,
@@ -127,4 +144,39 @@ pub async fn resolve_base(
         parsed,
         config,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dockerfile: &str) -> ImageSpec {
+        serde_yaml::from_str(&format!(
+            "name: api\nrepository: r.example/api\ndockerfile: {dockerfile}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dockerfile_is_read_only_inside_the_context_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), "FROM alpine:3.20\n").unwrap();
+        assert_eq!(
+            read_dockerfile(&ctx, &spec("Dockerfile")).as_deref(),
+            Some("FROM alpine:3.20\n")
+        );
+        // A symlink out of the checkout (a repository pointing at the daemon's files).
+        std::fs::write(dir.path().join("secret"), "FROM x\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), ctx.join("Escape")).unwrap();
+        assert_eq!(read_dockerfile(&ctx, &spec("Escape")), None);
+        assert_eq!(read_dockerfile(&ctx, &spec("../secret")), None);
+        // A device and an oversized file.
+        std::os::unix::fs::symlink("/dev/zero", ctx.join("Zero")).unwrap();
+        assert_eq!(read_dockerfile(&ctx, &spec("Zero")), None);
+        let big = "#".repeat(MAX_DOCKERFILE_BYTES as usize + 1);
+        std::fs::write(ctx.join("Big"), big).unwrap();
+        assert_eq!(read_dockerfile(&ctx, &spec("Big")), None);
+    }
 }

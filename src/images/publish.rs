@@ -137,6 +137,9 @@ pub async fn publish(
     let tree = tokio::task::spawn_blocking(move || super::context::read_tree(&dir, &exclude))
         .await
         .map_err(|e| BuildError::Invalid(format!("reading the context panicked: {e}")))??;
+    // Whether the key names the content (every base resolved): only then is an image with the
+    // same key reused.
+    let mut trusted = true;
     let (base, bases) = match (kind, &spec.base) {
         (BuilderKind::Layer, Some(b)) => {
             let r = ImageRef::parse(b).map_err(|e| BuildError::Invalid(e.to_string()))?;
@@ -153,7 +156,8 @@ pub async fn publish(
                     "{}: base image {unresolved} cannot be resolved to a digest here; building without looking for a reusable image",
                     spec.name
                 ));
-                (None, format!("unresolved:{}", never_seen()))
+                trusted = false;
+                (None, format!("unresolved:{unresolved}"))
             }
         },
     };
@@ -176,23 +180,27 @@ pub async fn publish(
     labels.insert(oci::SOURCE_LABEL.into(), commit.source_url.clone());
     labels.insert(oci::INPUTS_LABEL.into(), inputs.clone());
 
-    let found = match existing(registry, &target, &inputs).await? {
-        Some(m) => {
-            log.line(format!(
-                "{}: {target} already has these inputs ({}); nothing built, nothing uploaded",
-                spec.name, m.digest
-            ));
-            Some(m)
-        }
-        None => reusable(registry, &repo, earlier, &inputs)
-            .await?
-            .map(|(from, m)| {
+    let found = if !trusted {
+        None
+    } else {
+        match existing(registry, &target, &inputs).await? {
+            Some(m) => {
                 log.line(format!(
-                "{}: inputs unchanged since {from}; tagging it {}, nothing built, nothing uploaded",
-                spec.name, commit.tag
-            ));
-                m
-            }),
+                    "{}: {target} already has these inputs ({}); nothing built, nothing uploaded",
+                    spec.name, m.digest
+                ));
+                Some(m)
+            }
+            None => reusable(registry, &repo, earlier, &inputs)
+                .await?
+                .map(|(from, m)| {
+                    log.line(format!(
+                    "{}: inputs unchanged since {from}; tagging it {}, nothing built, nothing uploaded",
+                    spec.name, commit.tag
+                ));
+                    m
+                }),
+        }
     };
     let (digest, skipped, uploaded) = match found {
         Some(m) => {
@@ -248,19 +256,26 @@ pub async fn publish(
 }
 
 /// The digests of the images a Dockerfile's `FROM` lines name, joined (`name=digest`); the
-/// first one that cannot be resolved here (no credentials, not there) as the error.
+/// first one that cannot be resolved here (no credentials, not there, too many) as the error.
 async fn dockerfile_bases(
     registry: &dyn Registry,
     spec: &ImageSpec,
     context: &Path,
 ) -> Result<String, String> {
-    let path = context.join(spec.dockerfile_path());
-    let Ok(text) = tokio::fs::read_to_string(&path).await else {
-        // No Dockerfile: the build itself says so.
+    // No readable Dockerfile: the build itself says what is wrong.
+    let Some(text) = super::read_dockerfile(context, spec) else {
         return Ok("-".into());
     };
+    let names = crate::plan::dockerfile::base_images(&text, &spec.build_args);
+    if names.len() > super::MAX_BASES {
+        return Err(format!(
+            "({} FROM images, more than {})",
+            names.len(),
+            super::MAX_BASES
+        ));
+    }
     let mut out = Vec::new();
-    for name in crate::plan::dockerfile::base_images(&text, &spec.build_args) {
+    for name in names {
         let digest = match ImageRef::parse(&name) {
             Ok(r) => match registry.manifest(&r).await {
                 Ok(Some(m)) => m.digest,
@@ -271,17 +286,6 @@ async fn dockerfile_bases(
         out.push(format!("{name}={digest}"));
     }
     Ok(out.join(","))
-}
-
-/// A value no earlier key can have.
-fn never_seen() -> String {
-    format!(
-        "{:x}{:x}",
-        fastrand::u64(..),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    )
 }
 
 /// The first of `earlier` (references of this image in earlier releases, in the same

@@ -131,36 +131,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 /// parsers recurse per level, so depth is bounded before any of them runs.
 pub const MAX_DEPTH: usize = 64;
 
-/// Reads a regular file of at most `cap` bytes. A FIFO, a device (a symlink to `/dev/zero`)
-/// or anything larger is refused without reading it, so a crafted path cannot hang or
-/// exhaust the daemon.
-pub fn read_bounded(path: &Path, cap: u64) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    if meta.len() > cap {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} bytes, more than the {cap} allowed", meta.len()),
-        ));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(cap + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > cap {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("grew past the {cap} bytes allowed while being read"),
-        ));
-    }
-    Ok(text)
-}
+/// Manifests and gantry.yaml are read like the repository files Gantry reads itself.
+pub use crate::images::context::read_bounded;
 
 /// How deep `text` nests, counted generously: a line's indentation plus its leading `- `
 /// sequence entries, and flow brackets (`[`, `{`) open at once. Returns the first line

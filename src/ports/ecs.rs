@@ -21,7 +21,6 @@ pub struct EcsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceState {
     pub task_definition: String,
-    pub desired_count: i32,
     pub deployments: Vec<DeploymentSnapshot>,
     /// Everything else Gantry manages of it, as reported (compare with `normalised`).
     pub settings: ServiceSettings,

@@ -129,7 +129,6 @@ pub async fn pass(
     let cursor = store.report_cursor(name).await?;
     let changed = store.changed_since(cursor, config.batch).await?;
     let now = Utc::now();
-    let due = store.due_reports(name, now, config.batch).await?;
     // What this reporter owes (failures and holds: few, unless a target is down for long).
     let owed: std::collections::HashMap<DeploymentId, PendingReport> = store
         .pending_reports(Some(name), None, false, MAX_OWED)
@@ -138,7 +137,13 @@ pub async fn pass(
         .map(|p| (p.deployment_id, p))
         .collect();
     let mut ids: Vec<DeploymentId> = changed.iter().map(|(id, _)| *id).collect();
-    ids.extend(due.iter().map(|p| p.deployment_id));
+    // Owed reports that are due, oldest due first, a batch at a time.
+    let mut due: Vec<&PendingReport> = owed
+        .values()
+        .filter(|p| p.next_at.is_some_and(|at| at <= now))
+        .collect();
+    due.sort_by_key(|p| p.next_at);
+    ids.extend(due.iter().take(config.batch).map(|p| p.deployment_id));
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(*id));
     let mut out = ReportPass {
@@ -206,8 +211,8 @@ pub async fn pass(
             next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
-    if changed.len() == config.batch {
-        // More changes are waiting: come straight back.
+    if changed.len() == config.batch || due.len() > config.batch {
+        // More changes (or due reports) are waiting: come straight back.
         next = Some(now);
     }
     store.record_report_pass(name, out).await?;

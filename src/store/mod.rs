@@ -244,14 +244,6 @@ pub trait Store: Send + Sync + 'static {
     /// report history it was not configured for. Returns the cursor.
     async fn init_report_cursor(&self, reporter: &str) -> Result<i64, StoreError>;
 
-    /// Deployments a reporter owes a report that is due at `now`, oldest due first.
-    async fn due_reports(
-        &self,
-        reporter: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        limit: usize,
-    ) -> Result<Vec<PendingReport>, StoreError>;
-
     /// Pending reports (of one reporter and/or one deployment, or all; failures only when
     /// `failing`), at most `limit`, by deployment.
     async fn pending_reports(

@@ -882,29 +882,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due_reports(
-        &self,
-        reporter: &str,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<PendingReport>, StoreError> {
-        let reporter = reporter.to_owned();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "{PENDING_COLS} WHERE reporter = ?1 AND next_at IS NOT NULL AND next_at <= ?2
-                 ORDER BY next_at LIMIT ?3"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    params![reporter, now.timestamp_millis(), limit as i64],
-                    pending_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
-    }
-
     async fn pending_reports(
         &self,
         reporter: Option<&str>,

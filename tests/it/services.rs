@@ -88,7 +88,8 @@ impl Ecs {
 }
 
 /// A subnet of moto's default VPC, through the AWS CLI that scripts/setup.sh installs.
-pub fn default_subnet() -> String {
+/// Runs `aws ec2 ARGS --output text` (the venv's AWS CLI) against moto; its trimmed output.
+fn aws_ec2(args: &[&str]) -> String {
     let aws = crate::support::root().join(".stack/venv/bin/aws");
     let out = std::process::Command::new(&aws)
         .args([
@@ -97,12 +98,9 @@ pub fn default_subnet() -> String {
             "--region",
             "us-east-1",
             "ec2",
-            "describe-subnets",
-            "--query",
-            "Subnets[0].SubnetId",
-            "--output",
-            "text",
         ])
+        .args(args)
+        .args(["--output", "text"])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
         .output()
@@ -115,35 +113,21 @@ pub fn default_subnet() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+pub fn default_subnet() -> String {
+    aws_ec2(&["describe-subnets", "--query", "Subnets[0].SubnetId"])
+}
+
 /// A new security group in moto's default VPC; its id.
 fn security_group(name: &str) -> String {
-    let aws = crate::support::root().join(".stack/venv/bin/aws");
-    let out = std::process::Command::new(&aws)
-        .args([
-            "--endpoint-url",
-            &moto_url(),
-            "--region",
-            "us-east-1",
-            "ec2",
-        ])
-        .args([
-            "create-security-group",
-            "--group-name",
-            name,
-            "--description",
-            "gantry test",
-        ])
-        .args(["--query", "GroupId", "--output", "text"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    aws_ec2(&[
+        "create-security-group",
+        "--group-name",
+        name,
+        "--description",
+        "gantry test",
+        "--query",
+        "GroupId",
+    ])
 }
 
 fn task_definition(family: &str, memory: &str, env: Value) -> String {
@@ -229,17 +213,15 @@ impl Setup {
     }
 
     /// Restarts the daemon on the same data with `manifest` as the app's manifest.
-    async fn reconfigure(&mut self, manifest: String) {
-        let placeholder = TestApp::start(&[]).await;
-        let app = std::mem::replace(&mut self.app, placeholder);
-        let dir = app.stop().await;
+    async fn reconfigure(self, manifest: String) -> Self {
+        let dir = self.app.stop().await;
         let vars: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let app = TestApp::start_in(dir, &[("api.yaml", manifest)], &vars).await;
-        std::mem::replace(&mut self.app, app).finish().await;
+        Self { app, ..self }
     }
 
     /// `gantry diff api` against the manifests the daemon runs.
@@ -823,7 +805,7 @@ async fn transient_ecs_faults_are_retried_and_a_validation_error_fails_at_once()
 /// no difference and is not updated.
 #[tokio::test]
 async fn changed_service_settings_are_applied_and_diff_shows_them_first() {
-    let mut s = Setup::new("whole", "").await;
+    let s = Setup::new("whole", "").await;
     let first = s.push(1).await;
     assert_eq!(first["state"], "succeeded", "{first:#}");
     let diff = s.diff().await;
@@ -843,7 +825,7 @@ async fn changed_service_settings_are_applied_and_diff_shows_them_first() {
         s.ecs.cluster,
         s.ecs.subnet
     );
-    s.reconfigure(m).await;
+    let s = s.reconfigure(m).await;
     let diff = s.diff().await;
     for line in [
         "desiredCount: 2 -> 3".to_string(),

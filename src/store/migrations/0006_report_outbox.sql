@@ -37,4 +37,3 @@ CREATE TABLE report_pending (
     since         INTEGER NOT NULL,
     PRIMARY KEY (deployment_id, reporter)
 );
-CREATE INDEX report_pending_due ON report_pending (reporter, next_at);
