@@ -48,6 +48,11 @@ BUCKET="gantry-demo-$(date +%s)"
 DIST=$("${AWS[@]}" cloudfront create-distribution --origin-domain-name "$BUCKET.s3.amazonaws.com" \
   --query Distribution.Id --output text)
 echo "bucket $BUCKET, CloudFront distribution $DIST (moto at $MOTO)"
+# The task definition's execution role: every deployment first verifies that what the
+# manifests name exists (`gantry verify demo` runs the same checks by hand).
+"${AWS[@]}" iam create-role --role-name ecsTaskExecutionRole \
+  --assume-role-policy-document '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}' \
+  >/dev/null 2>&1 || true
 CLUSTER="gantry-demo-$(date +%s)"
 "${AWS[@]}" ecs create-cluster --cluster-name "$CLUSTER" >/dev/null
 SUBNET=$("${AWS[@]}" ec2 describe-subnets --query 'Subnets[0].SubnetId' --output text)

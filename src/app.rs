@@ -109,6 +109,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ecs: Some(ecs.clone()),
         images: Some(images),
         signals: Some(signals.clone()),
+        inventory: Some(Arc::new(crate::adapters::inventory::AwsInventory::new(
+            &aws,
+        ))),
     };
     let engine = Arc::new(Engine::new(
         store.clone(),

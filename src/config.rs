@@ -249,6 +249,7 @@ struct RawPipeline {
     #[serde(default)]
     retry: RawRetry,
     isolation: Option<String>,
+    verify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -478,6 +479,19 @@ impl Config {
                 message,
             })?,
         };
+        let verify = match env("GANTRY_VERIFY").filter(|v| !v.is_empty()) {
+            None => raw.pipeline.verify.unwrap_or(true),
+            Some(v) => match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ConfigError::Value {
+                        origin: "pipeline.verify (GANTRY_VERIFY)".into(),
+                        message: format!("`{other}` is not true or false"),
+                    })
+                }
+            },
+        };
         let retry = retry_policy(
             env,
             "pipeline.retry",
@@ -531,6 +545,7 @@ impl Config {
                 ecs_poll,
                 retry,
                 isolation,
+                verify,
             },
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
             aws_max_attempts,

@@ -22,3 +22,4 @@ pub mod services;
 pub mod sites;
 pub mod store;
 pub mod telemetry;
+pub mod verify;

@@ -11,6 +11,7 @@ pub mod ecs;
 pub mod eventbridge;
 pub mod git;
 pub mod github;
+pub mod inventory;
 pub mod lockfile;
 pub mod process;
 pub mod registry;

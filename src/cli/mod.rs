@@ -9,6 +9,7 @@ mod eventbridge;
 mod image;
 mod local;
 mod site;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +117,21 @@ pub enum Command {
         sha: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
+        /// Configuration file (also GANTRY_CONFIG).
+        #[arg(long, env = "GANTRY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Manifests directory; overrides the configuration's.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+    },
+    /// Check the live AWS account for what APP's manifest and task definitions name: roles,
+    /// secrets and parameters (metadata only), subnets and security groups in one VPC, the
+    /// target group (port, protocol, target type, load balancer), log groups, the ECR
+    /// repository, the bucket and the distribution's origin. Exit 1 listing every problem at
+    /// its file:line. Deployments run the same checks first.
+    Verify {
+        /// The app, as named in its manifest.
+        app: String,
         /// Configuration file (also GANTRY_CONFIG).
         #[arg(long, env = "GANTRY_CONFIG")]
         config: Option<PathBuf>,
@@ -287,6 +303,11 @@ pub fn run(cli: Cli) -> ExitCode {
                 config,
                 manifests,
             } => diff::run(&app, sha.as_deref(), &server, config, manifests).await,
+            Command::Verify {
+                app,
+                config,
+                manifests,
+            } => verify::run(&app, config, manifests).await,
             Command::Eventbridge {
                 command: EventbridgeCommand::Setup(args),
             } => eventbridge::setup(args).await,

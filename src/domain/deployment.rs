@@ -101,6 +101,8 @@ impl FromStr for StepState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
+    /// The live account has what the manifests name (roles, secrets, target groups, ...).
+    Verify,
     FetchSource,
     Build,
     PublishImages,
@@ -112,6 +114,7 @@ pub enum StepKind {
 impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Verify => "verify",
             Self::FetchSource => "fetch_source",
             Self::Build => "build",
             Self::PublishImages => "publish_images",
@@ -132,6 +135,7 @@ impl FromStr for StepKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
+            "verify" => Self::Verify,
             "fetch_source" => Self::FetchSource,
             "build" => Self::Build,
             "publish_images" => Self::PublishImages,

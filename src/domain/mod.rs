@@ -9,6 +9,7 @@ pub mod duration;
 pub mod event;
 pub mod git;
 pub mod image_ref;
+pub mod inventory;
 pub mod push;
 pub mod service;
 pub mod site;

@@ -4,7 +4,6 @@
 //!
 //! This module reads files but never talks to AWS, git or the store.
 
-mod locate;
 mod validate;
 
 use std::fmt;
@@ -13,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::domain::{AppManifest, AppSpec, Metadata, Source, API_VERSION, KIND_APP};
-pub use locate::Locator;
+pub use crate::plan::locate::Locator;
 
 /// One problem in one manifest file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +65,8 @@ impl fmt::Display for ManifestErrors {
 pub struct LoadedApp {
     pub manifest: AppManifest,
     pub file: PathBuf,
+    /// The index of the app's document in `file` (0 for the first).
+    pub doc: usize,
 }
 
 /// Every app of a manifests directory, validated, in file order.
@@ -239,6 +240,7 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<Manifes
                     apps.push(LoadedApp {
                         manifest,
                         file: file.to_path_buf(),
+                        doc,
                     });
                 }
                 for p in problems {

@@ -35,6 +35,8 @@ pub struct PipelineConfig {
     pub retry: crate::plan::retry::RetryPolicy,
     /// How build commands are kept from the daemon (`pipeline.isolation`).
     pub isolation: IsolationMode,
+    /// Whether a deployment starts by verifying the live account (`pipeline.verify`).
+    pub verify: bool,
 }
 
 /// `pipeline.isolation`: what a repository's build commands run inside.
@@ -114,6 +116,8 @@ pub struct Ports {
     pub images: Option<crate::images::ImagePorts>,
     /// ECS events (from `/hooks/eventbridge`) that wake rollout watchers early.
     pub signals: Option<Arc<crate::services::signals::EcsSignals>>,
+    /// The live account, for the verify step.
+    pub inventory: Option<Arc<dyn crate::ports::Inventory>>,
 }
 
 pub struct Engine {
@@ -308,6 +312,7 @@ impl Engine {
             ecs: self.ports.ecs.as_deref(),
             images: self.ports.images.as_ref(),
             signals: self.ports.signals.as_ref(),
+            inventory: self.ports.inventory.as_deref(),
             config: &self.config,
         }
     }

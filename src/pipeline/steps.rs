@@ -41,6 +41,8 @@ pub enum StepError {
     Rollout(crate::services::rollout::RolloutError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
     #[error("cancelled")]
     Cancelled,
 }
@@ -54,6 +56,7 @@ impl StepError {
         match self {
             Self::Rollout(RolloutError::Ecs(e)) => e.transient,
             Self::Image(e) => e.source.is_transient(),
+            Self::Verify(crate::verify::VerifyError::Transient { .. }) => true,
             Self::SiteSync { source, .. } => match source {
                 SiteError::Store(e) => e.is_transient(),
                 SiteError::Cdn(e) => e.is_transient(),
@@ -78,6 +81,7 @@ pub struct StepContext<'a> {
     pub ecs: Option<&'a dyn crate::ports::ServiceDeployer>,
     pub images: Option<&'a crate::images::ImagePorts>,
     pub signals: Option<&'a std::sync::Arc<crate::services::signals::EcsSignals>>,
+    pub inventory: Option<&'a dyn crate::ports::Inventory>,
     pub config: &'a PipelineConfig,
 }
 
@@ -89,6 +93,7 @@ pub struct StepOutput {
 
 pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, StepError> {
     match kind {
+        StepKind::Verify => verify(&ctx).await,
         StepKind::FetchSource => fetch(&ctx).await,
         StepKind::Build => build(&ctx).await,
         StepKind::Report => report(&ctx).await,
@@ -96,6 +101,50 @@ pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, Ste
         StepKind::RollServices => roll_services(&ctx).await,
         StepKind::PublishImages => publish_images(&ctx).await,
     }
+}
+
+/// Checks the live account for what the manifests name, before anything is built or
+/// changed: a missing role, secret or target group fails the deployment here, in seconds.
+async fn verify(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    let skipped = |why: &str| StepOutput {
+        summary: format!("skipped: {why}"),
+        sha: None,
+    };
+    if !ctx.config.verify {
+        ctx.log
+            .line("verify is off (pipeline.verify: false); nothing checked");
+        return Ok(skipped("pipeline.verify is off"));
+    }
+    let Some(inventory) = ctx.inventory else {
+        ctx.log.line("no AWS configuration; nothing checked");
+        return Ok(skipped("no AWS configuration"));
+    };
+    let report = tokio::select! {
+        r = crate::verify::verify(&ctx.dep.spec, None, inventory) => r?,
+        _ = ctx.abort.cancelled() => return Err(StepError::Cancelled),
+    };
+    for w in report.warnings() {
+        ctx.log.line(w.to_string());
+    }
+    let errors: Vec<String> = report.errors().map(|e| e.to_string()).collect();
+    if !errors.is_empty() {
+        for e in &errors {
+            ctx.log.line(e);
+        }
+        return Err(StepError::Invalid(format!(
+            "verify found {} problem(s) in the live account; nothing was built or changed:\n{}",
+            errors.len(),
+            errors.join("\n")
+        )));
+    }
+    ctx.log.line(format!(
+        "{} resource(s) checked: all present and consistent",
+        report.checked
+    ));
+    Ok(StepOutput {
+        summary: format!("{} resource(s) checked", report.checked),
+        sha: None,
+    })
 }
 
 fn checkout_dir(ctx: &StepContext<'_>) -> std::path::PathBuf {

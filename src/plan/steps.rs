@@ -2,10 +2,14 @@
 
 use crate::domain::{AppSpec, StepKind};
 
-/// Steps in execution order: fetch, then build, images, services and sites when declared,
-/// then report (which records the release).
+/// Steps in execution order: verify (when the app names AWS resources), fetch, then build,
+/// images, services and sites when declared, then report (which records the release).
 pub fn steps_for(spec: &AppSpec) -> Vec<StepKind> {
-    let mut steps = vec![StepKind::FetchSource];
+    let mut steps = Vec::new();
+    if !spec.services.is_empty() || !spec.sites.is_empty() || !spec.images.is_empty() {
+        steps.push(StepKind::Verify);
+    }
+    steps.push(StepKind::FetchSource);
     if spec.build.is_some() {
         steps.push(StepKind::Build);
     }

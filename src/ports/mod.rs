@@ -4,6 +4,7 @@
 //! [`StepLog`] is an in-memory, bounded, secret-scrubbed buffer that steps write to).
 
 mod ecs;
+mod inventory;
 mod objects;
 mod process;
 mod registry;
@@ -12,6 +13,7 @@ mod source;
 mod step_log;
 
 pub use ecs::*;
+pub use inventory::*;
 pub use objects::*;
 pub use process::*;
 pub use registry::*;

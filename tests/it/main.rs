@@ -22,4 +22,5 @@ mod s3proxy;
 mod services;
 mod sites;
 mod tidy;
+mod verify;
 mod webhooks;

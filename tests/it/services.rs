@@ -27,6 +27,7 @@ impl Ecs {
             .send()
             .await
             .unwrap();
+        ensure_task_resources();
         Self {
             client,
             cluster,
@@ -90,27 +91,52 @@ impl Ecs {
 /// A subnet of moto's default VPC, through the AWS CLI that scripts/setup.sh installs.
 /// Runs `aws ec2 ARGS --output text` (the venv's AWS CLI) against moto; its trimmed output.
 fn aws_ec2(args: &[&str]) -> String {
-    let aws = crate::support::root().join(".stack/venv/bin/aws");
-    let out = std::process::Command::new(&aws)
-        .args([
-            "--endpoint-url",
-            &moto_url(),
-            "--region",
-            "us-east-1",
-            "ec2",
-        ])
-        .args(args)
-        .args(["--output", "text"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
-        .output()
-        .unwrap_or_else(|e| panic!("{} not runnable ({e}): run scripts/setup.sh", aws.display()));
+    let mut all = vec!["ec2"];
+    all.extend_from_slice(args);
+    let out = aws_cli(&all);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs `aws ARGS --output text` (the venv's AWS CLI) against moto.
+pub fn aws_cli(args: &[&str]) -> std::process::Output {
+    let aws = crate::support::root().join(".stack/venv/bin/aws");
+    std::process::Command::new(&aws)
+        .args(["--endpoint-url", &moto_url(), "--region", "us-east-1"])
+        .args(args)
+        .args(["--output", "text"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
+        .output()
+        .unwrap_or_else(|e| panic!("{} not runnable ({e}): run scripts/setup.sh", aws.display()))
+}
+
+/// Creates a resource through the AWS CLI, once: an "already exists" answer is fine.
+pub fn ensure(args: &[&str]) {
+    let out = aws_cli(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("AlreadyExists"),
+        "aws {args:?}: {err}"
+    );
+}
+
+/// What the test task definition names: its execution role and log group (verify checks
+/// both before a deployment builds anything).
+pub fn ensure_task_resources() {
+    ensure(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "ecsTaskExecutionRole",
+        "--assume-role-policy-document",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+    ]);
+    ensure(&["logs", "create-log-group", "--log-group-name", "/ecs/test"]);
 }
 
 pub fn default_subnet() -> String {
@@ -131,7 +157,7 @@ fn security_group(name: &str) -> String {
 }
 
 fn task_definition(family: &str, memory: &str, env: Value) -> String {
-    json!({
+    let td = json!({
         "family": family,
         "requiresCompatibilities": ["FARGATE"],
         "networkMode": "awsvpc",
@@ -146,8 +172,8 @@ fn task_definition(family: &str, memory: &str, env: Value) -> String {
             "environment": env,
             "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/test", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "app"}}
         }]
-    })
-    .to_string()
+    });
+    serde_json::to_string_pretty(&td).unwrap()
 }
 
 fn manifest(repo: &Path, ecs: &Ecs, service: &str, extra: &str) -> String {
@@ -461,7 +487,7 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
         .collect();
     assert_eq!(
         kinds,
-        ["fetch_source", "roll_services", "report"],
+        ["verify", "fetch_source", "roll_services", "report"],
         "nothing is rebuilt"
     );
     // Exactly the recorded revision, not a new registration of the old file.
@@ -1074,17 +1100,9 @@ async fn a_failed_site_sync_puts_the_rolled_services_back() {
     let first = s.push(1).await;
     assert_eq!(first["state"], "succeeded", "{first:#}");
     assert!(s.ecs.running(&s.service).await.ends_with(":1"));
-    // The bucket goes away: the next sync fails for good, after the service rolled to :2.
-    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
-    for o in listed.contents() {
-        s3.delete_object()
-            .bucket(&bucket)
-            .key(o.key().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
-    s3.delete_bucket().bucket(&bucket).send().await.unwrap();
+    // The next build output holds a symlink, which a sync refuses for good: it fails after
+    // the service rolled to :2 (verify passed: the bucket is there).
+    std::os::unix::fs::symlink("/etc/passwd", s.repo.path.join("passwd")).unwrap();
     s.write_td("1024", json!([]));
     let d = s.push(2).await;
     assert_eq!(d["state"], "failed", "{d:#}");

@@ -818,7 +818,10 @@ async fn a_deployment_builds_and_syncs_its_site() {
         .iter()
         .map(|s| s["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["fetch_source", "build", "sync_sites", "report"]);
+    assert_eq!(
+        steps,
+        ["verify", "fetch_source", "build", "sync_sites", "report"]
+    );
     let head = env
         .s3
         .head_object()

@@ -26,10 +26,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sites", &["domain", "plan", "ports", "secret"]),
     ("reporting", &["domain", "plan", "ports", "secret", "store"]),
     ("manifests", &["domain", "plan", "images", "secret"]),
+    ("verify", &["domain", "plan", "ports", "secret"]),
     (
         "pipeline",
         &[
-            "domain", "plan", "ports", "secret", "store", "images", "services", "sites",
+            "domain", "plan", "ports", "secret", "store", "images", "services", "sites", "verify",
         ],
     ),
     ("queue", &["domain", "plan", "pipeline", "store", "secret"]),
@@ -89,6 +90,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "adapters",
             "app",
             "telemetry",
+            "verify",
         ],
     ),
     ("app", &[ANY]),

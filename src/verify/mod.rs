@@ -1,0 +1,190 @@
+//! Verify before deploy: read an app's task definitions, look up every resource they and the
+//! manifest name through the [`Inventory`] port (each distinct resource once, a few at a
+//! time), judge with `plan::verify`, and place each finding at its file:line. `gantry
+//! verify` and a deployment's first step both run this, so a deployment that would fail on a
+//! missing role, secret or target group fails in seconds, before anything is built.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use futures::stream::{self, StreamExt};
+
+use crate::domain::taskdef::TaskDefinition;
+use crate::domain::AppSpec;
+use crate::plan::locate::Locator;
+use crate::plan::verify::{self, Finding, Origin, Outcome, Severity};
+use crate::ports::{Inventory, Lookup, LookupError};
+
+/// Lookups in flight at once.
+const CONCURRENCY: usize = 8;
+
+/// Where the app's manifest is, to give manifest findings a line: the file and the index of
+/// the app's document in it.
+#[derive(Debug, Clone)]
+pub struct ManifestAt {
+    pub file: PathBuf,
+    pub doc: usize,
+}
+
+/// A finding placed in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The manifest (when known) or the task definition file.
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub finding: Finding,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self.finding.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{label}: ")?;
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(l) = self.line {
+                write!(f, ":{l}")?;
+            }
+            write!(f, ": ")?;
+        }
+        let fd = &self.finding;
+        write!(f, "{}: {} {}", fd.at.path, fd.resource, fd.message)?;
+        if let Some(h) = &fd.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What verifying an app found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// How many distinct resources were looked up.
+    pub checked: usize,
+    pub findings: Vec<Located>,
+}
+
+impl Report {
+    pub fn errors(&self) -> impl Iterator<Item = &Located> {
+        self.findings
+            .iter()
+            .filter(|f| f.finding.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Located> {
+        self.findings
+            .iter()
+            .filter(|f| f.finding.severity == Severity::Warning)
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.errors().next().is_none()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A lookup failed in a way worth trying again (throttling, 5xx, a reset).
+    #[error("looking up {resource}: {message}")]
+    Transient { resource: String, message: String },
+}
+
+/// Verifies `spec` against the account behind `inventory`.
+pub async fn verify(
+    spec: &AppSpec,
+    manifest: Option<&ManifestAt>,
+    inventory: &dyn Inventory,
+) -> Result<Report, VerifyError> {
+    // Task definitions were checked when the manifests loaded; one that cannot be read now
+    // leaves its references unknown (the roll step reports the file itself).
+    let texts: Vec<Option<String>> = spec
+        .services
+        .iter()
+        .map(|s| read_small(Path::new(&s.task_definition)))
+        .collect();
+    let taskdefs: Vec<Option<TaskDefinition>> = texts
+        .iter()
+        .map(|t| t.as_deref().and_then(|t| TaskDefinition::from_json(t).ok()))
+        .collect();
+    let refs = verify::references(spec, &taskdefs);
+
+    let distinct: Vec<Lookup> = {
+        let mut seen: Vec<Lookup> = refs.iter().map(|r| r.lookup.clone()).collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    };
+    let answers: BTreeMap<Lookup, Outcome> = stream::iter(distinct)
+        .map(|lookup| async move {
+            let answer = inventory.look(&lookup).await;
+            (lookup, answer)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|(lookup, answer)| {
+            let outcome = match answer {
+                Ok(fact) => Outcome::Found(fact),
+                Err(LookupError::Denied(why)) => Outcome::Denied(why),
+                Err(LookupError::Failed(why)) => Outcome::Failed(why),
+                Err(LookupError::Transient(message)) => {
+                    return Err(VerifyError::Transient {
+                        resource: lookup.describe(),
+                        message,
+                    })
+                }
+            };
+            Ok((lookup, outcome))
+        })
+        .collect::<Result<_, _>>()?;
+    let outcomes: Vec<Outcome> = refs.iter().map(|r| answers[&r.lookup].clone()).collect();
+
+    let manifest_text = manifest.and_then(|m| read_small(&m.file));
+    let manifest_lines = manifest_text.as_deref().map(Locator::new);
+    let taskdef_lines: Vec<Option<Locator>> = texts
+        .iter()
+        .map(|t| t.as_deref().map(Locator::new))
+        .collect();
+    let findings = verify::judge(&refs, &outcomes)
+        .into_iter()
+        .map(|finding| {
+            let (file, line) = match finding.at.origin {
+                Origin::Manifest => (
+                    manifest.map(|m| m.file.clone()),
+                    manifest
+                        .zip(manifest_lines.as_ref())
+                        .and_then(|(m, l)| l.line(m.doc, &finding.at.path)),
+                ),
+                Origin::TaskDefinition { service } => (
+                    Some(PathBuf::from(&spec.services[service].task_definition)),
+                    taskdef_lines
+                        .get(service)
+                        .and_then(Option::as_ref)
+                        .and_then(|l| l.line(0, &finding.at.path)),
+                ),
+            };
+            Located {
+                file,
+                line,
+                finding,
+            }
+        })
+        .collect();
+    Ok(Report {
+        checked: answers.len(),
+        findings,
+    })
+}
+
+/// A manifest or task definition: small files, read whole (at most 1 MiB).
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.take(1024 * 1024).read_to_string(&mut text).ok()?;
+    Some(text)
+}
