@@ -60,7 +60,11 @@ echo "ECS cluster $CLUSTER, subnet $SUBNET"
 sed -e "s|__REPO_PATH__|$REPO|" -e "s|__BUCKET__|$BUCKET|" -e "s|__DISTRIBUTION__|$DIST|" \
   -e "s|__CLUSTER__|$CLUSTER|" -e "s|__SUBNET__|$SUBNET|" \
   demo/manifests/demo.yaml > "$DEMO/manifests/demo.yaml"
-cp demo/manifests/api-task.json "$DEMO/manifests/"
+# The API key the task gets as an ECS secret: its ARN (with Secrets Manager's random suffix)
+# goes into the task definition. Its value is never read by Gantry.
+SECRET_ARN=$("${AWS[@]}" secretsmanager describe-secret --secret-id demo/openai --query ARN --output text 2>/dev/null \
+  || "${AWS[@]}" secretsmanager create-secret --name demo/openai --secret-string "demo-key" --query ARN --output text)
+sed -e "s|__SECRET_ARN__|$SECRET_ARN|" demo/manifests/api-task.json > "$DEMO/manifests/api-task.json"
 "$GANTRY" validate --manifests "$DEMO/manifests"
 
 PORT="${GANTRY_DEMO_PORT:-18080}"

@@ -15,13 +15,7 @@ pub async fn run(
     config: Option<PathBuf>,
     manifests: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config.as_deref()).context("invalid configuration")?;
-    let dir = manifests.unwrap_or(config.manifests.clone());
-    let set =
-        crate::manifests::load_dir(&dir).map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
-    let loaded = set
-        .get(app)
-        .with_context(|| format!("no app named `{app}` in {}", dir.display()))?;
+    let (config, loaded) = load_app(app, config, manifests)?;
     let spec = &loaded.manifest.spec;
     if spec.services.is_empty() {
         println!("{app} declares no ECS services");
@@ -38,4 +32,23 @@ pub async fn run(
         crate::services::diff::diff(spec, &images, &ecs).await?
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration and APP as loaded from the manifests directory (`--manifests` or the
+/// configuration's).
+pub(super) fn load_app(
+    app: &str,
+    config: Option<PathBuf>,
+    manifests: Option<PathBuf>,
+) -> anyhow::Result<(Config, crate::manifests::LoadedApp)> {
+    let config = Config::load(config.as_deref()).context("invalid configuration")?;
+    let dir = manifests.unwrap_or(config.manifests.clone());
+    let mut set =
+        crate::manifests::load_dir(&dir).map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
+    let i = set
+        .apps
+        .iter()
+        .position(|a| a.manifest.metadata.name == app)
+        .with_context(|| format!("no app named `{app}` in {}", dir.display()))?;
+    Ok((config, set.apps.swap_remove(i)))
 }

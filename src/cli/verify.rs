@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::adapters::{aws, inventory::AwsInventory};
-use crate::config::Config;
 use crate::verify::ManifestAt;
 
 pub async fn run(
@@ -15,13 +12,7 @@ pub async fn run(
     config: Option<PathBuf>,
     manifests: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config.as_deref()).context("invalid configuration")?;
-    let dir = manifests.unwrap_or(config.manifests.clone());
-    let set =
-        crate::manifests::load_dir(&dir).map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
-    let loaded = set
-        .get(app)
-        .with_context(|| format!("no app named `{app}` in {}", dir.display()))?;
+    let (config, loaded) = super::diff::load_app(app, config, manifests)?;
     let sdk = aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
     let inventory = AwsInventory::new(&sdk);
     let at = ManifestAt {
