@@ -16,16 +16,31 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use super::aws::{error_chain, transient};
 use crate::ports::{Fact, Inventory, Lookup, LookupError, TargetGroupFacts};
 
+/// Clients of the configured region are made once; regional lookups (`in_region`) make
+/// theirs per call.
 pub struct AwsInventory {
     sdk: SdkConfig,
-    s3_path_style: bool,
+    iam: aws_sdk_iam::Client,
+    ec2: aws_sdk_ec2::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    ecs: aws_sdk_ecs::Client,
+    s3: aws_sdk_s3::Client,
+    cloudfront: aws_sdk_cloudfront::Client,
 }
 
 impl AwsInventory {
     pub fn new(sdk: &SdkConfig) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(super::aws::custom_s3_endpoint(sdk))
+            .build();
         Self {
             sdk: sdk.clone(),
-            s3_path_style: super::aws::custom_s3_endpoint(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            cloudfront: aws_sdk_cloudfront::Client::new(sdk),
         }
     }
 
@@ -99,7 +114,8 @@ impl Inventory for AwsInventory {
     #[tracing::instrument(skip_all, fields(resource = %lookup.describe()))]
     async fn look(&self, lookup: &Lookup) -> Result<Fact, LookupError> {
         match lookup {
-            Lookup::Role { name } => aws_sdk_iam::Client::new(&self.sdk)
+            Lookup::Role { name } => self
+                .iam
                 .get_role()
                 .role_name(name)
                 .send()
@@ -138,7 +154,8 @@ impl Inventory for AwsInventory {
                     })
                     .or_else(classify)
             }
-            Lookup::Subnet { id } => aws_sdk_ec2::Client::new(&self.sdk)
+            Lookup::Subnet { id } => self
+                .ec2
                 .describe_subnets()
                 .filters(Filter::builder().name("subnet-id").values(id).build())
                 .send()
@@ -150,7 +167,8 @@ impl Inventory for AwsInventory {
                     None => Fact::Missing,
                 })
                 .or_else(classify),
-            Lookup::SecurityGroup { id } => aws_sdk_ec2::Client::new(&self.sdk)
+            Lookup::SecurityGroup { id } => self
+                .ec2
                 .describe_security_groups()
                 .filters(Filter::builder().name("group-id").values(id).build())
                 .send()
@@ -164,7 +182,8 @@ impl Inventory for AwsInventory {
                     },
                 )
                 .or_else(classify),
-            Lookup::TargetGroup { arn } => aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk)
+            Lookup::TargetGroup { arn } => self
+                .elb
                 .describe_target_groups()
                 .target_group_arns(arn)
                 .send()
@@ -213,7 +232,8 @@ impl Inventory for AwsInventory {
                     .map(|out| present(!out.repositories().is_empty()))
                     .or_else(classify)
             }
-            Lookup::Cluster { name } => aws_sdk_ecs::Client::new(&self.sdk)
+            Lookup::Cluster { name } => self
+                .ecs
                 .describe_clusters()
                 .clusters(name)
                 .send()
@@ -221,15 +241,7 @@ impl Inventory for AwsInventory {
                 .map(|out| present(out.clusters().iter().any(|c| c.status() == Some("ACTIVE"))))
                 .or_else(classify),
             Lookup::Bucket { name } => {
-                let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
-                    .force_path_style(self.s3_path_style)
-                    .build();
-                match aws_sdk_s3::Client::from_conf(conf)
-                    .head_bucket()
-                    .bucket(name)
-                    .send()
-                    .await
-                {
+                match self.s3.head_bucket().bucket(name).send().await {
                     Ok(_) => Ok(Fact::Present),
                     // A bucket in another region answers 301: it exists.
                     Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 301 => {
@@ -238,7 +250,8 @@ impl Inventory for AwsInventory {
                     Err(e) => classify(e),
                 }
             }
-            Lookup::Distribution { id } => aws_sdk_cloudfront::Client::new(&self.sdk)
+            Lookup::Distribution { id } => self
+                .cloudfront
                 .get_distribution()
                 .id(id)
                 .send()

@@ -18,6 +18,11 @@ use crate::ports::{Inventory, Lookup, LookupError};
 
 /// Lookups in flight at once.
 const CONCURRENCY: usize = 8;
+/// Distinct resources one app may name: a real app names a few dozen; a crafted manifest
+/// cannot make one deployment send thousands of AWS calls.
+pub const MAX_LOOKUPS: usize = 256;
+/// The largest manifest or task definition read.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Where the app's manifest is, to give manifest findings a line: the file and the index of
 /// the app's document in it.
@@ -90,6 +95,10 @@ pub enum VerifyError {
     /// A lookup failed in a way worth trying again (throttling, 5xx, a reset).
     #[error("looking up {resource}: {message}")]
     Transient { resource: String, message: String },
+    #[error(
+        "the app names {0} distinct AWS resources, more than the {MAX_LOOKUPS} verify looks up"
+    )]
+    TooMany(usize),
 }
 
 /// Verifies `spec` against the account behind `inventory`.
@@ -117,6 +126,9 @@ pub async fn verify(
         seen.dedup();
         seen
     };
+    if distinct.len() > MAX_LOOKUPS {
+        return Err(VerifyError::TooMany(distinct.len()));
+    }
     let answers: BTreeMap<Lookup, Outcome> = stream::iter(distinct)
         .map(|lookup| async move {
             let answer = inventory.look(&lookup).await;
@@ -180,11 +192,58 @@ pub async fn verify(
     })
 }
 
-/// A manifest or task definition: small files, read whole (at most 1 MiB).
+/// A manifest or task definition: a regular file of at most 1 MiB (a FIFO or a device put in
+/// its place is refused, never opened).
 fn read_small(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
-    let mut text = String::new();
-    file.take(1024 * 1024).read_to_string(&mut text).ok()?;
-    Some(text)
+    crate::images::context::read_bounded(path, MAX_FILE_BYTES).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::domain::AppManifest;
+    use crate::ports::Fact;
+
+    struct Counting(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Inventory for Counting {
+        async fn look(&self, _: &Lookup) -> Result<Fact, LookupError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Fact::Present)
+        }
+    }
+
+    fn spec(subnets: usize) -> AppSpec {
+        let list: Vec<String> = (0..subnets).map(|i| format!("subnet-{i}")).collect();
+        let m: AppManifest = serde_yaml::from_str(&format!(
+            "apiVersion: gantry/v1\nkind: App\nmetadata: {{name: web}}\nspec:\n  source: {{repo: acme/web}}\n  services:\n    - {{name: api, cluster: prod, taskDefinition: /nonexistent/td.json, network: {{subnets: [{}]}}}}\n",
+            list.join(", ")
+        ))
+        .unwrap();
+        m.spec
+    }
+
+    #[tokio::test]
+    async fn each_distinct_resource_is_looked_up_once_and_their_number_is_bounded() {
+        let inv = Counting(AtomicUsize::new(0));
+        let mut s = spec(3);
+        s.services.push(s.services[0].clone());
+        let report = verify(&s, None, &inv).await.unwrap();
+        // cluster + 3 subnets, named twice each; the task definition cannot be read.
+        assert_eq!((report.checked, inv.0.load(Ordering::SeqCst)), (4, 4));
+        assert!(report.is_ok());
+
+        let inv = Counting(AtomicUsize::new(0));
+        let err = verify(&spec(MAX_LOOKUPS + 1), None, &inv)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, VerifyError::TooMany(n) if n == MAX_LOOKUPS + 2),
+            "{err}"
+        );
+        assert_eq!(inv.0.load(Ordering::SeqCst), 0, "nothing was looked up");
+    }
 }

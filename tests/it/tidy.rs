@@ -26,7 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sites", &["domain", "plan", "ports", "secret"]),
     ("reporting", &["domain", "plan", "ports", "secret", "store"]),
     ("manifests", &["domain", "plan", "images", "secret"]),
-    ("verify", &["domain", "plan", "ports", "secret"]),
+    ("verify", &["domain", "plan", "ports", "secret", "images"]),
     (
         "pipeline",
         &[
