@@ -3,13 +3,12 @@
 //! deployment with them fails before anything is fetched or built.
 
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::json;
 
 use crate::services::{aws_cli, default_subnet, ensure_task_resources};
 use crate::sites::moto_url;
-use crate::support::{push_body, GitRepo, TestApp};
+use crate::support::{GitRepo, TestApp};
 
 /// `aws ARGS --query Q` with success asserted; the trimmed text answer.
 fn aws_text(args: &[&str]) -> String {
@@ -216,18 +215,7 @@ async fn verify_names_each_missing_resource_and_a_deployment_stops_before_buildi
     // A deployment with the same manifests fails at its first step, in seconds.
     let moto = moto_url();
     let app = TestApp::start_in(dir, &[], &[("GANTRY_AWS_ENDPOINT_URL", moto.as_str())]).await;
-    let (status, r) = app
-        .hook(
-            "push",
-            "verify-1",
-            &push_body("acme/api", "refs/heads/main", &sha),
-        )
-        .await;
-    assert_eq!(status, 202, "{r}");
-    app.wait_idle(Duration::from_secs(60)).await;
-    let d = app
-        .api(&format!("/api/v1/deployments/{}", r["deployments"][0]))
-        .await;
+    let d = app.push_and_wait("verify-1", "acme/api", &sha).await;
     assert_eq!(d["state"], "failed", "{d:#}");
     let steps = d["steps"].as_array().unwrap();
     assert_eq!(steps[0]["kind"], "verify");
