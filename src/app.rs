@@ -53,6 +53,21 @@ impl Running {
     }
 }
 
+/// The build cache store in the data dir (hidden from builds with the rest of it), unless
+/// `pipeline.cacheSize` is 0.
+fn build_cache(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::ports::BuildCache>>> {
+    if config.pipeline.cache_size == 0 {
+        tracing::info!("build caches are off (pipeline.cacheSize: 0)");
+        return Ok(None);
+    }
+    let store = crate::adapters::build_cache::DirCache::open(
+        config.data_dir.join("cache"),
+        config.pipeline.cache_size,
+    )
+    .context("failed to open the build cache")?;
+    Ok(Some(Arc::new(store)))
+}
+
 /// Builds everything and starts serving. Returns once the listener is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -112,6 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         inventory: Some(Arc::new(crate::adapters::inventory::AwsInventory::new(
             &aws,
         ))),
+        build_cache: build_cache(&config)?,
     };
     let engine = Arc::new(Engine::new(
         store.clone(),

@@ -250,6 +250,29 @@ struct RawPipeline {
     retry: RawRetry,
     isolation: Option<String>,
     verify: Option<bool>,
+    cache_size: Option<RawSize>,
+}
+
+/// A size in gantry.yaml: a number of bytes, or text such as `5 GiB` or `500MB`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Parses a size: bytes, or a number with a unit (`KB`, `MiB`, `GiB`, ...).
+fn size(origin: &str, text: &str) -> Result<u64, ConfigError> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| ConfigError::Value {
+            origin: origin.into(),
+            message: format!("`{text}` is not a size ({e}); e.g. `5 GiB`, `500MB`, or 0 for none"),
+        })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -492,6 +515,15 @@ impl Config {
                 }
             },
         };
+        let cache_origin = "pipeline.cacheSize (GANTRY_CACHE_SIZE)";
+        let cache_size = match env("GANTRY_CACHE_SIZE").filter(|v| !v.is_empty()) {
+            Some(v) => size(cache_origin, &v)?,
+            None => match raw.pipeline.cache_size {
+                None => 5 << 30,
+                Some(RawSize::Bytes(n)) => n,
+                Some(RawSize::Text(t)) => size(cache_origin, &t)?,
+            },
+        };
         let retry = retry_policy(
             env,
             "pipeline.retry",
@@ -546,6 +578,7 @@ impl Config {
                 retry,
                 isolation,
                 verify,
+                cache_size,
             },
             aws_endpoint: pick("GANTRY_AWS_ENDPOINT_URL", raw.aws_endpoint),
             aws_max_attempts,

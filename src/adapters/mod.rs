@@ -4,6 +4,7 @@
 
 pub mod api_client;
 pub mod aws;
+pub mod build_cache;
 pub mod cloudfront;
 pub mod discord;
 pub mod ecr;

@@ -112,6 +112,46 @@ pub struct BuildSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<std::time::Duration>,
+    /// Directories kept between this app's deployments (npm's cache, `.next/cache`, pip's
+    /// cache), each keyed by the files that decide its contents (lock files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<CacheSpec>,
+}
+
+/// A build cache: a directory restored before the build commands and saved after they
+/// succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheSpec {
+    /// What logs and the cache store call it; default: from `path` (`~/.npm` -> `npm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The directory: relative to the build's working directory, or `~/...` under the
+    /// build's home.
+    pub path: String,
+    /// Files (relative to the working directory) whose contents key the cache, e.g.
+    /// `package-lock.json`. A build whose key files changed starts from the newest entry
+    /// of this cache, and saves under its new key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+}
+
+impl CacheSpec {
+    /// `name`, or one made from `path`: its letters and digits, other runs as `-`.
+    pub fn cache_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let mut out = String::new();
+        for c in self.path.chars() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            } else if !out.is_empty() && !out.ends_with('-') {
+                out.push('-');
+            }
+        }
+        out.trim_end_matches('-').to_owned()
+    }
 }
 
 /// A container image built from the checkout.

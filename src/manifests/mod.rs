@@ -344,6 +344,7 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
                 env: Default::default(),
                 pass_env: vec![],
                 timeout: Some(std::time::Duration::from_secs(30 * 60)),
+                caches: vec![],
             }),
             images: vec![],
             services: vec![],

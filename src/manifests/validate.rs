@@ -95,6 +95,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 );
             }
         }
+        caches(&mut p, &b.caches);
     }
     let mut image_names = BTreeSet::new();
     for (i, img) in s.images.iter().enumerate() {
@@ -580,6 +581,74 @@ fn is_bucket_name(s: &str) -> bool {
     (3..=63).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+/// `spec.build.caches`: few, uniquely named, each a directory of its own inside the build's
+/// directories, keyed by a bounded list of files in the checkout.
+fn caches(p: &mut Problems, caches: &[crate::domain::CacheSpec]) {
+    use crate::plan::cache::{place, Place, MAX_CACHES, MAX_KEY_FILES};
+    if caches.len() > MAX_CACHES {
+        p.add(
+            "spec.build.caches",
+            format!("{} caches declared; at most {MAX_CACHES}", caches.len()),
+            "cache the directories that take the build's time: the package manager's, the framework's",
+        );
+    }
+    let mut names = BTreeSet::new();
+    let mut places: Vec<(usize, Place)> = Vec::new();
+    for (i, c) in caches.iter().enumerate() {
+        let at = format!("spec.build.caches[{i}]");
+        let name = c.cache_name();
+        if !is_dns_label(&name) {
+            p.add(
+                format!("{at}.name"),
+                format!("`{name}` is not a valid cache name"),
+                "lowercase letters, digits and '-', at most 63 characters; set `name`",
+            );
+        } else if !names.insert(name.clone()) {
+            p.add(
+                format!("{at}.name"),
+                format!("cache `{name}` is declared twice"),
+                "give each cache a unique `name`",
+            );
+        }
+        match place(&c.path) {
+            Err(e) => p.add(
+                format!("{at}.path"),
+                format!("`{}`: {e}", c.path),
+                "a directory relative to the working directory, or `~/...` under the build's home",
+            ),
+            Ok(here) => {
+                if let Some((j, _)) = places.iter().find(|(_, other)| other.overlaps(&here)) {
+                    p.add(
+                        format!("{at}.path"),
+                        format!(
+                            "`{}` overlaps `{}` (spec.build.caches[{j}])",
+                            c.path, caches[*j].path
+                        ),
+                        "a directory can be in one cache only: drop one, or cache the outer one",
+                    );
+                }
+                places.push((i, here));
+            }
+        }
+        if c.key.len() > MAX_KEY_FILES {
+            p.add(
+                format!("{at}.key"),
+                format!("{} key files; at most {MAX_KEY_FILES}", c.key.len()),
+                "key a cache by its lock files",
+            );
+        }
+        for (k, file) in c.key.iter().enumerate() {
+            if file.trim().is_empty() || !is_relative_inside(file) || file.len() > 512 {
+                p.add(
+                    format!("{at}.key[{k}]"),
+                    format!("`{file}` must be a file relative to the working directory, inside the checkout"),
+                    "e.g. `package-lock.json`",
+                );
+            }
+        }
+    }
 }
 
 fn is_relative_inside(p: &str) -> bool {

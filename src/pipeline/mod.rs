@@ -37,6 +37,8 @@ pub struct PipelineConfig {
     pub isolation: IsolationMode,
     /// Whether a deployment starts by verifying the live account (`pipeline.verify`).
     pub verify: bool,
+    /// Bytes the build caches may take in all (`pipeline.cacheSize`); 0: no build caches.
+    pub cache_size: u64,
 }
 
 /// `pipeline.isolation`: what a repository's build commands run inside.
@@ -118,6 +120,8 @@ pub struct Ports {
     pub signals: Option<Arc<crate::services::signals::EcsSignals>>,
     /// The live account, for the verify step.
     pub inventory: Option<Arc<dyn crate::ports::Inventory>>,
+    /// Build caches kept between an app's deployments (none when `pipeline.cacheSize` is 0).
+    pub build_cache: Option<Arc<dyn crate::ports::BuildCache>>,
 }
 
 pub struct Engine {
@@ -313,6 +317,7 @@ impl Engine {
             images: self.ports.images.as_ref(),
             signals: self.ports.signals.as_ref(),
             inventory: self.ports.inventory.as_deref(),
+            build_cache: self.ports.build_cache.as_deref(),
             config: &self.config,
         }
     }

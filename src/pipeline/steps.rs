@@ -82,6 +82,7 @@ pub struct StepContext<'a> {
     pub images: Option<&'a crate::images::ImagePorts>,
     pub signals: Option<&'a std::sync::Arc<crate::services::signals::EcsSignals>>,
     pub inventory: Option<&'a dyn crate::ports::Inventory>,
+    pub build_cache: Option<&'a dyn crate::ports::BuildCache>,
     pub config: &'a PipelineConfig,
 }
 
@@ -205,7 +206,9 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         Some(w) => checkout_dir(ctx).join(w),
         None => checkout_dir(ctx),
     };
+    // A clean home every attempt: what an interrupted attempt left (a restored cache) goes.
     let home = ctx.workspace.join("home");
+    let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home)
         .map_err(|e| StepError::Invalid(format!("cannot create {}: {e}", home.display())))?;
     let mut env: Vec<(String, String)> = vec![
@@ -238,6 +241,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         }
     }
     let log = ctx.log.scrubbing(passed);
+    let caches = restore_caches(ctx, spec, &log).await;
     let deadline = std::time::Instant::now() + timeout;
     for command in &spec.commands {
         log.line(format!("$ {command}"));
@@ -274,10 +278,213 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             }
         }
     }
-    Ok(StepOutput {
-        summary: format!("{} command(s) succeeded", spec.commands.len()),
-        sha: None,
-    })
+    let mut summary = format!("{} command(s) succeeded", spec.commands.len());
+    let outcomes = save_caches(ctx, &caches, &log).await;
+    if !outcomes.is_empty() {
+        summary.push_str("; caches: ");
+        summary.push_str(&outcomes.join(", "));
+    }
+    Ok(StepOutput { summary, sha: None })
+}
+
+/// A declared cache this build uses: where it is, its key, how its restore went.
+struct ActiveCache {
+    slot: crate::ports::CacheSlot,
+    dir: crate::ports::CacheDir,
+    path: String,
+    restored: &'static str,
+}
+
+/// The most bytes of one key file hashed (a lock file is a few MB at most).
+const MAX_KEY_FILE_BYTES: u64 = 64 << 20;
+
+/// Restores the build's declared caches before its commands. A cache that cannot be used
+/// is logged and left out; it never fails the build.
+async fn restore_caches(
+    ctx: &StepContext<'_>,
+    spec: &crate::domain::BuildSpec,
+    log: &StepLog,
+) -> Vec<ActiveCache> {
+    use crate::plan::cache::{key, place, Place};
+    use crate::ports::{CacheDir, CacheSlot, Restored};
+    let mut out = Vec::new();
+    if spec.caches.is_empty() {
+        return out;
+    }
+    let Some(store) = ctx.build_cache else {
+        log.line(
+            "build caches are off on this daemon (pipeline.cacheSize: 0); building without them",
+        );
+        return out;
+    };
+    let checkout = checkout_dir(ctx);
+    let workdir: std::path::PathBuf = std::path::Path::new(spec.workdir.as_deref().unwrap_or(""))
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    for c in &spec.caches {
+        let name = c.cache_name();
+        let rel = match place(&c.path) {
+            Ok(Place::Home(p)) => std::path::Path::new("home").join(p),
+            Ok(Place::Workdir(p)) => std::path::Path::new("src").join(&workdir).join(p),
+            Err(e) => {
+                log.line(format!("cache {name}: skipped: {e}"));
+                continue;
+            }
+        };
+        let files = {
+            let (checkout, base, files) =
+                (checkout.clone(), checkout.join(&workdir), c.key.clone());
+            tokio::task::spawn_blocking(move || hash_key_files(&checkout, &base, &files))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        let files = match files {
+            Ok(f) => f,
+            Err(e) => {
+                log.line(format!("cache {name}: skipped: {e}"));
+                continue;
+            }
+        };
+        let slot = CacheSlot {
+            app: ctx.dep.app.clone(),
+            key: key(&name, &c.path, &files),
+            name,
+        };
+        let dir = CacheDir::new(ctx.workspace, rel);
+        let short = &slot.key[..12];
+        let restored = match store.restore(&slot, &dir).await {
+            Ok(Restored::Exact { bytes }) => {
+                log.line(format!(
+                    "cache {} ({}): restored (key {short}, {})",
+                    slot.name,
+                    c.path,
+                    bytesize::ByteSize::b(bytes)
+                ));
+                "restored"
+            }
+            Ok(Restored::Older { bytes, saved_at }) => {
+                let age = (chrono::Utc::now().timestamp_millis() - saved_at).max(0) as u64;
+                log.line(format!(
+                    "cache {} ({}): restored from an older key (the key files changed; saved {} ago, {}); saving under key {short}",
+                    slot.name,
+                    c.path,
+                    crate::domain::duration::format(std::time::Duration::from_secs(age / 1000)),
+                    bytesize::ByteSize::b(bytes)
+                ));
+                "restored from an older key"
+            }
+            Ok(Restored::Miss) => {
+                log.line(format!(
+                    "cache {} ({}): miss (key {short}); starting empty",
+                    slot.name, c.path
+                ));
+                "miss"
+            }
+            Err(e) => {
+                log.line(format!(
+                    "cache {} ({}): not restored: {e}; building without it",
+                    slot.name, c.path
+                ));
+                continue;
+            }
+        };
+        out.push(ActiveCache {
+            slot,
+            dir,
+            path: c.path.clone(),
+            restored,
+        });
+    }
+    out
+}
+
+/// Saves the caches after the build's commands succeeded; what each did, for the summary.
+async fn save_caches(ctx: &StepContext<'_>, caches: &[ActiveCache], log: &StepLog) -> Vec<String> {
+    let Some(store) = ctx.build_cache else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for c in caches {
+        let name = &c.slot.name;
+        match store.save(&c.slot, &c.dir).await {
+            Ok(Some(saved)) => {
+                let mut line = format!(
+                    "cache {name} ({}): saved {} in {} files (key {})",
+                    c.path,
+                    bytesize::ByteSize::b(saved.bytes),
+                    saved.files,
+                    &c.slot.key[..12]
+                );
+                if saved.evicted > 0 {
+                    line.push_str(&format!(
+                        "; evicted {} older entr{} ({}) to stay within {}",
+                        saved.evicted,
+                        if saved.evicted == 1 { "y" } else { "ies" },
+                        bytesize::ByteSize::b(saved.evicted_bytes),
+                        bytesize::ByteSize::b(ctx.config.cache_size)
+                    ));
+                }
+                log.line(line);
+            }
+            Ok(None) => log.line(format!(
+                "cache {name} ({}): nothing to save (the build left no such directory)",
+                c.path
+            )),
+            Err(e) => log.line(format!("cache {name} ({}): not saved: {e}", c.path)),
+        }
+        out.push(format!("{name} {}", c.restored));
+    }
+    out
+}
+
+/// Each key file (relative to `base`, inside `checkout`) with the SHA-256 of its contents,
+/// `None` when it does not exist. A key file must be a regular file in the checkout: a
+/// symlink out of it, a FIFO or a huge file is refused.
+fn hash_key_files(
+    checkout: &Path,
+    base: &Path,
+    files: &[String],
+) -> Result<Vec<(String, Option<String>)>, String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read as _;
+    let root = checkout
+        .canonicalize()
+        .map_err(|e| format!("cannot read the checkout: {e}"))?;
+    let mut out = Vec::new();
+    for f in files {
+        let path = base.join(f);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                out.push((f.clone(), None));
+                continue;
+            }
+            Err(e) => return Err(format!("key file `{f}`: {e}")),
+            Ok(m) => m,
+        };
+        let inside = path
+            .canonicalize()
+            .map(|p| p.starts_with(&root))
+            .unwrap_or(false);
+        if !meta.is_file() || !inside {
+            return Err(format!(
+                "key file `{f}` is not a regular file in the checkout (a symlink, a directory or a special file)"
+            ));
+        }
+        if meta.len() > MAX_KEY_FILE_BYTES {
+            return Err(format!(
+                "key file `{f}` is {} bytes, more than the {MAX_KEY_FILE_BYTES} hashed",
+                meta.len()
+            ));
+        }
+        let mut h = Sha256::new();
+        let mut file = std::fs::File::open(&path)
+            .map_err(|e| format!("key file `{f}`: {e}"))?
+            .take(MAX_KEY_FILE_BYTES);
+        std::io::copy(&mut file, &mut h).map_err(|e| format!("key file `{f}`: {e}"))?;
+        out.push((f.clone(), Some(hex::encode(h.finalize()))));
+    }
+    Ok(out)
 }
 
 async fn publish_images(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {

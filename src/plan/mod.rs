@@ -6,7 +6,10 @@
 //!   invalidation paths.
 //! - [`edge`]: the CloudFront Function generated from a site's redirect and rewrite rules.
 //! - [`dockerfile`]: the base images a Dockerfile's `FROM` lines name.
+//! - [`cache`]: build caches: where they live, their keys, which entry a build starts from,
+//!   which entries are evicted.
 
+pub mod cache;
 pub mod chatops;
 pub mod dockerfile;
 pub mod edge;

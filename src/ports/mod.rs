@@ -3,6 +3,7 @@
 //! speak to the outside world only through these; nothing here does IO itself (the
 //! [`StepLog`] is an in-memory, bounded, secret-scrubbed buffer that steps write to).
 
+mod cache;
 mod ecs;
 mod inventory;
 mod objects;
@@ -12,6 +13,7 @@ mod report;
 mod source;
 mod step_log;
 
+pub use cache::*;
 pub use ecs::*;
 pub use inventory::*;
 pub use objects::*;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod caches;
 mod chatops;
 mod cli;
 mod control;
