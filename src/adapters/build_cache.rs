@@ -58,6 +58,24 @@ impl DirCache {
         self.root.join(app).join(name).join(key)
     }
 
+    /// The slot's parts name directories of the store: plain labels only, whatever the
+    /// manifest's validation already checked (`..` or `/` would leave the store).
+    fn check(slot: &CacheSlot) -> Result<(), CacheError> {
+        let plain = |s: &str| {
+            (1..=128).contains(&s.len())
+                && !s.starts_with(['.', '-'])
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if [&slot.app, &slot.name, &slot.key].iter().all(|s| plain(s)) {
+            Ok(())
+        } else {
+            Err(CacheError::Unsafe(format!(
+                "cache `{}` of app `{}` is not a plain name",
+                slot.name, slot.app
+            )))
+        }
+    }
+
     /// Every complete entry; a key directory without a readable `entry.json` (a save cut
     /// off between its two renames) is removed. Called under the lock.
     fn entries(&self) -> Vec<Entry> {
@@ -88,6 +106,7 @@ impl DirCache {
     }
 
     fn restore_blocking(&self, slot: &CacheSlot, dir: &CacheDir) -> Result<Restored, CacheError> {
+        Self::check(slot)?;
         let dest = real_dirs_to(dir, true)?.expect("created");
         match std::fs::symlink_metadata(&dest) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -149,6 +168,7 @@ impl DirCache {
     }
 
     fn save_blocking(&self, slot: &CacheSlot, dir: &CacheDir) -> Result<Option<Saved>, CacheError> {
+        Self::check(slot)?;
         let Some(src) = real_dirs_to(dir, false)? else {
             return Ok(None);
         };
@@ -440,6 +460,16 @@ mod tests {
             Err(CacheError::Unsafe(_))
         ));
         assert!(store.entries().is_empty());
+        // A slot naming its way out of the store is refused before any path is made.
+        let out = CacheSlot {
+            app: "..".into(),
+            name: "npm".into(),
+            key: "k".into(),
+        };
+        assert!(matches!(
+            store.save_blocking(&out, &CacheDir::new(&ws, "real")),
+            Err(CacheError::Unsafe(_))
+        ));
     }
 
     #[test]
