@@ -184,6 +184,7 @@ env -u GANTRY_CONFIG \
   GANTRY_LISTEN="127.0.0.1:$PORT" \
   GANTRY_DATA_DIR="$WORK/data" \
   GANTRY_MANIFESTS="$WORK/manifests" \
+  GANTRY_POLL_INTERVAL=off \
   GANTRY_GITHUB_WEBHOOK_SECRET="$SECRET" \
   GANTRY_API_TOKEN="$TOKEN" \
   "$BIN" serve </dev/null >"$WORK/gantry.log" 2>&1 &

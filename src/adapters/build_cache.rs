@@ -197,6 +197,12 @@ impl DirCache {
         }
         let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let entry = self.entry_dir(&slot.app, &slot.name, &slot.key);
+        // Strictly the newest entry, even when the clock has not moved since the last save
+        // (millisecond resolution): eviction must never pick the entry just saved.
+        let newest = self.entries().iter().map(|e| e.saved_at).max();
+        let saved_at = chrono::Utc::now()
+            .timestamp_millis()
+            .max(newest.map_or(i64::MIN, |n| n.saturating_add(1)));
         let put = (|| {
             if entry.exists() {
                 std::fs::remove_dir_all(&entry)?;
@@ -206,7 +212,7 @@ impl DirCache {
             let meta = EntryFile {
                 bytes: copied.bytes,
                 files: copied.files,
-                saved_at: chrono::Utc::now().timestamp_millis(),
+                saved_at,
             };
             std::fs::write(
                 entry.join("entry.json"),
