@@ -71,6 +71,9 @@ PORT="${GANTRY_DEMO_PORT:-18080}"
 export GANTRY_LISTEN="127.0.0.1:$PORT"
 export GANTRY_DATA_DIR="$DEMO/data"
 export GANTRY_MANIFESTS="$DEMO/manifests"
+# The demo delivers its pushes as webhooks; polling (the fallback for a webhook that never
+# came, every 60 s by default) would deploy the repository's first commit on its own.
+export GANTRY_POLL_INTERVAL=off
 export GANTRY_GITHUB_WEBHOOK_SECRET="demo-webhook-secret"
 export GANTRY_API_TOKEN="demo-api-token"
 export GANTRY_SERVER="http://127.0.0.1:$PORT"

@@ -118,7 +118,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cdn: Arc::new(CloudFront::new(&aws)),
     };
     let ports = Ports {
-        fetcher,
+        fetcher: fetcher.clone(),
         runner,
         sites: Some(sites),
         ecs: Some(ecs.clone()),
@@ -213,6 +213,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         queue.handle(),
         Some(ecs.clone()),
     ));
+    // Polling remotes for pushes whose webhook never came; stops with intake.
+    let poller = crate::control::poll::Poller::new(
+        control.clone(),
+        fetcher.clone() as Arc<dyn crate::ports::RemoteRefs>,
+        config.polling,
+    );
     let followups = tokio_util::task::TaskTracker::new();
     let verifier = config
         .discord
@@ -268,6 +274,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let stop = task_cancel.stop.clone();
         let server = crate::http::serve::serve(listener, app, limits, stop);
         let queue_task = tokio::spawn(queue.run());
+        let poll_task = tokio::spawn(poller.run(task_cancel.stop.clone()));
         let signals = tokio::spawn(watch_signals(
             task_cancel.clone(),
             manifests_dir,
@@ -275,6 +282,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             redactor,
         ));
         server.await;
+        let _ = poll_task.await;
         // Intake has stopped. Give running steps the grace period, then abort them.
         let abort = task_cancel.abort.clone();
         let aborter = tokio::spawn(async move {

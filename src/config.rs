@@ -43,6 +43,8 @@ pub struct Config {
     pub discord: DiscordConfig,
     /// Gantry's public base URL, for links in reports (`/api/v1/deployments/ID`).
     pub public_url: Option<String>,
+    /// Polling remotes for pushes whose webhook never came (`polling`).
+    pub polling: crate::plan::poll::PollSettings,
 }
 
 /// Discord: notifications (bot token) and the interactions endpoint.
@@ -155,6 +157,15 @@ struct RawConfig {
     #[serde(default)]
     discord: RawDiscord,
     public_url: Option<String>,
+    #[serde(default)]
+    polling: RawPolling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolling {
+    interval: Option<String>,
+    jitter: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -451,6 +462,7 @@ impl Config {
             Duration::from_secs(10),
         )?;
         let images = images_config(raw.images, env, ecs_poll)?;
+        let polling = polling_config(raw.polling, env)?;
         let discord = discord_config(raw.discord, env)?;
         let aws_max_attempts = match number(
             env,
@@ -592,6 +604,7 @@ impl Config {
             eventbridge_bus: pick("GANTRY_EVENTBRIDGE_BUS", raw.event_bridge_bus),
             eventbridge_api_key: pick("GANTRY_EVENTBRIDGE_API_KEY", raw.event_bridge_api_key)
                 .map(Secret::new),
+            polling,
         })
     }
 
@@ -810,6 +823,30 @@ fn number(
         }),
         None => Ok(file_value),
     }
+}
+
+/// `polling`: every 60 s plus up to a quarter of the interval by default; `0` or `off` turns
+/// it off (apps with `source.poll` set are still polled).
+fn polling_config(
+    raw: RawPolling,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::plan::poll::PollSettings, ConfigError> {
+    let pick = |var: &str, file_value: Option<String>| pick(env, var, file_value);
+    let interval = match pick("GANTRY_POLL_INTERVAL", raw.interval) {
+        Some(v) if v.trim() == "off" => None,
+        v => Some(duration(
+            "polling.interval (GANTRY_POLL_INTERVAL)",
+            v,
+            Duration::from_secs(60),
+        )?),
+    }
+    .filter(|d| !d.is_zero());
+    let jitter = duration(
+        "polling.jitter (GANTRY_POLL_JITTER)",
+        pick("GANTRY_POLL_JITTER", raw.jitter),
+        interval.map_or(Duration::ZERO, |i| i / 4),
+    )?;
+    Ok(crate::plan::poll::PollSettings { interval, jitter })
 }
 
 fn duration(

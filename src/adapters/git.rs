@@ -15,7 +15,9 @@ use base64::Engine as _;
 use tokio::process::Command;
 
 use crate::ports::StepLog;
-use crate::ports::{FetchError, FetchRequest, FetchedCommit, Revision, SourceFetcher};
+use crate::ports::{
+    FetchError, FetchRequest, FetchedCommit, RemoteHeads, RemoteRefs, Revision, SourceFetcher,
+};
 use crate::secret::{Redactor, Secret};
 
 pub struct GitFetcher {
@@ -66,6 +68,25 @@ impl GitFetcher {
         args: &[&str],
         remote: bool,
     ) -> Result<String, FetchError> {
+        let mut cmd = self.command(dir, args, remote);
+        let out = cmd.output().await.map_err(|e| FetchError::Git {
+            action: args.first().copied().unwrap_or("").into(),
+            detail: format!("cannot run git: {e}"),
+        })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            Err(FetchError::Git {
+                action: args.first().copied().unwrap_or("").into(),
+                detail: self.redactor.redact(stderr.trim()),
+            })
+        }
+    }
+
+    /// A git command with the token (for a remote), no prompts, no system config, and a
+    /// parent-death signal.
+    fn command(&self, dir: Option<&Path>, args: &[&str], remote: bool) -> Command {
         let mut cmd = Command::new("git");
         if let Some(d) = dir {
             cmd.arg("-C").arg(d);
@@ -96,19 +117,7 @@ impl GitFetcher {
                     format!("Authorization: Basic {basic}"),
                 );
         }
-        let out = cmd.output().await.map_err(|e| FetchError::Git {
-            action: args.first().copied().unwrap_or("").into(),
-            detail: format!("cannot run git: {e}"),
-        })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            Err(FetchError::Git {
-                action: args.first().copied().unwrap_or("").into(),
-                detail: self.redactor.redact(stderr.trim()),
-            })
-        }
+        cmd
     }
 
     /// `git fetch --depth=1` of one revision into `dir`; `--end-of-options` keeps the URL
@@ -281,6 +290,92 @@ impl SourceFetcher for GitFetcher {
     }
 }
 
+/// The most `git ls-remote` output read from one remote (about 40,000 refs), and the longest
+/// it may take: a remote that sends more, or hangs, fails that look instead of the daemon.
+const LS_REMOTE_MAX_BYTES: u64 = 4 << 20;
+const LS_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[async_trait]
+impl RemoteRefs for GitFetcher {
+    #[tracing::instrument(skip_all)]
+    async fn list(&self, url: &str) -> Result<RemoteHeads, FetchError> {
+        use tokio::io::AsyncReadExt as _;
+        let fail = |detail: String| FetchError::Git {
+            action: "ls-remote".into(),
+            detail,
+        };
+        // `--end-of-options` keeps a URL starting with `-` from being read as an option.
+        let mut cmd = self.command(
+            None,
+            &["ls-remote", "--heads", "--tags", "--end-of-options", url],
+            true,
+        );
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("cannot run git: {e}")))?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let read = async {
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut so = (&mut stdout).take(LS_REMOTE_MAX_BYTES + 1);
+            let mut se = (&mut stderr).take(64 * 1024);
+            let (a, b) = tokio::join!(so.read_to_end(&mut out), se.read_to_end(&mut err));
+            a.and(b).map(|_| (out, err))
+        };
+        let (out, err) = match tokio::time::timeout(LS_REMOTE_TIMEOUT, read).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(fail(format!("reading its output: {e}"))),
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(fail(format!(
+                    "no answer within {}s",
+                    LS_REMOTE_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        if out.len() as u64 > LS_REMOTE_MAX_BYTES {
+            let _ = child.kill().await;
+            return Err(fail(format!(
+                "the remote lists more than {} MiB of refs",
+                LS_REMOTE_MAX_BYTES >> 20
+            )));
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| fail(format!("waiting for git: {e}")))?;
+        if !status.success() {
+            let stderr = String::from_utf8_lossy(&err);
+            return Err(fail(self.redactor.redact(stderr.trim())));
+        }
+        Ok(parse_ls_remote(&String::from_utf8_lossy(&out)))
+    }
+}
+
+/// `SHA<TAB>REF` lines; a tag's peeled line (`REF^{}`, the commit an annotated tag points
+/// to) replaces the tag object's sha, since a deployment names a commit.
+fn parse_ls_remote(text: &str) -> RemoteHeads {
+    let mut heads = RemoteHeads::new();
+    let mut peeled = Vec::new();
+    for line in text.lines() {
+        let Some((sha, name)) = line.split_once('\t') else {
+            continue;
+        };
+        match name.strip_suffix("^{}") {
+            Some(tag) => peeled.push((tag.to_owned(), sha.to_owned())),
+            None => {
+                heads.insert(name.to_owned(), sha.to_owned());
+            }
+        }
+    }
+    for (tag, sha) in peeled {
+        heads.insert(tag, sha);
+    }
+    heads
+}
+
 impl GitFetcher {
     /// Where the commit a checkout holds is recorded: beside the mirrors, which no build sees.
     fn checkout_record(&self, dest: &Path) -> PathBuf {
@@ -428,4 +523,34 @@ fn local_git(dir: &Path, args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ls_remote_lines_with_peeled_tags() {
+        let a = "1".repeat(40);
+        let b = "2".repeat(40);
+        let c = "3".repeat(40);
+        let text = format!(
+            "{a}\trefs/heads/main\n{b}\trefs/tags/v1\n{c}\trefs/tags/v1^{{}}\nnot a line\n"
+        );
+        let heads = parse_ls_remote(&text);
+        assert_eq!(heads.len(), 2);
+        assert_eq!(heads["refs/heads/main"], a);
+        // The annotated tag names its commit, not the tag object.
+        assert_eq!(heads["refs/tags/v1"], c);
+    }
+
+    #[tokio::test]
+    async fn a_url_that_looks_like_an_option_is_only_ever_a_url() {
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("pwned");
+        let git = GitFetcher::new(tmp.path().join("m"), None, Redactor::default());
+        let url = format!("--upload-pack=touch {}", marker.display());
+        assert!(git.list(&url).await.is_err());
+        assert!(!marker.exists());
+    }
 }

@@ -6,6 +6,8 @@
 //! the store, the manifests and the queue handle, asks `plan::*` what to do, and answers with
 //! its own error type: it knows nothing of HTTP status codes or Discord responses.
 
+pub mod poll;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -123,6 +125,50 @@ impl Control {
         event: &str,
         push: &PushEvent,
     ) -> Result<DeliveryOutcome, ControlError> {
+        self.intake(delivery, event, push, Trigger::Push, push.actor())
+            .await
+    }
+
+    /// Takes in a ref the poller found moved on `repo` (a push whose webhook never came), as a
+    /// push would be, under a delivery id made from the repository, ref and sha: taken in
+    /// once, and not at all when a webhook already brought that sha.
+    pub async fn poll(
+        &self,
+        repo: &str,
+        git_ref: &str,
+        sha: &str,
+    ) -> Result<DeliveryOutcome, ControlError> {
+        let push = PushEvent {
+            git_ref: git_ref.to_owned(),
+            after: sha.to_owned(),
+            deleted: false,
+            repository: crate::domain::PushRepository {
+                full_name: repo.to_owned(),
+            },
+            commits: vec![],
+            head_commit: None,
+            pusher: None,
+            sender: None,
+        };
+        let delivery = crate::plan::poll::delivery_id(repo, git_ref, sha);
+        self.intake(
+            &delivery,
+            "poll",
+            &push,
+            Trigger::Poll,
+            "gantry (poll)".into(),
+        )
+        .await
+    }
+
+    async fn intake(
+        &self,
+        delivery: &str,
+        event: &str,
+        push: &PushEvent,
+        trigger: Trigger,
+        actor: String,
+    ) -> Result<DeliveryOutcome, ControlError> {
         // Nothing from the payload reaches git or the store unchecked.
         let mut push = push.clone();
         push.after = git::commit_sha(&push.after).ok_or_else(|| {
@@ -142,8 +188,8 @@ impl Control {
                             &app.manifest,
                             Some(sha.clone()),
                             push.git_ref.clone(),
-                            Trigger::Push,
-                            push.actor(),
+                            trigger,
+                            actor.clone(),
                             Some(delivery.to_owned()),
                         )
                     })

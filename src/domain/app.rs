@@ -83,6 +83,53 @@ pub struct Source {
     /// Globs over changed paths; when set, a push deploys only if a changed file matches one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// How often Gantry polls the repository for pushes whose webhook never came: a duration
+    /// of at least 1s (`30s`, `5m`) or `off`. Default: the daemon's `polling.interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollSetting>,
+}
+
+/// `spec.source.poll`: `off`, or how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollSetting {
+    Off,
+    Every(std::time::Duration),
+}
+
+impl PollSetting {
+    /// The interval, `None` when off.
+    pub fn interval(self) -> Option<std::time::Duration> {
+        match self {
+            Self::Off => None,
+            Self::Every(d) => Some(d),
+        }
+    }
+}
+
+impl Serialize for PollSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Off => s.serialize_str("off"),
+            Self::Every(d) => s.serialize_str(&super::duration::format(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PollSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "off" {
+            return Ok(Self::Off);
+        }
+        let every = super::duration::parse(&text)
+            .map_err(|e| serde::de::Error::custom(format!("{e}; use `off` or e.g. `60s`, `5m`")))?;
+        if every < std::time::Duration::from_secs(1) {
+            return Err(serde::de::Error::custom(format!(
+                "`{text}` polls more often than once a second; use `off` or e.g. `60s`"
+            )));
+        }
+        Ok(Self::Every(every))
+    }
 }
 
 fn default_branch() -> String {

@@ -152,6 +152,8 @@ impl FromStr for StepKind {
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Push,
+    /// A moved ref found by polling the remote (a webhook that never came).
+    Poll,
     Api,
     Discord,
     Rollback,
@@ -161,6 +163,7 @@ impl Trigger {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Push => "push",
+            Self::Poll => "poll",
             Self::Api => "api",
             Self::Discord => "discord",
             Self::Rollback => "rollback",
@@ -173,6 +176,7 @@ impl FromStr for Trigger {
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "push" => Self::Push,
+            "poll" => Self::Poll,
             "api" => Self::Api,
             "discord" => Self::Discord,
             "rollback" => Self::Rollback,

@@ -337,6 +337,7 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
                 branch: branch.into(),
                 tags: None,
                 paths: vec![],
+                poll: None,
             },
             build: Some(crate::domain::BuildSpec {
                 commands: vec!["echo \"building $GANTRY_APP at $GANTRY_SHA\"".into()],

@@ -33,14 +33,11 @@ pub fn plan_push<'a>(
             reason: format!("{} was deleted", push.git_ref),
         };
     }
-    let target = match RefTarget::parse(&push.git_ref) {
-        Some(t) => t,
-        None => {
-            return IntakeDecision::Ignore {
-                reason: format!("{} is neither a branch nor a tag", push.git_ref),
-            }
-        }
-    };
+    if RefTarget::parse(&push.git_ref).is_none() {
+        return IntakeDecision::Ignore {
+            reason: format!("{} is neither a branch nor a tag", push.git_ref),
+        };
+    }
     let mut tracked_ref = false;
     let mut filtered = Vec::new();
     let mut matched = Vec::new();
@@ -49,11 +46,7 @@ pub fn plan_push<'a>(
         if !src.repo.eq_ignore_ascii_case(&push.repository.full_name) {
             continue;
         }
-        let tracks = match target {
-            RefTarget::Branch(b) => glob_or_eq(&src.branch, b),
-            RefTarget::Tag(t) => src.tags.as_deref().is_some_and(|p| glob_or_eq(p, t)),
-        };
-        if !tracks {
+        if !tracks(app, &push.git_ref) {
             continue;
         }
         tracked_ref = true;
@@ -81,6 +74,41 @@ pub fn plan_push<'a>(
         )
     };
     IntakeDecision::Ignore { reason }
+}
+
+/// Whether `app` deploys pushes of `git_ref` (its branch, or a tag its `tags` glob matches).
+pub fn tracks(app: &AppManifest, git_ref: &str) -> bool {
+    let src = &app.spec.source;
+    match RefTarget::parse(git_ref) {
+        Some(RefTarget::Branch(b)) => glob_or_eq(&src.branch, b),
+        Some(RefTarget::Tag(t)) => src.tags.as_deref().is_some_and(|p| glob_or_eq(p, t)),
+        None => false,
+    }
+}
+
+/// What an earlier delivery of the same repository, ref and sha means for a new one: the
+/// poller and webhooks take in each pushed sha once between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Nothing earlier: plan it as usual.
+    New,
+    /// A poll of a sha intake already saw (by webhook or poll): record nothing.
+    Duplicate,
+    /// A webhook for a sha the poller already took in: recorded, deploys nothing.
+    Ignore(String),
+}
+
+/// `event` is the new delivery's (`push` or `poll`); `earlier` the event and id of an earlier
+/// delivery of the same repository, ref and sha, a `poll` one preferred when there are both.
+pub fn seen_before(event: &str, earlier: Option<(&str, &str)>) -> Seen {
+    match (event, earlier) {
+        (_, None) => Seen::New,
+        ("poll", Some(_)) => Seen::Duplicate,
+        (_, Some(("poll", id))) => {
+            Seen::Ignore(format!("already taken in by polling (delivery {id})"))
+        }
+        _ => Seen::New,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

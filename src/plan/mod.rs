@@ -6,6 +6,7 @@
 //!   invalidation paths.
 //! - [`edge`]: the CloudFront Function generated from a site's redirect and rewrite rules.
 //! - [`dockerfile`]: the base images a Dockerfile's `FROM` lines name.
+//! - [`poll`]: polling remotes for pushes a webhook did not bring: sources, schedule, refs.
 //! - [`cache`]: build caches: where they live, their keys, which entry a build starts from,
 //!   which entries are evicted.
 
@@ -19,6 +20,7 @@ pub mod invalidation;
 pub mod locate;
 pub mod notify;
 pub mod oci;
+pub mod poll;
 pub mod retry;
 pub mod rollout;
 pub mod service_diff;

@@ -54,3 +54,12 @@ pub enum FetchError {
 pub trait SourceFetcher: Send + Sync {
     async fn fetch(&self, req: &FetchRequest, log: &StepLog) -> Result<FetchedCommit, FetchError>;
 }
+
+/// What `git ls-remote` listed: ref name -> sha, branches and tags only.
+pub type RemoteHeads = std::collections::BTreeMap<String, String>;
+
+/// Lists a remote's branches and tags without fetching anything.
+#[async_trait]
+pub trait RemoteRefs: Send + Sync {
+    async fn list(&self, url: &str) -> Result<RemoteHeads, FetchError>;
+}

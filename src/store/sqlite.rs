@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_retries.sql"),
     include_str!("migrations/0005_interactions.sql"),
     include_str!("migrations/0006_report_outbox.sql"),
+    include_str!("migrations/0007_delivery_sha.sql"),
 ];
 /// How long interaction ids are remembered: twice Discord's signature window.
 const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
@@ -416,6 +417,31 @@ impl Store for SqliteStore {
                 return Ok(DeliveryOutcome::Duplicate);
             }
             let mut record = delivery;
+            let mut deployments = deployments;
+            if let (Some(repo), Some(git_ref), Some(sha)) =
+                (&record.repo, &record.git_ref, &record.sha)
+            {
+                // Polls and webhooks take each pushed sha in once between them.
+                let earlier: Option<(String, String)> = conn
+                    .query_row(
+                        "SELECT event, id FROM deliveries
+                         WHERE sha = ?1 AND git_ref = ?2 AND lower(repo) = lower(?3)
+                         ORDER BY event = 'poll' DESC, received_at LIMIT 1",
+                        params![sha, git_ref, repo],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let earlier = earlier.as_ref().map(|(e, i)| (e.as_str(), i.as_str()));
+                match crate::plan::intake::seen_before(&record.event, earlier) {
+                    crate::plan::intake::Seen::New => {}
+                    crate::plan::intake::Seen::Duplicate => return Ok(DeliveryOutcome::Duplicate),
+                    crate::plan::intake::Seen::Ignore(why) => {
+                        deployments.clear();
+                        record.outcome = Intake::Ignored;
+                        record.reason = Some(why);
+                    }
+                }
+            }
             let (go, held) = crate::plan::intake::hold_paused(deployments, &paused_apps(conn)?);
             if go.is_empty() {
                 if let Some(why) = held {

@@ -46,6 +46,7 @@ pub fn spawn_with(
         .env("GANTRY_LISTEN", format!("127.0.0.1:{port}"))
         .env("GANTRY_DATA_DIR", data)
         .env("GANTRY_MANIFESTS", manifests)
+        .env("GANTRY_POLL_INTERVAL", "0")
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_API_TOKEN", TOKEN)
         .envs(env.iter().copied())

@@ -18,6 +18,7 @@ mod hostile;
 mod images;
 mod leaks;
 mod pipeline;
+mod poll;
 mod queue;
 mod s3proxy;
 mod services;

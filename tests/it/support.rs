@@ -136,6 +136,8 @@ impl TestApp {
             ("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET.to_string()),
             ("GANTRY_API_TOKEN", TOKEN.to_string()),
             ("GANTRY_SHUTDOWN_GRACE", "1s".to_string()),
+            // Deployments come from the pushes a test delivers; tests of polling turn it on.
+            ("GANTRY_POLL_INTERVAL", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -325,6 +327,7 @@ pub fn root() -> PathBuf {
 pub fn gantry_cli() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
     cmd.env_remove("GANTRY_CONFIG")
+        .env("GANTRY_POLL_INTERVAL", "0")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
         .env("AWS_REGION", "us-east-1");
