@@ -7,10 +7,11 @@
 #   demo   demo/app: a static site made by a shell script and one backend image (layer
 #          builder) and service: Gantry's own overhead, with no heavy build.
 #   next   the Next.js 15 export of bench/sites/next-site (BENCH_SITE_PAGES posts) built by
-#          `npm ci --prefer-offline && npm run build`, plus two images and services (api,
-#          worker), like the portfolio and the event site. Its build declares two caches keyed
-#          by package-lock.json: `~/.npm` (npm's download cache) and `.next/cache` (Next's
-#          webpack/SWC cache).
+#          `npm ci --prefer-offline` (skipped when node_modules was restored under this
+#          lock's key: GANTRY_CACHE_NODE_MODULES=hit) and `npm run build`, plus two images and
+#          services (api, worker), like the portfolio and the event site. Its build declares
+#          three caches keyed by package-lock.json: `node_modules`, `~/.npm` (npm's download
+#          cache, for a changed lock) and `.next/cache` (Next's webpack/SWC cache).
 # For each app, three pushes in order, each timed from the webhook to `gantry show --wait`
 # returning the verdict:
 #   first        the first deployment (every image built, every service created, every file up)
@@ -239,13 +240,15 @@ spec:
   build:
     workdir: site
     commands:
-      - npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+      - '[ "\$GANTRY_CACHE_NODE_MODULES" = hit ] || npm ci --prefer-offline --no-audit --no-fund --loglevel=error'
       - npm run build
     env:
       NEXT_TELEMETRY_DISABLED: "1"
       BENCH_SITE_PAGES: "$SITE_PAGES"
       BENCH_SITE_TAGS: "$SITE_TAGS"
     caches:
+      - path: node_modules
+        key: [package-lock.json]
       - path: ~/.npm
         key: [package-lock.json]
       - path: .next/cache

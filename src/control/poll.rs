@@ -137,8 +137,8 @@ impl Poller {
                         None => tracked.remove(r),
                     };
                 }
-                // A first look that could not take its branch in stays a first look.
-                if prev.is_none() && !failed.is_empty() {
+                // A first look that could not take everything in stays a first look.
+                if prev.is_none() && !(failed.is_empty() && skipped.is_empty()) {
                     continue;
                 }
                 self.previous

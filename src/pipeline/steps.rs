@@ -242,6 +242,20 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     }
     let log = ctx.log.scrubbing(passed);
     let caches = restore_caches(ctx, spec, &log).await;
+    // How each declared cache's restore went, for commands that skip work on an exact hit
+    // (`[ "$GANTRY_CACHE_NODE_MODULES" = hit ] || npm ci`), as actions/cache's `cache-hit`.
+    for c in &spec.caches {
+        let name = c.cache_name();
+        let state = caches
+            .iter()
+            .find(|a| a.slot.name == name)
+            .map_or("miss", |a| match a.restored {
+                "restored" => "hit",
+                "restored from an older key" => "older",
+                _ => "miss",
+            });
+        env.push((crate::plan::cache::hit_variable(&name), state.into()));
+    }
     let deadline = std::time::Instant::now() + timeout;
     for command in &spec.commands {
         log.line(format!("$ {command}"));

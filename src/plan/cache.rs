@@ -140,6 +140,20 @@ pub fn choose(entries: &[Entry], app: &str, name: &str, key: &str) -> Choice {
     }
 }
 
+/// The variable a build's commands read to learn how a cache's restore went (`hit`,
+/// `older` or `miss`): `node-modules` -> `GANTRY_CACHE_NODE_MODULES`.
+pub fn hit_variable(name: &str) -> String {
+    let upper: String = name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => c.to_ascii_uppercase(),
+            'A'..='Z' | '0'..='9' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("GANTRY_CACHE_{upper}")
+}
+
 /// The entries to delete (indices into `entries`): per cache all but its newest
 /// [`KEEP_PER_CACHE`], then the least recently saved until the rest fit in `limit` bytes.
 pub fn evictions(entries: &[Entry], limit: u64) -> Vec<usize> {
@@ -176,6 +190,13 @@ pub fn evictions(entries: &[Entry], limit: u64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hit_variables_are_shell_names() {
+        assert_eq!(hit_variable("node-modules"), "GANTRY_CACHE_NODE_MODULES");
+        assert_eq!(hit_variable("npm"), "GANTRY_CACHE_NPM");
+        assert_eq!(hit_variable("next-cache"), "GANTRY_CACHE_NEXT_CACHE");
+    }
 
     fn entry(app: &str, name: &str, key: &str, bytes: u64, saved_at: i64) -> Entry {
         Entry {

@@ -31,6 +31,7 @@ async fn a_cache_is_restored_by_its_key_and_from_an_older_key_when_the_lock_file
     );
     let build = [
         "mkdir -p ~/.npm .next/cache",
+        "echo \"npm restore: $GANTRY_CACHE_NPM\"",
         "echo \"npm runs: $(cat ~/.npm/runs 2>/dev/null | wc -l)\"; echo $GANTRY_SHA >> ~/.npm/runs",
         "echo \"next: $(cat .next/cache/last 2>/dev/null || echo none)\"; echo $GANTRY_SHA > .next/cache/last",
         "test ! -f FAIL",
@@ -46,6 +47,7 @@ async fn a_cache_is_restored_by_its_key_and_from_an_older_key_when_the_lock_file
     assert_eq!(d["state"], "succeeded", "{d:#}");
     let log = step_log(&d, "build");
     assert!(log.contains("cache npm (~/.npm): miss (key "), "{log}");
+    assert!(log.contains("npm restore: miss"), "{log}");
     assert!(
         log.contains("cache next-cache (.next/cache): miss"),
         "{log}"
@@ -69,6 +71,7 @@ async fn a_cache_is_restored_by_its_key_and_from_an_older_key_when_the_lock_file
     assert_eq!(d["state"], "succeeded", "{d:#}");
     let log = step_log(&d, "build");
     assert!(log.contains("cache npm (~/.npm): restored (key "), "{log}");
+    assert!(log.contains("npm restore: hit"), "{log}");
     assert!(log.contains("npm runs: 1"), "{log}");
     assert!(log.contains(&format!("next: {first}")), "{log}");
 
@@ -81,6 +84,7 @@ async fn a_cache_is_restored_by_its_key_and_from_an_older_key_when_the_lock_file
         log.contains("cache npm (~/.npm): restored from an older key (the key files changed"),
         "{log}"
     );
+    assert!(log.contains("npm restore: older"), "{log}");
     assert!(log.contains("npm runs: 2"), "{log}");
 
     // A failed build saves nothing, and what it wrote into its copy does not reach the
