@@ -7,6 +7,7 @@ mod discord;
 mod ecs;
 mod eventbridge;
 mod image;
+mod import;
 mod local;
 mod site;
 mod verify;
@@ -167,6 +168,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EcsCommand,
     },
+    /// Adopt what already runs: write manifests from live resources.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Discord: slash command registration.
     Discord {
         #[command(subcommand)]
@@ -207,6 +213,13 @@ pub enum EcsCommand {
     /// Check task definition files before any API call (Fargate sizes, network mode, execution
     /// role, secrets); exit 1 listing every problem.
     Check(ecs::CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Write an App manifest and a task definition file from a live ECS service (ECS defaults
+    /// dropped, secrets kept as ARNs), so the next `gantry diff` shows no difference.
+    Ecs(import::EcsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,6 +327,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Discord {
                 command: DiscordCommand::RegisterCommands(args),
             } => discord::register(args).await,
+            Command::Import {
+                command: ImportCommand::Ecs(args),
+            } => import::ecs(args).await,
             Command::Show {
                 id,
                 wait,

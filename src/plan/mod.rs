@@ -6,6 +6,7 @@
 //!   invalidation paths.
 //! - [`edge`]: the CloudFront Function generated from a site's redirect and rewrite rules.
 //! - [`dockerfile`]: the base images a Dockerfile's `FROM` lines name.
+//! - [`import`]: the manifest fields of a live ECS service (`gantry import ecs`).
 //! - [`poll`]: polling remotes for pushes a webhook did not bring: sources, schedule, refs.
 //! - [`cache`]: build caches: where they live, their keys, which entry a build starts from,
 //!   which entries are evicted.
@@ -15,6 +16,7 @@ pub mod chatops;
 pub mod dockerfile;
 pub mod edge;
 pub mod headers;
+pub mod import;
 pub mod intake;
 pub mod invalidation;
 pub mod locate;

@@ -1119,3 +1119,133 @@ async fn a_failed_site_sync_puts_the_rolled_services_back() {
     assert!(s.ecs.running(&s.service).await.ends_with(":1"), "put back");
     s.app.finish().await;
 }
+
+/// `gantry import ecs` of a service created on moto without Gantry, then `gantry diff` of the
+/// imported manifest: nothing to change, in the task definition or the service's settings.
+#[tokio::test]
+async fn an_imported_service_shows_no_difference() {
+    let ecs = Ecs::new("import").await;
+    let sg = security_group(&format!("import-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let td_file = tmp.path().join("td.json");
+    let family = format!("imported-{}", std::process::id());
+    std::fs::write(
+        &td_file,
+        task_definition(
+            &family,
+            "512",
+            json!([{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]),
+        ),
+    )
+    .unwrap();
+    let arn = aws_cli(&[
+        "ecs",
+        "register-task-definition",
+        "--cli-input-json",
+        &format!("file://{}", td_file.display()),
+        "--query",
+        "taskDefinition.taskDefinitionArn",
+    ]);
+    assert!(
+        arn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&arn.stderr)
+    );
+    let arn = String::from_utf8_lossy(&arn.stdout).trim().to_owned();
+    let network = aws_sdk_ecs::types::NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                .subnets(&ecs.subnet)
+                .security_groups(&sg)
+                .assign_public_ip(aws_sdk_ecs::types::AssignPublicIp::Enabled)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    ecs.client
+        .create_service()
+        .cluster(&ecs.cluster)
+        .service_name("legacy")
+        .task_definition(&arn)
+        .desired_count(3)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(network)
+        .health_check_grace_period_seconds(45)
+        .deployment_configuration(
+            aws_sdk_ecs::types::DeploymentConfiguration::builder()
+                .minimum_healthy_percent(50)
+                .maximum_percent(150)
+                .deployment_circuit_breaker(
+                    aws_sdk_ecs::types::DeploymentCircuitBreaker::builder()
+                        .enable(true)
+                        .rollback(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let out_dir = tmp.path().join("manifests");
+    let run = |args: Vec<String>| {
+        let mut cmd = crate::support::gantry_cli();
+        cmd.args(args).env("GANTRY_AWS_ENDPOINT_URL", moto_url());
+        async move { cmd.output().await.unwrap() }
+    };
+    let import: Vec<String> = vec![
+        "import".to_string(),
+        "ecs".into(),
+        "--cluster".into(),
+        ecs.cluster.clone(),
+        "--service".into(),
+        "legacy".into(),
+        "--repo".into(),
+        "acme/legacy".into(),
+        "--out".into(),
+        out_dir.display().to_string(),
+    ];
+    let out = run(import.clone()).await;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let manifest = std::fs::read_to_string(out_dir.join("legacy.yaml")).unwrap();
+    for expected in [
+        "desiredCount: 3",
+        "healthCheckGrace: 45s",
+        "minimumHealthyPercent: 50",
+        "maximumPercent: 150",
+        "assignPublicIp: true",
+        &sg,
+    ] {
+        assert!(
+            manifest.contains(expected),
+            "{expected} missing:\n{manifest}"
+        );
+    }
+    let task = std::fs::read_to_string(out_dir.join("legacy-task.json")).unwrap();
+    assert!(
+        !task.contains("taskDefinitionArn") && !task.contains("\"revision\""),
+        "{task}"
+    );
+    // Importing again does not overwrite what is there.
+    let again = run(import).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("use --force"));
+
+    let diff = run(vec![
+        "diff".into(),
+        "legacy".into(),
+        "--manifests".into(),
+        out_dir.display().to_string(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&diff.stdout).to_string();
+    assert!(
+        diff.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(text.contains("task definition: unchanged"), "{text}");
+    assert!(!text.contains("->"), "a difference after import:\n{text}");
+}

@@ -169,7 +169,9 @@ Patches
       merged over ECS's defaults: breaker off, 200/100 percent),
       ``currentServiceDeployment`` (ARN of the newest service deployment, as
       ECS returns from Create/UpdateService), ``currentServiceRevisions`` and
-      ``createdAt``.
+      ``createdAt``. CreateService keeps ``healthCheckGracePeriodSeconds``,
+      ``enableExecuteCommand`` and ``capacityProviderStrategy`` as ECS does (moto
+      keeps them only from UpdateService).
     * Service deployments (one per Create/UpdateService that started a
       deployment; a circuit-breaker rollback belongs to the service deployment
       that failed): ``serviceDeploymentArn``
@@ -1134,6 +1136,16 @@ def _ecs_service_deployments() -> None:
     def r_create_service(self: EC2ContainerServiceResponse) -> ActionResult:
         result = original_r_create_service(self)
         service = result.result["service"]  # type: ignore[index]
+        # Set the way moto's UpdateService sets any property (snake_case attributes).
+        for key, attr in (
+            ("healthCheckGracePeriodSeconds", "health_check_grace_period_seconds"),
+            ("enableExecuteCommand", "enable_execute_command"),
+            ("capacityProviderStrategy", "capacity_provider_strategy"),
+        ):
+            value = self._get_param(key)
+            if value is not None:
+                with _ECS_LOCK:
+                    setattr(service, attr, value)
         requested = self._get_param("deploymentConfiguration")
         if service._gantry_state is not None and requested is not None:
             with _ECS_LOCK:
