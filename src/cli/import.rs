@@ -34,6 +34,15 @@ pub struct EcsArgs {
     /// Directory the manifest (`APP.yaml`) and task definition (`APP-task.json`) go into.
     #[arg(long, default_value = "manifests")]
     pub out: PathBuf,
+    /// The site the app also serves: `s3://BUCKET[/PREFIX]`.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// The CloudFront distribution in front of `--site`.
+    #[arg(long, requires = "site")]
+    pub distribution: Option<String>,
+    /// Where the app's build writes the site, relative to the checkout.
+    #[arg(long, default_value = "out", requires = "site")]
+    pub site_dir: String,
     /// Replace files that already exist.
     #[arg(long)]
     pub force: bool,
@@ -71,7 +80,21 @@ pub async fn ecs(args: EcsArgs) -> anyhow::Result<ExitCode> {
         args.autoscaled,
     )
     .map_err(|e| anyhow::anyhow!("cannot import {}: {e}", args.service))?;
-    let manifest = crate::plan::import::app_manifest(base, imported.service);
+    let site = match &args.site {
+        Some(url) => {
+            let t =
+                crate::sites::S3Target::parse(url).map_err(|e| anyhow::anyhow!("--site: {e}"))?;
+            Some(crate::plan::import::site_spec(
+                &t.bucket,
+                &t.prefix,
+                args.distribution.as_deref(),
+                &args.site_dir,
+            ))
+        }
+        None => None,
+    };
+    let has_site = site.is_some();
+    let manifest = crate::plan::import::app_manifest(base, imported.service, site);
     let yaml = format!(
         "# Imported by `gantry import ecs` from service {} in cluster {} ({}).\n{}",
         args.service,
@@ -97,6 +120,12 @@ pub async fn ecs(args: EcsArgs) -> anyhow::Result<ExitCode> {
     }
     for note in &imported.notes {
         eprintln!("note: {note}");
+    }
+    if has_site {
+        eprintln!(
+            "note: replace the placeholder build.commands with the build that writes `{}`; `gantry verify {name}` checks the bucket and distribution",
+            args.site_dir
+        );
     }
     // What loading will say of it (a literal env value with a secret-looking name, ...).
     if let Err(errors) = crate::manifests::parse_file(&files[0].0, &files[0].1) {

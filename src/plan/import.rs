@@ -7,6 +7,7 @@
 use crate::domain::service::ServiceSettings;
 use crate::domain::{
     AppManifest, CapacityProvider, DeploymentBounds, LoadBalancerSpec, NetworkSpec, ServiceSpec,
+    SiteSpec,
 };
 
 /// What an import found that a manifest cannot say, or says differently.
@@ -102,11 +103,39 @@ pub fn service_spec(
     Ok(Imported { service, notes })
 }
 
-/// An App manifest holding one imported service (and nothing to build: its task definition
-/// keeps the images it runs until the app declares `images` and maps containers to them).
-pub fn app_manifest(mut base: AppManifest, service: ServiceSpec) -> AppManifest {
-    base.spec.build = None;
+/// The site entry for files already served from `bucket`/`prefix` (behind `distribution`),
+/// built into `dir` of the checkout.
+pub fn site_spec(bucket: &str, prefix: &str, distribution: Option<&str>, dir: &str) -> SiteSpec {
+    SiteSpec {
+        name: "web".into(),
+        dir: dir.to_owned(),
+        bucket: bucket.to_owned(),
+        prefix: prefix.trim_matches('/').to_owned(),
+        distribution: distribution.map(str::to_owned),
+        preset: Default::default(),
+        cache_control: vec![],
+        redirects: vec![],
+        pretty_urls: false,
+        spa: false,
+        grace_days: None,
+        grace_releases: None,
+    }
+}
+
+/// An App manifest holding the imported service and site. With a site it keeps `base`'s
+/// build (a placeholder the person importing replaces with what writes the site's `dir`);
+/// without one it builds nothing. The task definition keeps the images it runs until the
+/// app declares `images` and maps containers to them.
+pub fn app_manifest(
+    mut base: AppManifest,
+    service: ServiceSpec,
+    site: Option<SiteSpec>,
+) -> AppManifest {
+    if site.is_none() {
+        base.spec.build = None;
+    }
     base.spec.services = vec![service];
+    base.spec.sites = site.into_iter().collect();
     base
 }
 
@@ -157,6 +186,24 @@ mod tests {
             assert!(changes.is_empty(), "{changes:?}");
             assert!(update.is_empty());
         }
+    }
+
+    #[test]
+    fn an_imported_site_keeps_the_placeholder_build_a_service_alone_builds_nothing() {
+        let base = crate::manifests::scaffold_app("web", "acme/web", "main");
+        let svc = service_spec("api", "prod", "t.json", &live(), false)
+            .unwrap()
+            .service;
+        let site = site_spec("acme-www", "/www/", Some("E123"), "out");
+        assert_eq!(site.prefix, "www");
+        let with_site = app_manifest(base.clone(), svc.clone(), Some(site));
+        assert!(with_site.spec.build.is_some());
+        assert_eq!(
+            with_site.spec.sites[0].distribution.as_deref(),
+            Some("E123")
+        );
+        let alone = app_manifest(base, svc, None);
+        assert!(alone.spec.build.is_none() && alone.spec.sites.is_empty());
     }
 
     #[test]

@@ -1204,6 +1204,10 @@ async fn an_imported_service_shows_no_difference() {
         "acme/legacy".into(),
         "--out".into(),
         out_dir.display().to_string(),
+        "--site".into(),
+        "s3://legacy-www/www/".into(),
+        "--distribution".into(),
+        "E2IMPORTED".into(),
     ];
     let out = run(import.clone()).await;
     let text =
@@ -1216,6 +1220,9 @@ async fn an_imported_service_shows_no_difference() {
         "minimumHealthyPercent: 50",
         "maximumPercent: 150",
         "assignPublicIp: true",
+        "bucket: legacy-www",
+        "prefix: www\n",
+        "distribution: E2IMPORTED",
         &sg,
     ] {
         assert!(
