@@ -304,9 +304,12 @@ impl RemoteRefs for GitFetcher {
             action: "ls-remote".into(),
             detail,
         };
-        // `--end-of-options` keeps a URL starting with `-` from being read as an option.
+        // `--end-of-options` keeps a URL starting with `-` from being read as an option. Run
+        // in the mirrors directory, Gantry's own, never whatever the daemon was started in.
+        std::fs::create_dir_all(&self.mirrors)
+            .map_err(|e| fail(format!("cannot create {}: {e}", self.mirrors.display())))?;
         let mut cmd = self.command(
-            None,
+            Some(&self.mirrors),
             &["ls-remote", "--heads", "--tags", "--end-of-options", url],
             true,
         );
@@ -548,7 +551,30 @@ mod tests {
     async fn a_url_that_looks_like_an_option_is_only_ever_a_url() {
         let tmp = tempfile::tempdir().unwrap();
         let marker = tmp.path().join("pwned");
-        let git = GitFetcher::new(tmp.path().join("m"), None, Redactor::default());
+        // Where git runs is a repository with a reachable `origin`: read as an option, the URL
+        // would make git list that remote with `touch` as its upload-pack.
+        let run = |dir: &Path, args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        let bare = tmp.path().join("b.git");
+        let mirrors = tmp.path().join("m");
+        std::fs::create_dir_all(&bare).unwrap();
+        std::fs::create_dir_all(&mirrors).unwrap();
+        run(&bare, &["init", "-q", "--bare"]);
+        run(&mirrors, &["init", "-q"]);
+        run(
+            &mirrors,
+            &["remote", "add", "origin", &bare.display().to_string()],
+        );
+        let git = GitFetcher::new(mirrors, None, Redactor::default());
         let url = format!("--upload-pack=touch {}", marker.display());
         assert!(git.list(&url).await.is_err());
         assert!(!marker.exists());

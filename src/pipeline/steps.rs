@@ -242,6 +242,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     }
     let log = ctx.log.scrubbing(passed);
     let caches = restore_caches(ctx, spec, &log).await;
+    use crate::plan::cache::RestoreState;
     // How each declared cache's restore went, for commands that skip work on an exact hit
     // (`[ "$GANTRY_CACHE_NODE_MODULES" = hit ] || npm ci`), as actions/cache's `cache-hit`.
     for c in &spec.caches {
@@ -249,11 +250,8 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         let state = caches
             .iter()
             .find(|a| a.slot.name == name)
-            .map_or("miss", |a| match a.restored {
-                "restored" => "hit",
-                "restored from an older key" => "older",
-                _ => "miss",
-            });
+            .map_or(RestoreState::Miss, |a| a.restored)
+            .variable_value();
         env.push((crate::plan::cache::hit_variable(&name), state.into()));
     }
     let deadline = std::time::Instant::now() + timeout;
@@ -306,7 +304,7 @@ struct ActiveCache {
     slot: crate::ports::CacheSlot,
     dir: crate::ports::CacheDir,
     path: String,
-    restored: &'static str,
+    restored: crate::plan::cache::RestoreState,
 }
 
 /// The most bytes of one key file hashed (a lock file is a few MB at most).
@@ -319,7 +317,7 @@ async fn restore_caches(
     spec: &crate::domain::BuildSpec,
     log: &StepLog,
 ) -> Vec<ActiveCache> {
-    use crate::plan::cache::{key, place, Place};
+    use crate::plan::cache::{key, place, Place, RestoreState};
     use crate::ports::{CacheDir, CacheSlot, Restored};
     let mut out = Vec::new();
     if spec.caches.is_empty() {
@@ -375,7 +373,7 @@ async fn restore_caches(
                     c.path,
                     bytesize::ByteSize::b(bytes)
                 ));
-                "restored"
+                RestoreState::Hit
             }
             Ok(Restored::Older { bytes, saved_at }) => {
                 let age = (chrono::Utc::now().timestamp_millis() - saved_at).max(0) as u64;
@@ -386,14 +384,14 @@ async fn restore_caches(
                     crate::domain::duration::format(std::time::Duration::from_secs(age / 1000)),
                     bytesize::ByteSize::b(bytes)
                 ));
-                "restored from an older key"
+                RestoreState::Older
             }
             Ok(Restored::Miss) => {
                 log.line(format!(
                     "cache {} ({}): miss (key {short}); starting empty",
                     slot.name, c.path
                 ));
-                "miss"
+                RestoreState::Miss
             }
             Err(e) => {
                 log.line(format!(
@@ -447,7 +445,7 @@ async fn save_caches(ctx: &StepContext<'_>, caches: &[ActiveCache], log: &StepLo
             )),
             Err(e) => log.line(format!("cache {name} ({}): not saved: {e}", c.path)),
         }
-        out.push(format!("{name} {}", c.restored));
+        out.push(format!("{name} {}", c.restored.summary()));
     }
     out
 }

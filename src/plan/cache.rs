@@ -140,8 +140,38 @@ pub fn choose(entries: &[Entry], app: &str, name: &str, key: &str) -> Choice {
     }
 }
 
-/// The variable a build's commands read to learn how a cache's restore went (`hit`,
-/// `older` or `miss`): `node-modules` -> `GANTRY_CACHE_NODE_MODULES`.
+/// How a cache's restore before a build went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreState {
+    /// The entry saved under this key.
+    Hit,
+    /// The newest entry, saved under an older key.
+    Older,
+    Miss,
+}
+
+impl RestoreState {
+    /// As the build step's summary says it (`npm restored`).
+    pub fn summary(self) -> &'static str {
+        match self {
+            Self::Hit => "restored",
+            Self::Older => "restored from an older key",
+            Self::Miss => "miss",
+        }
+    }
+
+    /// The value of the cache's [`hit_variable`].
+    pub fn variable_value(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Older => "older",
+            Self::Miss => "miss",
+        }
+    }
+}
+
+/// The variable a build's commands read to learn how a cache's restore went
+/// ([`RestoreState::variable_value`]): `node-modules` -> `GANTRY_CACHE_NODE_MODULES`.
 pub fn hit_variable(name: &str) -> String {
     let upper: String = name
         .chars()

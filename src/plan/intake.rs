@@ -219,6 +219,25 @@ pub fn hold_paused(entries: Vec<Enqueue>, paused: &[Paused]) -> (Vec<Enqueue>, O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_and_webhooks_take_a_sha_in_once_between_them() {
+        assert_eq!(seen_before("push", None), Seen::New);
+        assert_eq!(seen_before("poll", None), Seen::New);
+        // A poll of a sha any delivery already brought records nothing.
+        assert_eq!(seen_before("poll", Some(("push", "gh-1"))), Seen::Duplicate);
+        assert_eq!(
+            seen_before("poll", Some(("poll", "poll-1"))),
+            Seen::Duplicate
+        );
+        // A webhook after the poll is recorded and deploys nothing, naming the poll.
+        match seen_before("push", Some(("poll", "poll-1"))) {
+            Seen::Ignore(why) => assert!(why.contains("poll-1"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Webhook after webhook stays as it was: each delivery id is its own request.
+        assert_eq!(seen_before("push", Some(("push", "gh-1"))), Seen::New);
+    }
     use crate::manifests::scaffold_app;
 
     fn app(name: &str, repo: &str, branch: &str) -> AppManifest {
