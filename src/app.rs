@@ -38,9 +38,16 @@ pub struct Running {
     pub store: Arc<dyn Store>,
     cancel: Cancel,
     task: JoinHandle<()>,
+    reload: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Running {
+    /// Reloads the local manifests directory, as SIGHUP does; false when it was invalid (the
+    /// previous manifests stay in force) or there is none.
+    pub fn reload(&self) -> bool {
+        (self.reload)()
+    }
+
     /// Begins shutdown and waits for it to complete.
     pub async fn shutdown(self) {
         self.cancel.stop.cancel();
@@ -83,9 +90,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         SqliteStore::open(&config.data_dir.join("gantry.db"))
             .context("failed to open the store")?,
     );
-    let set = manifests::load_dir(&config.manifests)
-        .map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
-    tracing::info!(apps = set.apps.len(), dir = %config.manifests.display(), "manifests loaded");
+    let set = match &config.manifests {
+        Some(dir) => {
+            let set =
+                manifests::load_dir(dir).map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
+            tracing::info!(apps = set.apps.len(), dir = %dir.display(), "manifests loaded");
+            set
+        }
+        None => manifests::ManifestSet::default(),
+    };
     if config.api_token.is_none() {
         tracing::warn!("no API token configured: /api/v1 answers 401 and the CLI's client commands (status, deploy, rollback, ...) cannot reach this daemon (set GANTRY_API_TOKEN)");
     }
@@ -207,12 +220,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cancel.clone(),
     );
     let manifests_slot = Arc::new(RwLock::new(set));
-    let control = Arc::new(Control::new(
-        store.clone(),
+    let desired = Arc::new(crate::control::sources::Desired::new(
         manifests_slot.clone(),
-        queue.handle(),
-        Some(ecs.clone()),
     ));
+    let control = Arc::new(
+        Control::new(
+            store.clone(),
+            manifests_slot.clone(),
+            queue.handle(),
+            Some(ecs.clone()),
+        )
+        .with_sources(config.sources.clone()),
+    );
+    // Git sources of manifests: the revisions in force are read before intake opens.
+    let learn = {
+        let redactor = redactor.clone();
+        Arc::new(move |set: &manifests::ManifestSet| redactor.learn(webhook_secrets(set)))
+    };
+    let source_sync = Arc::new(crate::control::sources::SourceSync::new(
+        control.clone(),
+        desired.clone(),
+        fetcher.clone() as Arc<dyn crate::ports::SourceFetcher>,
+        fetcher.clone() as Arc<dyn crate::ports::RemoteRefs>,
+        config.sources.clone(),
+        config.data_dir.join("manifests"),
+        learn,
+    ));
+    source_sync.start().await;
     // Polling remotes for pushes whose webhook never came; stops with intake.
     let poller = crate::control::poll::Poller::new(
         control.clone(),
@@ -241,6 +275,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             control: control.clone(),
         })
     });
+    let control_wake = control.revisions_wake();
     let state = AppState {
         store: store.clone(),
         control,
@@ -258,6 +293,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%addr, "gantry listening");
 
     let manifests_dir = config.manifests.clone();
+    let revisions_wake = control_wake;
+    let desired_for_signals = desired.clone();
+    let (reload_dir, reload_desired, reload_redactor) =
+        (config.manifests.clone(), desired.clone(), redactor.clone());
     let limits = crate::http::serve::Limits {
         max_connections: config.http.max_connections,
         header_timeout: config.http.header_timeout,
@@ -275,14 +314,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let server = crate::http::serve::serve(listener, app, limits, stop);
         let queue_task = tokio::spawn(queue.run());
         let poll_task = tokio::spawn(poller.run(task_cancel.stop.clone()));
+        let sources_task = tokio::spawn(source_sync.run(revisions_wake, task_cancel.stop.clone()));
         let signals = tokio::spawn(watch_signals(
             task_cancel.clone(),
             manifests_dir,
-            manifests_slot,
+            desired_for_signals,
             redactor,
         ));
         server.await;
         let _ = poll_task.await;
+        let _ = sources_task.await;
         // Intake has stopped. Give running steps the grace period, then abort them.
         let abort = task_cancel.abort.clone();
         let aborter = tokio::spawn(async move {
@@ -314,11 +355,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         signals.abort();
         tracing::info!("gantry stopped");
     });
+    let reload = Box::new(move || match &reload_dir {
+        Some(dir) => reload_local(dir, &reload_desired, &reload_redactor),
+        None => false,
+    });
     Ok(Running {
         addr,
         store,
         cancel,
         task,
+        reload,
     })
 }
 
@@ -444,8 +490,8 @@ fn webhook_secrets(set: &manifests::ManifestSet) -> Vec<String> {
 /// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the manifests (kept as they were if invalid).
 async fn watch_signals(
     cancel: Cancel,
-    dir: std::path::PathBuf,
-    slot: Arc<RwLock<manifests::ManifestSet>>,
+    dir: Option<std::path::PathBuf>,
+    desired: Arc<crate::control::sources::Desired>,
     redactor: crate::secret::Redactor,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -461,15 +507,33 @@ async fn watch_signals(
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); cancel.stop.cancel(); return; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); cancel.stop.cancel(); return; }
-            _ = hup.recv() => match manifests::load_dir(&dir) {
-                Ok(set) => {
-                    tracing::info!(apps = set.apps.len(), "manifests reloaded");
-                    // Webhook variables the new manifests name are secrets from now on.
-                    redactor.learn(webhook_secrets(&set));
-                    *slot.write().expect("manifests lock poisoned") = set;
-                }
-                Err(e) => tracing::error!(error = %e, "manifests reload failed; keeping the previous ones"),
+            _ = hup.recv() => match &dir {
+                Some(dir) => { reload_local(dir, &desired, &redactor); }
+                None => tracing::info!("SIGHUP: no local manifests directory to reload (git sources follow their branches)"),
             },
+        }
+    }
+}
+
+/// Reloads the local manifests directory (kept as it was if invalid).
+fn reload_local(
+    dir: &std::path::Path,
+    desired: &crate::control::sources::Desired,
+    redactor: &crate::secret::Redactor,
+) -> bool {
+    let loaded = manifests::load_dir(dir).and_then(|set| {
+        // Webhook variables the new manifests name are secrets from now on.
+        redactor.learn(webhook_secrets(&set));
+        desired.install(crate::control::sources::LOCAL, set)
+    });
+    match loaded {
+        Ok(()) => {
+            tracing::info!("manifests reloaded");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "manifests reload failed; keeping the previous ones");
+            false
         }
     }
 }

@@ -17,7 +17,11 @@ use crate::secret::{Redactor, Secret};
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub manifests: PathBuf,
+    /// A local directory of manifests (`manifests`, `GANTRY_MANIFESTS`); `None` when only git
+    /// sources are configured.
+    pub manifests: Option<PathBuf>,
+    /// Git sources of manifests Gantry fetches itself (`sources`, `GANTRY_SOURCE_*`).
+    pub sources: Vec<crate::domain::ManifestSource>,
     pub api_token: Option<Secret>,
     pub github: GithubConfig,
     pub queue: QueueConfig,
@@ -159,6 +163,18 @@ struct RawConfig {
     public_url: Option<String>,
     #[serde(default)]
     polling: RawPolling,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSource {
+    name: Option<String>,
+    repo: String,
+    url: Option<String>,
+    branch: Option<String>,
+    path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -387,7 +403,10 @@ impl Config {
         Self::from_raw(raw, env)
     }
 
-    fn from_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn from_raw(
+        mut raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let pick = |var: &str, file_value: Option<String>| pick(env, var, file_value);
         let listen_s = pick("GANTRY_LISTEN", raw.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen = listen_s.parse().map_err(|_| ConfigError::Value {
@@ -397,9 +416,11 @@ impl Config {
         let data_dir = pick("GANTRY_DATA_DIR", raw.data_dir.map(path_string))
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("./data"));
+        let sources = sources_config(std::mem::take(&mut raw.sources), env)?;
+        // With git sources, a local directory only when one is named.
         let manifests = pick("GANTRY_MANIFESTS", raw.manifests.map(path_string))
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("./manifests"));
+            .or_else(|| sources.is_empty().then(|| PathBuf::from("./manifests")));
         let api_token = pick("GANTRY_API_TOKEN", raw.api_token).map(Secret::new);
         let github_app = github_app(&raw.github, env)?;
         let webhook_secrets: Vec<Secret> =
@@ -605,6 +626,7 @@ impl Config {
             eventbridge_api_key: pick("GANTRY_EVENTBRIDGE_API_KEY", raw.event_bridge_api_key)
                 .map(Secret::new),
             polling,
+            sources,
         })
     }
 
@@ -823,6 +845,82 @@ fn number(
         }),
         None => Ok(file_value),
     }
+}
+
+/// `sources`, and one more from `GANTRY_SOURCE_REPO` (`_BRANCH`, `_PATH`, `_URL`): validated
+/// here, so nothing a configuration says reaches git as an option.
+fn sources_config(
+    mut raw: Vec<RawSource>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<crate::domain::ManifestSource>, ConfigError> {
+    use crate::domain::{valid_repo, valid_source_path, ManifestSource};
+    if let Some(repo) = env("GANTRY_SOURCE_REPO").filter(|r| !r.is_empty()) {
+        raw.push(RawSource {
+            name: None,
+            repo,
+            url: env("GANTRY_SOURCE_URL"),
+            branch: env("GANTRY_SOURCE_BRANCH"),
+            path: env("GANTRY_SOURCE_PATH"),
+        });
+    }
+    let mut out: Vec<ManifestSource> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let bad = |field: &str, message: String| ConfigError::Value {
+            origin: format!("sources[{i}].{field}"),
+            message,
+        };
+        if !valid_repo(&r.repo) {
+            return Err(bad("repo", format!("`{}` is not OWNER/NAME", r.repo)));
+        }
+        let branch = r.branch.unwrap_or_else(|| "main".into());
+        crate::domain::git::valid_ref_name(&branch)
+            .map_err(|why| bad("branch", format!("`{branch}` {why}")))?;
+        let path = r.path.unwrap_or_else(|| ".".into());
+        valid_source_path(&path).map_err(|why| bad("path", format!("`{path}` {why}")))?;
+        let url = match r.url {
+            None => format!("https://github.com/{}.git", r.repo),
+            Some(u) if u.starts_with('/') => format!("file://{u}"),
+            Some(u) if u.starts_with("https://") || u.starts_with("file://") => {
+                if u["https://".len().min(u.len())..]
+                    .split('/')
+                    .next()
+                    .is_some_and(|h| h.contains('@'))
+                    && u.starts_with("https://")
+                {
+                    return Err(bad(
+                        "url",
+                        "credentials must not be written in the clone URL; set GANTRY_GITHUB_TOKEN"
+                            .into(),
+                    ));
+                }
+                u
+            }
+            Some(_) => {
+                return Err(bad(
+                    "url",
+                    "use https://, file:// or an absolute path".into(),
+                ))
+            }
+        };
+        let name = r.name.unwrap_or_else(|| r.repo.clone());
+        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(bad("name", "must be 1 to 200 printable characters".into()));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(bad(
+                "name",
+                format!("two sources are named `{name}`; give each a distinct `name`"),
+            ));
+        }
+        out.push(ManifestSource {
+            name,
+            repo: r.repo,
+            url,
+            branch,
+            path,
+        });
+    }
+    Ok(out)
 }
 
 /// `polling`: every 60 s plus up to a quarter of the interval by default; `0` or `off` turns

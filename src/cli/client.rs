@@ -297,6 +297,11 @@ pub async fn show(
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
                 );
+                let m = &d["manifests"];
+                match (m["repo"].as_str(), m["sha"].as_str()) {
+                    (Some(repo), Some(sha)) => println!("manifests: {repo}@{}", short(sha)),
+                    _ => println!("manifests: local directory"),
+                }
             }
             return Ok(if state == "failed" {
                 ExitCode::FAILURE

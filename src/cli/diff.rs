@@ -42,7 +42,9 @@ pub(super) fn load_app(
     manifests: Option<PathBuf>,
 ) -> anyhow::Result<(Config, crate::manifests::LoadedApp)> {
     let config = Config::load(config.as_deref()).context("invalid configuration")?;
-    let dir = manifests.unwrap_or(config.manifests.clone());
+    let dir = manifests
+        .or_else(|| config.manifests.clone())
+        .unwrap_or_else(|| PathBuf::from("./manifests"));
     let mut set =
         crate::manifests::load_dir(&dir).map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
     let i = set

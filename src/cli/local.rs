@@ -45,7 +45,9 @@ pub fn validate(config: Option<PathBuf>, dir: Option<PathBuf>) -> anyhow::Result
             return Ok(ExitCode::FAILURE);
         }
     };
-    let dir = dir.unwrap_or(config.manifests);
+    let dir = dir
+        .or(config.manifests)
+        .unwrap_or_else(|| PathBuf::from("./manifests"));
     match manifests::load_dir(&dir) {
         Ok(set) => {
             for app in &set.apps {

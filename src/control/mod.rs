@@ -7,12 +7,14 @@
 //! its own error type: it knows nothing of HTTP status codes or Discord responses.
 
 pub mod poll;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::domain::{
-    git, AppManifest, AuditRecord, Deployment, DeploymentId, Paused, PushEvent, Release, Trigger,
+    git, AppManifest, AuditRecord, Deployment, DeploymentId, ManifestSource, Paused, PushEvent,
+    Release, RevisionState, SourceRevision, Trigger,
 };
 use crate::manifests::ManifestSet;
 use crate::plan::intake::{plan_push, request, restore_request, IntakeDecision};
@@ -65,6 +67,11 @@ pub struct Control {
     manifests: Arc<RwLock<ManifestSet>>,
     queue: QueueHandle,
     ecs: Option<Arc<dyn ServiceDeployer>>,
+    /// Git sources of manifests: a push of one's branch is a new revision, taken in as
+    /// pending and decided by `sources::SourceSync`.
+    sources: Vec<ManifestSource>,
+    /// Wakes `SourceSync` when a revision is taken in.
+    revisions: Arc<tokio::sync::Notify>,
 }
 
 /// How many releases a rollback looks back through for its target.
@@ -82,7 +89,25 @@ impl Control {
             manifests,
             queue,
             ecs,
+            sources: vec![],
+            revisions: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Takes pushes of these git sources' branches in as manifest revisions.
+    pub fn with_sources(mut self, sources: Vec<ManifestSource>) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The git sources of manifests.
+    pub fn sources(&self) -> &[ManifestSource] {
+        &self.sources
+    }
+
+    /// Notified whenever a manifest revision is taken in.
+    pub fn revisions_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.revisions.clone()
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -96,9 +121,14 @@ impl Control {
 
     /// The app's manifest as loaded now.
     pub fn manifest(&self, app: &str) -> Result<AppManifest, ControlError> {
+        self.loaded(app).map(|a| a.manifest)
+    }
+
+    /// The app's manifest as loaded now, with where it came from.
+    pub fn loaded(&self, app: &str) -> Result<crate::manifests::LoadedApp, ControlError> {
         let m = self.manifests.read().expect("manifests lock poisoned");
         m.get(app)
-            .map(|a| a.manifest.clone())
+            .cloned()
             .ok_or_else(|| ControlError::NotFound(format!("no app named `{app}` in the manifests")))
     }
 
@@ -177,6 +207,45 @@ impl Control {
         git::valid_ref_name(&push.git_ref)
             .map_err(|why| ControlError::Invalid(format!("`ref` {why}")))?;
         let push = &push;
+        // A push of a manifest source's branch is a new revision: the sources' worker plans
+        // it (and the app deploys it brings) with the manifests it carries.
+        let revisions: Vec<SourceRevision> = self
+            .sources
+            .iter()
+            .filter(|s| s.tracks(&push.repository.full_name, &push.git_ref))
+            .filter(|_| !push.deleted)
+            .map(|s| SourceRevision {
+                source: s.name.clone(),
+                sha: push.after.clone(),
+                state: RevisionState::Pending,
+                push: Some(push.clone()),
+                trigger,
+                delivery_id: Some(delivery.to_owned()),
+                detail: None,
+            })
+            .collect();
+        if !revisions.is_empty() {
+            let record = DeliveryRecord {
+                id: delivery.to_owned(),
+                event: event.to_owned(),
+                repo: Some(push.repository.full_name.clone()),
+                git_ref: Some(push.git_ref.clone()),
+                sha: Some(push.after.clone()),
+                outcome: crate::domain::Intake::Queued,
+                reason: Some(
+                    "a new revision of the manifests: deployments follow once it is validated"
+                        .into(),
+                ),
+            };
+            let out = self
+                .store
+                .record_revision_delivery(record, revisions)
+                .await?;
+            if matches!(out, DeliveryOutcome::Recorded { .. }) {
+                self.revisions.notify_one();
+            }
+            return Ok(out);
+        }
         let decision = {
             let manifests = self.manifests.read().expect("manifests lock poisoned");
             match plan_push(manifests.manifests(), push) {
@@ -184,14 +253,16 @@ impl Control {
                     .iter()
                     .filter_map(|name| manifests.get(name))
                     .map(|app| {
-                        request(
+                        let mut e = request(
                             &app.manifest,
                             Some(sha.clone()),
                             push.git_ref.clone(),
                             trigger,
                             actor.clone(),
                             Some(delivery.to_owned()),
-                        )
+                        );
+                        e.deployment.manifests = app.origin.clone();
+                        e
                     })
                     .collect::<Vec<_>>()),
                 IntakeDecision::Ignore { reason } => Err(reason),
@@ -269,7 +340,8 @@ impl Control {
                 ControlError::Invalid(format!("`{r}` is not a git ref name: it {why}"))
             })?;
         }
-        let manifest = self.manifest(app)?;
+        let loaded = self.loaded(app)?;
+        let manifest = loaded.manifest;
         if git_ref.is_none()
             && sha.is_none()
             && manifest.spec.source.branch.contains(['*', '?', '[', '{'])
@@ -281,7 +353,7 @@ impl Control {
         }
         let git_ref =
             git_ref.unwrap_or_else(|| format!("refs/heads/{}", manifest.spec.source.branch));
-        let entry = request(
+        let mut entry = request(
             &manifest,
             sha,
             git_ref.clone(),
@@ -289,6 +361,7 @@ impl Control {
             actor.to_owned(),
             None,
         );
+        entry.deployment.manifests = loaded.origin;
         let audit = audit_record(
             actor,
             "deploy",

@@ -30,11 +30,29 @@ pub struct Poller {
     previous: HashMap<(String, String), RemoteHeads>,
     /// Sources whose last listing failed: warned about once, not every interval.
     failing: std::collections::HashSet<String>,
+    /// The git sources of manifests, polled like apps tracking their branch (a name no app
+    /// can have: `source:NAME`).
+    manifest_sources: Vec<crate::domain::AppManifest>,
 }
 
 impl Poller {
     pub fn new(control: Arc<Control>, refs: Arc<dyn RemoteRefs>, settings: PollSettings) -> Self {
+        let manifest_sources = control
+            .sources()
+            .iter()
+            .map(|s| {
+                let mut m = crate::manifests::scaffold_app(
+                    &format!("source:{}", s.name),
+                    &s.repo,
+                    &s.branch,
+                );
+                m.spec.source.url = Some(s.url.clone());
+                m.spec.build = None;
+                m
+            })
+            .collect();
         Self {
+            manifest_sources,
             control,
             refs,
             settings,
@@ -51,11 +69,16 @@ impl Poller {
         let (sources, apps) = {
             let set = self.control.manifests();
             let set = set.read().expect("manifests lock poisoned");
-            let sources = poll::sources(set.manifests(), self.settings.interval);
+            let all = || set.manifests().chain(self.manifest_sources.iter());
+            let sources = poll::sources(all(), self.settings.interval);
             let apps: HashMap<String, crate::domain::AppManifest> = sources
                 .iter()
                 .flat_map(|s| s.apps.iter())
-                .filter_map(|a| set.get(a).map(|l| (a.clone(), l.manifest.clone())))
+                .filter_map(|a| {
+                    all()
+                        .find(|m| &m.metadata.name == a)
+                        .map(|m| (a.clone(), m.clone()))
+                })
                 .collect();
             (sources, apps)
         };

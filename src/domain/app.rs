@@ -313,6 +313,11 @@ pub struct ServiceSpec {
     /// ECS Exec into the service's tasks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_execute_command: bool,
+    /// The task definition file's content as loaded with the manifests: a deployment rolls
+    /// the file that was in force when it was queued, not what the file says when its roll
+    /// runs. Set by loading; a manifest that writes it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_content: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

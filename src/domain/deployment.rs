@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::AppSpec;
+use super::{AppSpec, PushEvent};
 
 pub type DeploymentId = i64;
 
@@ -157,6 +157,8 @@ pub enum Trigger {
     Api,
     Discord,
     Rollback,
+    /// A new revision of the manifests changed the app's desired state (or was refused).
+    Manifests,
 }
 
 impl Trigger {
@@ -167,6 +169,7 @@ impl Trigger {
             Self::Api => "api",
             Self::Discord => "discord",
             Self::Rollback => "rollback",
+            Self::Manifests => "manifests",
         }
     }
 }
@@ -180,6 +183,7 @@ impl FromStr for Trigger {
             "api" => Self::Api,
             "discord" => Self::Discord,
             "rollback" => Self::Rollback,
+            "manifests" => Self::Manifests,
             other => return Err(format!("unknown trigger `{other}`")),
         })
     }
@@ -197,9 +201,93 @@ pub struct NewDeployment {
     pub delivery_id: Option<String>,
     /// For a rollback: the deployment whose release this one reproduces.
     pub restore_from: Option<DeploymentId>,
+    /// For a deployment of a manifest change alone: the deployment whose release's images it
+    /// runs (nothing is built or pushed).
+    pub images_from: Option<DeploymentId>,
     /// The app's spec as it was when the deployment was requested: a resumed or re-read
     /// deployment always runs what was asked for, whatever the manifests say later.
     pub spec: AppSpec,
+    /// Which revision of the manifests `spec` comes from.
+    pub manifests: ManifestRevision,
+}
+
+/// Where an app's manifest came from: a local directory, or a commit of a git source (a
+/// config repository, or a directory of the app's own repository).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRevision {
+    /// The source's repository (`owner/name`); `None` for a local directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// The commit of that repository the manifest was read at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+}
+
+impl ManifestRevision {
+    pub fn git(repo: &str, sha: &str) -> Self {
+        Self {
+            repo: Some(repo.to_owned()),
+            sha: Some(sha.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ManifestRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.repo, &self.sha) {
+            (Some(repo), Some(sha)) => write!(f, "{repo}@{}", short_sha(sha)),
+            _ => f.write_str("local directory"),
+        }
+    }
+}
+
+/// A manifest revision Gantry has seen for one of its git sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRevision {
+    /// The source's name in the configuration.
+    pub source: String,
+    pub sha: String,
+    pub state: RevisionState,
+    /// The push that brought it (`None` when Gantry read a branch head itself at start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushEvent>,
+    /// How the push came (webhook or poll).
+    pub trigger: Trigger,
+    pub delivery_id: Option<String>,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `Pending -> {Applied, Refused}`; the newest applied revision of a source is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevisionState {
+    Pending,
+    Applied,
+    Refused,
+}
+
+impl RevisionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+impl FromStr for RevisionState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "applied" => Self::Applied,
+            "refused" => Self::Refused,
+            other => return Err(format!("unknown revision state `{other}`")),
+        })
+    }
 }
 
 /// The 7-character form of a commit sha people read (the whole string when shorter).
@@ -212,6 +300,9 @@ pub fn short_sha(sha: &str) -> &str {
 pub struct Enqueue {
     pub deployment: NewDeployment,
     pub steps: Vec<StepKind>,
+    /// Recorded as failed at once with this reason, running nothing (a manifest revision
+    /// refused: the app's history and reports show why its change did not deploy).
+    pub refused: Option<String>,
 }
 
 /// What Gantry did with a webhook delivery.
@@ -260,6 +351,9 @@ pub struct Deployment {
     pub actor: String,
     pub delivery_id: Option<String>,
     pub restore_from: Option<DeploymentId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_from: Option<DeploymentId>,
+    pub manifests: ManifestRevision,
     pub state: DeploymentState,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,

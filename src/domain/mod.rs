@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod push;
 pub mod service;
 pub mod site;
+pub mod source;
 pub mod taskdef;
 
 pub use app::*;
@@ -21,3 +22,4 @@ pub use event::*;
 pub use image_ref::*;
 pub use push::*;
 pub use site::*;
+pub use source::*;

@@ -116,6 +116,16 @@ pub async fn github(
             StatusCode::OK,
             Json(json!({ "delivery": delivery, "pong": true })),
         )),
+        // A new revision of the manifests: its deployments follow once it is validated.
+        DeliveryOutcome::Recorded { record, .. } if record.outcome == Intake::Queued => {
+            tracing::info!("manifest revision recorded");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(
+                    json!({ "delivery": delivery, "deployments": [], "manifests": record.reason }),
+                ),
+            ))
+        }
         DeliveryOutcome::Recorded { record, .. } => {
             let reason = record.reason;
             tracing::info!(reason = reason.as_deref().unwrap_or(""), "delivery ignored");

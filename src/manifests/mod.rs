@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::domain::{AppManifest, AppSpec, Metadata, Source, API_VERSION, KIND_APP};
+use crate::domain::{
+    AppManifest, AppSpec, ManifestRevision, Metadata, Source, API_VERSION, KIND_APP,
+};
 pub use crate::plan::locate::Locator;
 
 /// One problem in one manifest file.
@@ -67,6 +69,8 @@ pub struct LoadedApp {
     pub file: PathBuf,
     /// The index of the app's document in `file` (0 for the first).
     pub doc: usize,
+    /// The revision of the manifests it was read at (a git source's commit, or local).
+    pub origin: ManifestRevision,
 }
 
 /// Every app of a manifests directory, validated, in file order.
@@ -119,6 +123,62 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, ManifestErrors> {
         }
     }
     errors.extend(validate::duplicate_names(&set));
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(ManifestErrors(errors))
+    }
+}
+
+/// Loads the manifests of a git source's checkout: `path` inside the repository checked out
+/// at `root`. Problems name files as the repository does (`apps/api.yaml:12`), and every app
+/// records `origin`.
+pub fn load_checkout(
+    root: &Path,
+    path: &str,
+    origin: &ManifestRevision,
+) -> Result<ManifestSet, ManifestErrors> {
+    let relative = |p: &Path| {
+        p.strip_prefix(root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let dir = root.join(path);
+    if !dir.is_dir() {
+        return Err(ManifestErrors(vec![ManifestError {
+            file: PathBuf::from(path),
+            line: None,
+            path: String::new(),
+            message: "the source's manifests directory is not in this commit".into(),
+            hint: Some("check the source's `path` in gantry.yaml".into()),
+        }]));
+    }
+    match load_dir(&dir) {
+        Ok(mut set) => {
+            for app in &mut set.apps {
+                app.file = relative(&app.file);
+                app.origin = origin.clone();
+            }
+            Ok(set)
+        }
+        Err(ManifestErrors(mut errors)) => {
+            for e in &mut errors {
+                e.file = relative(&e.file);
+            }
+            Err(ManifestErrors(errors))
+        }
+    }
+}
+
+/// Every app of several sources' sets, refused when two define the same app.
+pub fn merge<'a>(
+    parts: impl IntoIterator<Item = &'a ManifestSet>,
+) -> Result<ManifestSet, ManifestErrors> {
+    let mut set = ManifestSet::default();
+    for part in parts {
+        set.apps.extend(part.apps.iter().cloned());
+    }
+    let errors = validate::duplicate_names(&set);
     if errors.is_empty() {
         Ok(set)
     } else {
@@ -236,11 +296,15 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<Manifes
                         if let Ok(abs) = abs {
                             svc.task_definition = abs.display().to_string();
                         }
+                        // What a deployment queued from these manifests rolls.
+                        svc.task_definition_content =
+                            read_bounded(Path::new(&svc.task_definition), MAX_MANIFEST_BYTES).ok();
                     }
                     apps.push(LoadedApp {
                         manifest,
                         file: file.to_path_buf(),
                         doc,
+                        origin: ManifestRevision::default(),
                     });
                 }
                 for p in problems {

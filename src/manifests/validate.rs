@@ -224,6 +224,13 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "name the ECS cluster or give its ARN",
             );
         }
+        if svc.task_definition_content.is_some() {
+            p.add(
+                format!("{at}.taskDefinitionContent"),
+                "set by Gantry when it loads the manifests, not written in one",
+                "remove it; `taskDefinition` names the file",
+            );
+        }
         let td = manifest_dir.join(&svc.task_definition);
         if !td.is_file() {
             p.add(

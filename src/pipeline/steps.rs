@@ -577,20 +577,24 @@ async fn report(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
 /// This deployment's release as recorded so far (steps add to it), or a fresh one.
 async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, StepError> {
     let dep = ctx.dep;
-    Ok(ctx
-        .store
-        .release_of(dep.id)
-        .await?
-        .unwrap_or_else(|| Release {
-            app: dep.app.clone(),
-            deployment_id: dep.id,
-            sha: sha.to_owned(),
-            git_ref: dep.git_ref.clone(),
-            images: Default::default(),
-            sites: Default::default(),
-            services: Default::default(),
-            created_at: chrono::Utc::now(),
-        }))
+    if let Some(release) = ctx.store.release_of(dep.id).await? {
+        return Ok(release);
+    }
+    // A manifest change alone runs the images of the release it starts from.
+    let images = match dep.images_from {
+        Some(id) => restored_release(ctx, id).await?.images,
+        None => Default::default(),
+    };
+    Ok(Release {
+        app: dep.app.clone(),
+        deployment_id: dep.id,
+        sha: sha.to_owned(),
+        git_ref: dep.git_ref.clone(),
+        images,
+        sites: Default::default(),
+        services: Default::default(),
+        created_at: chrono::Utc::now(),
+    })
 }
 
 /// The release a rollback deployment reproduces.
@@ -670,7 +674,10 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         ctx.dep.sha.clone().ok_or_else(|| {
             StepError::Invalid("no commit was resolved for this deployment".into())
         })?;
-    let restored = match ctx.dep.restore_from {
+    // A rollback puts the recorded site release back, and a manifest change alone puts the
+    // release it starts from in place again with the new rules, instead of syncing a build.
+    let reheader = ctx.dep.restore_from.is_none() && ctx.dep.images_from.is_some();
+    let restored = match ctx.dep.restore_from.or(ctx.dep.images_from) {
         Some(id) => Some(restored_release(ctx, id).await?),
         None => None,
     };
@@ -680,15 +687,14 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             site: site.name.clone(),
             message,
         };
-        // A rollback puts the recorded site release back instead of syncing a build.
-        let restore_to = match (ctx.dep.restore_from, &restored) {
-            (Some(_), Some(release)) => {
+        let restore_to = match &restored {
+            Some(release) => {
                 let id = release.sites.get(&site.name).ok_or_else(|| {
-                    err("the restored release recorded no release of this site".into())
+                    err("the release it starts from recorded no release of this site".into())
                 })?;
                 Some(id.release)
             }
-            _ => None,
+            None => None,
         };
         let dir = checkout_dir(ctx).join(&site.dir);
         if restore_to.is_none() && !dir.is_dir() {
@@ -730,6 +736,17 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             site.distribution.as_ref().map(|_| ports.cdn.as_ref());
         let work = async {
             match restore_to {
+                Some(n) if reheader => {
+                    crate::sites::reapply(
+                        n,
+                        &opts,
+                        ports.objects.as_ref(),
+                        cdn,
+                        chrono::Utc::now(),
+                        &progress,
+                    )
+                    .await
+                }
                 Some(n) => {
                     crate::sites::rollback(
                         Some(n),

@@ -99,6 +99,7 @@ pub fn service_spec(
         platform_version: (live.platform_version != d.platform_version)
             .then(|| live.platform_version.clone()),
         enable_execute_command: live.enable_execute_command,
+        task_definition_content: None,
     };
     Ok(Imported { service, notes })
 }

@@ -175,8 +175,11 @@ pub fn request(
             actor,
             delivery_id,
             restore_from: None,
+            images_from: None,
             spec: app.spec.clone(),
+            manifests: Default::default(),
         },
+        refused: None,
     }
 }
 
@@ -193,8 +196,12 @@ pub fn restore_request(target: &Deployment, release: &Release, actor: String) ->
             actor,
             delivery_id: None,
             restore_from: Some(target.id),
+            images_from: None,
             spec: target.spec.clone(),
+            // The manifests the restored release ran.
+            manifests: target.manifests.clone(),
         },
+        refused: None,
     }
 }
 

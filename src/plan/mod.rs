@@ -15,6 +15,7 @@ pub mod cache;
 pub mod chatops;
 pub mod dockerfile;
 pub mod edge;
+pub mod gitops;
 pub mod headers;
 pub mod import;
 pub mod intake;

@@ -105,6 +105,17 @@ pub fn deployment_embed(d: &Deployment, repo: &str) -> Embed {
             "\nRollback: restores the release of deployment #{from}"
         ));
     }
+    if let (Some(mrepo), Some(msha)) = (&d.manifests.repo, &d.manifests.sha) {
+        description.push_str(&format!(
+            "\nManifests: [`{mrepo}@{}`](https://github.com/{mrepo}/commit/{msha})",
+            short(msha)
+        ));
+    }
+    if let Some(from) = d.images_from {
+        description.push_str(&format!(
+            "\nManifest change: runs the images of deployment #{from}, nothing built"
+        ));
+    }
     description.push_str(&format!("\nby {} ({})", d.actor, d.trigger.as_str()));
     let steps: Vec<String> = d
         .steps
@@ -316,6 +327,8 @@ mod tests {
             actor: "hosu".into(),
             delivery_id: None,
             restore_from: None,
+            images_from: None,
+            manifests: Default::default(),
             state,
             reason: None,
             created_at: at(0),

@@ -75,6 +75,43 @@ impl GithubReporter {
         Ok(())
     }
 
+    /// A status on the manifests' commit when they live in another repository (a config
+    /// repository): whoever changed them sees what came of it, a refusal included.
+    async fn manifest_statuses(&self, d: &Deployment) -> Result<(), PublishError> {
+        let (Some(repo), Some(sha)) = (&d.manifests.repo, &d.manifests.sha) else {
+            return Ok(());
+        };
+        if repo.eq_ignore_ascii_case(&d.spec.source.repo) && d.sha.as_deref() == Some(sha) {
+            return Ok(());
+        }
+        let Some((state, description)) = commit_status(d.state) else {
+            return Ok(());
+        };
+        // A refusal says its first problem; the rest is behind the link and in the history.
+        let problem = d
+            .reason
+            .as_deref()
+            .filter(|_| d.steps.is_empty())
+            .and_then(|r| r.lines().nth(1));
+        let last = self.state(d, "github-manifests-status").await?;
+        for state in transitions(last.as_deref(), "pending", state) {
+            let description = match (state, problem) {
+                ("pending", _) if d.state.is_terminal() => format!("#{} deploying", d.id),
+                ("failure", Some(p)) => p.chars().take(140).collect(),
+                _ => format!("#{} {description}", d.id),
+            };
+            let status = CommitStatus {
+                state: state.into(),
+                context: format!("gantry/{}", d.app),
+                description,
+                target_url: self.link(d),
+            };
+            self.forge.commit_status(repo, sha, &status).await?;
+            self.record(d, "github-manifests-status", state).await?;
+        }
+        Ok(())
+    }
+
     async fn deployments(&self, d: &Deployment, sha: &str) -> Result<(), PublishError> {
         let repo = &d.spec.source.repo;
         let id = match self.state(d, "github-deployment").await? {
@@ -135,6 +172,7 @@ impl Reporter for GithubReporter {
 
     #[tracing::instrument(skip_all, fields(deployment.id = d.id, app = %d.app))]
     async fn report(&self, d: &Deployment) -> Result<Reported, PublishError> {
+        self.manifest_statuses(d).await?;
         let Some(settings) = &d.spec.notifications.github else {
             return Ok(Reported::Done);
         };

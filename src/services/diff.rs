@@ -28,7 +28,12 @@ pub async fn diff(
             path: svc.task_definition.clone(),
             message,
         };
-        let text = std::fs::read_to_string(&svc.task_definition).map_err(|e| bad(e.to_string()))?;
+        let text = match &svc.task_definition_content {
+            Some(text) => text.clone(),
+            None => {
+                std::fs::read_to_string(&svc.task_definition).map_err(|e| bad(e.to_string()))?
+            }
+        };
         let td = TaskDefinition::from_json(&text)
             .map_err(|e| bad(format!("not a task definition: {e}")))?;
         let desired = with_images(

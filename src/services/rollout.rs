@@ -89,8 +89,13 @@ fn load(
         service: svc.name.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&svc.task_definition)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", svc.task_definition)))?;
+    // The content loaded with the manifests the deployment was queued from (a deployment
+    // queued before Gantry kept it reads the file).
+    let text = match &svc.task_definition_content {
+        Some(text) => text.clone(),
+        None => std::fs::read_to_string(&svc.task_definition)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", svc.task_definition)))?,
+    };
     let td = TaskDefinition::from_json(&text)
         .map_err(|e| invalid(format!("{}: {e}", svc.task_definition)))?;
     let problems = check(&td, &svc.allow_literal_env);

@@ -5,7 +5,7 @@
 pub mod scan;
 pub mod sync;
 
-pub use sync::{rollback, sync, SiteError, SyncOptions, SyncReport};
+pub use sync::{reapply, rollback, sync, SiteError, SyncOptions, SyncReport};
 
 /// `s3://bucket/prefix` split into its parts; the prefix is empty or ends with `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

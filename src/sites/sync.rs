@@ -184,8 +184,34 @@ pub async fn rollback(
     now: DateTime<Utc>,
     progress: &dyn Progress,
 ) -> Result<SyncReport, SiteError> {
+    restore(to, false, opts, store, cdn, now, progress).await
+}
+
+/// Puts release `release` (the current or the previous one) in place again with the headers
+/// `opts.rules` give its files now: a change of cache rules alone, without rebuilding. Files
+/// whose headers do not change are left alone.
+pub async fn reapply(
+    release: u64,
+    opts: &SyncOptions,
+    store: &dyn ObjectStore,
+    cdn: Option<&dyn Cdn>,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Result<SyncReport, SiteError> {
+    restore(Some(release), true, opts, store, cdn, now, progress).await
+}
+
+async fn restore(
+    to: Option<u64>,
+    reheader: bool,
+    opts: &SyncOptions,
+    store: &dyn ObjectStore,
+    cdn: Option<&dyn Cdn>,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Result<SyncReport, SiteError> {
     let (remote, manifest) = read_remote(store, &opts.target).await?;
-    let target = match to {
+    let mut target = match to {
         Some(n) if n == manifest.release => SiteRelease {
             release: n,
             at: manifest.updated_at,
@@ -201,6 +227,11 @@ pub async fn rollback(
             .clone()
             .ok_or(SiteError::NoPreviousRelease)?,
     };
+    if reheader {
+        for (key, entry) in target.files.iter_mut() {
+            entry.headers = opts.rules.headers(key);
+        }
+    }
     let plan = plan_restore(&target, &remote, &manifest, now, opts.grace)?;
     carry_out(
         plan,

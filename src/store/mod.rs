@@ -12,7 +12,8 @@ use async_trait::async_trait;
 
 pub use crate::domain::Enqueue;
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, StepState,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, RevisionState,
+    SourceRevision, StepState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,42 @@ pub trait Store: Send + Sync + 'static {
         delivery: DeliveryRecord,
         deployments: Vec<Enqueue>,
     ) -> Result<DeliveryOutcome, StoreError>;
+
+    /// Records a delivery that brought new revisions of git manifest sources, as `pending`,
+    /// in one transaction (polls and webhooks take a sha in once between them, as above).
+    async fn record_revision_delivery(
+        &self,
+        delivery: DeliveryRecord,
+        revisions: Vec<SourceRevision>,
+    ) -> Result<DeliveryOutcome, StoreError>;
+
+    /// Adds a revision unless the source already has that sha; true when added.
+    async fn add_revision(&self, revision: SourceRevision) -> Result<bool, StoreError>;
+
+    /// Pending revisions, oldest first.
+    async fn pending_revisions(&self, limit: usize) -> Result<Vec<SourceRevision>, StoreError>;
+
+    /// Decides a pending revision (`Applied` or `Refused`, with its problems) and records the
+    /// deployments it causes, in one transaction. Deciding one already decided records nothing
+    /// and returns no ids; automatic deploys of paused apps are held back as for a push.
+    async fn decide_revision(
+        &self,
+        source: &str,
+        sha: &str,
+        state: RevisionState,
+        detail: Option<String>,
+        deployments: Vec<Enqueue>,
+    ) -> Result<Vec<DeploymentId>, StoreError>;
+
+    /// The newest applied revision of a source: the one in force.
+    async fn applied_revision(&self, source: &str) -> Result<Option<String>, StoreError>;
+
+    /// The newest revisions of a source, newest first.
+    async fn revisions(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> Result<Vec<SourceRevision>, StoreError>;
 
     /// Queues one deployment (API, CLI, chat), superseding queued ones of the same app.
     async fn enqueue(&self, e: Enqueue) -> Result<DeploymentId, StoreError>;
@@ -283,9 +320,12 @@ pub mod testing {
                 actor: "octo".into(),
                 delivery_id: None,
                 restore_from: None,
+                images_from: None,
                 spec: crate::manifests::scaffold_app("x", "x/x", "main").spec,
+                manifests: Default::default(),
             },
             steps: vec![StepKind::FetchSource, StepKind::Report],
+            refused: None,
         }
     }
 }

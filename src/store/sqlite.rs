@@ -18,7 +18,8 @@ use super::{
     StoreError,
 };
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, Step,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, RevisionState,
+    SourceRevision, Step,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -29,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_interactions.sql"),
     include_str!("migrations/0006_report_outbox.sql"),
     include_str!("migrations/0007_delivery_sha.sql"),
+    include_str!("migrations/0008_manifest_revisions.sql"),
 ];
 /// How long interaction ids are remembered: twice Discord's signature window.
 const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
@@ -200,12 +202,21 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<DeploymentId, StoreError> {
     let d = &e.deployment;
     let spec = serde_json::to_string(&d.spec).map_err(corrupt)?;
+    let manifests = serde_json::to_string(&d.manifests).map_err(corrupt)?;
+    let (state, finished) = match &e.refused {
+        Some(_) => ("failed", Some(now)),
+        None => ("queued", None),
+    };
     conn.execute(
-        "INSERT INTO deployments (app, sha, git_ref, trigger, actor, delivery_id, state, spec, created_at, restore_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)",
-        params![d.app, d.sha, d.git_ref, d.trigger.as_str(), d.actor, d.delivery_id, spec, now, d.restore_from],
+        "INSERT INTO deployments (app, sha, git_ref, trigger, actor, delivery_id, state, spec, created_at, restore_from, manifests, images_from, reason, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![d.app, d.sha, d.git_ref, d.trigger.as_str(), d.actor, d.delivery_id, state, spec, now, d.restore_from, manifests, d.images_from, e.refused, finished],
     )?;
     let id = conn.last_insert_rowid();
+    if e.refused.is_some() {
+        // A refusal runs nothing and replaces nothing already queued.
+        return Ok(id);
+    }
     let mut stmt = conn.prepare_cached(
         "INSERT INTO steps (deployment_id, idx, kind, state) VALUES (?1, ?2, ?3, 'pending')",
     )?;
@@ -265,7 +276,124 @@ fn parse_releases(rows: Vec<String>) -> Result<Vec<Release>, StoreError> {
         .collect()
 }
 
-const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from";
+const REVISION_COLS: &str =
+    "SELECT source, sha, state, push, delivery_id, detail, trigger FROM source_revisions";
+
+fn revision_row(r: &Row<'_>) -> rusqlite::Result<SourceRevision> {
+    let state: String = r.get(2)?;
+    let push: Option<String> = r.get(3)?;
+    Ok(SourceRevision {
+        source: r.get(0)?,
+        sha: r.get(1)?,
+        state: state.parse().map_err(|e: String| bad_column(2, e))?,
+        push: match push {
+            Some(p) => Some(serde_json::from_str(&p).map_err(|e| bad_column(3, e.to_string()))?),
+            None => None,
+        },
+        delivery_id: r.get(4)?,
+        detail: r.get(5)?,
+        trigger: {
+            let t: String = r.get(6)?;
+            t.parse().map_err(|e: String| bad_column(6, e))?
+        },
+    })
+}
+
+fn insert_revision(conn: &Connection, r: &SourceRevision, now: i64) -> Result<bool, StoreError> {
+    let push = r
+        .push
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(corrupt)?;
+    let decided = (r.state != RevisionState::Pending).then_some(now);
+    let n = conn.execute(
+        "INSERT INTO source_revisions (source, sha, state, push, delivery_id, detail, created_at, decided_at, trigger)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (source, sha) DO NOTHING",
+        params![r.source, r.sha, r.state.as_str(), push, r.delivery_id, r.detail, now, decided, r.trigger.as_str()],
+    )?;
+    Ok(n > 0)
+}
+
+/// One delivery, with the deployments or manifest revisions it brings, in one transaction.
+fn record_delivery(
+    conn: &Connection,
+    delivery: DeliveryRecord,
+    deployments: Vec<Enqueue>,
+    revisions: Vec<SourceRevision>,
+) -> Result<DeliveryOutcome, StoreError> {
+    let mut revisions = revisions;
+    let now = now_ms();
+    let known: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM deliveries WHERE id = ?1",
+            [&delivery.id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_some() {
+        return Ok(DeliveryOutcome::Duplicate);
+    }
+    let mut record = delivery;
+    let mut deployments = deployments;
+    if let (Some(repo), Some(git_ref), Some(sha)) = (&record.repo, &record.git_ref, &record.sha) {
+        // Polls and webhooks take each pushed sha in once between them.
+        let earlier: Option<(String, String)> = conn
+            .query_row(
+                "SELECT event, id FROM deliveries
+                         WHERE sha = ?1 AND git_ref = ?2 AND lower(repo) = lower(?3)
+                         ORDER BY event = 'poll' DESC, received_at LIMIT 1",
+                params![sha, git_ref, repo],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let earlier = earlier.as_ref().map(|(e, i)| (e.as_str(), i.as_str()));
+        match crate::plan::intake::seen_before(&record.event, earlier) {
+            crate::plan::intake::Seen::New => {}
+            crate::plan::intake::Seen::Duplicate => return Ok(DeliveryOutcome::Duplicate),
+            crate::plan::intake::Seen::Ignore(why) => {
+                deployments.clear();
+                revisions.clear();
+                record.outcome = Intake::Ignored;
+                record.reason = Some(why);
+            }
+        }
+    }
+    let (go, held) = crate::plan::intake::hold_paused(deployments, &paused_apps(conn)?);
+    if go.is_empty() && revisions.is_empty() {
+        if let Some(why) = held {
+            record.outcome = Intake::Ignored;
+            record.reason = Some(why);
+        }
+    }
+    conn.execute(
+        "INSERT INTO deliveries (id, event, received_at, repo, git_ref, sha, outcome, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            record.id,
+            record.event,
+            now,
+            record.repo,
+            record.git_ref,
+            record.sha,
+            record.outcome.as_str(),
+            record.reason
+        ],
+    )?;
+    let ids = go
+        .iter()
+        .map(|e| insert_deployment(conn, e, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    for r in &revisions {
+        insert_revision(conn, r, now)?;
+    }
+    Ok(DeliveryOutcome::Recorded {
+        deployments: ids,
+        record,
+    })
+}
+
+const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from, manifests, images_from";
 
 /// A column that holds something Gantry cannot read back is a corrupt record, not a default.
 fn pending_row(r: &Row<'_>) -> rusqlite::Result<PendingReport> {
@@ -304,6 +432,12 @@ fn deployment_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
         actor: r.get(5)?,
         delivery_id: r.get(6)?,
         restore_from: r.get(13)?,
+        images_from: r.get(15)?,
+        // Deployments recorded before manifest revisions were: a local directory.
+        manifests: match r.get::<_, Option<String>>(14)? {
+            Some(m) => serde_json::from_str(&m).map_err(|e| bad_column(14, e.to_string()))?,
+            None => Default::default(),
+        },
         state: state.parse().map_err(|e: String| bad_column(7, e))?,
         reason: r.get(8)?,
         created_at: ts(r.get(10)?).unwrap_or_default(),
@@ -406,71 +540,94 @@ impl Store for SqliteStore {
         delivery: DeliveryRecord,
         deployments: Vec<Enqueue>,
     ) -> Result<DeliveryOutcome, StoreError> {
+        self.write(move |conn| record_delivery(conn, delivery, deployments, vec![]))
+            .await
+    }
+
+    async fn record_revision_delivery(
+        &self,
+        delivery: DeliveryRecord,
+        revisions: Vec<SourceRevision>,
+    ) -> Result<DeliveryOutcome, StoreError> {
+        self.write(move |conn| record_delivery(conn, delivery, vec![], revisions))
+            .await
+    }
+
+    async fn add_revision(&self, revision: SourceRevision) -> Result<bool, StoreError> {
+        self.write(move |conn| insert_revision(conn, &revision, now_ms()))
+            .await
+    }
+
+    async fn pending_revisions(&self, limit: usize) -> Result<Vec<SourceRevision>, StoreError> {
+        self.read(move |c| {
+            let sql = format!("{REVISION_COLS} WHERE state = 'pending' ORDER BY seq LIMIT ?1");
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(params![limit as i64], revision_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn decide_revision(
+        &self,
+        source: &str,
+        sha: &str,
+        state: RevisionState,
+        detail: Option<String>,
+        deployments: Vec<Enqueue>,
+    ) -> Result<Vec<DeploymentId>, StoreError> {
+        let (source, sha) = (source.to_owned(), sha.to_owned());
         self.write(move |conn| {
             let now = now_ms();
-            let known: Option<i64> = conn
-                .query_row("SELECT 1 FROM deliveries WHERE id = ?1", [&delivery.id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if known.is_some() {
-                return Ok(DeliveryOutcome::Duplicate);
-            }
-            let mut record = delivery;
-            let mut deployments = deployments;
-            if let (Some(repo), Some(git_ref), Some(sha)) =
-                (&record.repo, &record.git_ref, &record.sha)
-            {
-                // Polls and webhooks take each pushed sha in once between them.
-                let earlier: Option<(String, String)> = conn
-                    .query_row(
-                        "SELECT event, id FROM deliveries
-                         WHERE sha = ?1 AND git_ref = ?2 AND lower(repo) = lower(?3)
-                         ORDER BY event = 'poll' DESC, received_at LIMIT 1",
-                        params![sha, git_ref, repo],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                let earlier = earlier.as_ref().map(|(e, i)| (e.as_str(), i.as_str()));
-                match crate::plan::intake::seen_before(&record.event, earlier) {
-                    crate::plan::intake::Seen::New => {}
-                    crate::plan::intake::Seen::Duplicate => return Ok(DeliveryOutcome::Duplicate),
-                    crate::plan::intake::Seen::Ignore(why) => {
-                        deployments.clear();
-                        record.outcome = Intake::Ignored;
-                        record.reason = Some(why);
-                    }
-                }
-            }
-            let (go, held) = crate::plan::intake::hold_paused(deployments, &paused_apps(conn)?);
-            if go.is_empty() {
-                if let Some(why) = held {
-                    record.outcome = Intake::Ignored;
-                    record.reason = Some(why);
-                }
-            }
-            conn.execute(
-                "INSERT INTO deliveries (id, event, received_at, repo, git_ref, sha, outcome, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    record.id,
-                    record.event,
-                    now,
-                    record.repo,
-                    record.git_ref,
-                    record.sha,
-                    record.outcome.as_str(),
-                    record.reason
-                ],
+            let moved = conn.execute(
+                "UPDATE source_revisions SET state = ?1, detail = ?2, decided_at = ?3
+                 WHERE source = ?4 AND sha = ?5 AND state = 'pending'",
+                params![state.as_str(), detail, now, source, sha],
             )?;
-            let ids = go
+            if moved == 0 {
+                return Ok(vec![]);
+            }
+            let (refused, automatic): (Vec<_>, Vec<_>) =
+                deployments.into_iter().partition(|e| e.refused.is_some());
+            let (go, _held) = crate::plan::intake::hold_paused(automatic, &paused_apps(conn)?);
+            refused
                 .iter()
+                .chain(go.iter())
                 .map(|e| insert_deployment(conn, e, now))
+                .collect()
+        })
+        .await
+    }
+
+    async fn applied_revision(&self, source: &str) -> Result<Option<String>, StoreError> {
+        let source = source.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT sha FROM source_revisions WHERE source = ?1 AND state = 'applied'
+                 ORDER BY decided_at DESC, seq DESC LIMIT 1",
+                [&source],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn revisions(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> Result<Vec<SourceRevision>, StoreError> {
+        let source = source.to_owned();
+        self.read(move |c| {
+            let sql = format!("{REVISION_COLS} WHERE source = ?1 ORDER BY seq DESC LIMIT ?2");
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(params![source, limit as i64], revision_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(DeliveryOutcome::Recorded {
-                deployments: ids,
-                record,
-            })
+            Ok(rows)
         })
         .await
     }

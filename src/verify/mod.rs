@@ -112,7 +112,11 @@ pub async fn verify(
     let texts: Vec<Option<String>> = spec
         .services
         .iter()
-        .map(|s| read_small(Path::new(&s.task_definition)))
+        .map(|s| {
+            s.task_definition_content
+                .clone()
+                .or_else(|| read_small(Path::new(&s.task_definition)))
+        })
         .collect();
     let taskdefs: Vec<Option<TaskDefinition>> = texts
         .iter()

@@ -14,6 +14,7 @@ mod edge;
 mod events;
 mod fakes;
 mod fuzz;
+mod gitops;
 mod hostile;
 mod images;
 mod leaks;

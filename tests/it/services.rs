@@ -10,14 +10,14 @@ use serde_json::{json, Value};
 use crate::sites::{aws_config, moto_url};
 use crate::support::{push_body, GitRepo, TestApp};
 
-struct Ecs {
-    client: aws_sdk_ecs::Client,
-    cluster: String,
-    subnet: String,
+pub(crate) struct Ecs {
+    pub(crate) client: aws_sdk_ecs::Client,
+    pub(crate) cluster: String,
+    pub(crate) subnet: String,
 }
 
 impl Ecs {
-    async fn new(name: &str) -> Self {
+    pub(crate) async fn new(name: &str) -> Self {
         let config = aws_config(&moto_url()).await;
         let client = aws_sdk_ecs::Client::new(&config);
         let cluster = format!("{name}-{}", std::process::id());
@@ -35,7 +35,7 @@ impl Ecs {
         }
     }
 
-    async fn service(&self, name: &str) -> aws_sdk_ecs::types::Service {
+    pub(crate) async fn service(&self, name: &str) -> aws_sdk_ecs::types::Service {
         let out = self
             .client
             .describe_services()
@@ -156,7 +156,7 @@ fn security_group(name: &str) -> String {
     ])
 }
 
-fn task_definition(family: &str, memory: &str, env: Value) -> String {
+pub(crate) fn task_definition(family: &str, memory: &str, env: Value) -> String {
     let td = json!({
         "family": family,
         "requiresCompatibilities": ["FARGATE"],
@@ -268,12 +268,14 @@ impl Setup {
         stdout
     }
 
+    /// Changes the task definition and reloads the manifests, as an operator's SIGHUP does.
     fn write_td(&self, memory: &str, env: Value) {
         std::fs::write(
             self.app.dir.path().join("manifests/td.json"),
             task_definition(&self.family, memory, env),
         )
         .unwrap();
+        assert!(self.app.reload(), "the manifests reload");
     }
 
     /// Commits, pushes and waits for the deployment; returns it with step logs.
@@ -1255,4 +1257,29 @@ async fn an_imported_service_shows_no_difference() {
     );
     assert!(text.contains("task definition: unchanged"), "{text}");
     assert!(!text.contains("->"), "a difference after import:\n{text}");
+}
+
+/// A deployment rolls the task definition that was loaded with the manifests it was queued
+/// from: the file changed on disk afterwards (with no reload) is not what gets registered.
+#[tokio::test]
+async fn a_deployment_rolls_the_task_definition_loaded_with_its_manifests() {
+    let s = Setup::new("tdsnap", "").await;
+    std::fs::write(
+        s.app.dir.path().join("manifests/td.json"),
+        task_definition(&s.family, "1024", json!([])),
+    )
+    .unwrap();
+    let d = s.push(1).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let arn = s.ecs.running(&s.service).await;
+    let td = s
+        .ecs
+        .client
+        .describe_task_definition()
+        .task_definition(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(td.task_definition().unwrap().memory(), Some("512"));
+    s.app.finish().await;
 }

@@ -157,6 +157,11 @@ impl TestApp {
         }
     }
 
+    /// Reloads the manifests directory, as SIGHUP does; true when the reload took.
+    pub fn reload(&self) -> bool {
+        self.running.as_ref().expect("daemon running").reload()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
