@@ -268,3 +268,171 @@ async fn a_config_repository_drives_deploys_and_a_bad_revision_is_refused() {
     assert_eq!(d5["manifests"]["sha"], second, "{d5:#}");
     app.finish().await;
 }
+
+fn site_yaml(code: &Path, bucket: &str, html_cache: &str) -> String {
+    format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n    url: {}\n  build:\n    commands: [\"mkdir -p out && cp index.html out/ && echo built >> build.log\"]\n  sites:\n    - name: www\n      dir: out\n      bucket: {bucket}\n      prefix: live\n      cacheControl:\n        - glob: \"*.html\"\n          value: \"{html_cache}\"\n",
+        code.display()
+    )
+}
+
+/// A cache rule changed in the config repository: the site's release is put in place again
+/// with the new header, by copying in place; nothing is fetched, built or uploaded.
+#[tokio::test]
+async fn a_cache_rule_change_re_applies_the_site_without_building() {
+    let env = crate::sites::Env::new("gitops-site").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let code = GitRepo::new(&tmp.path().join("web"));
+    let sha = code.commit(&[("index.html", "<h1>hi</h1>")], "page");
+    let config = ConfigRepo::new(tmp.path());
+    config.push(
+        &[(
+            "apps/web.yaml",
+            &site_yaml(&code.path, &env.bucket, "public, max-age=60"),
+        )],
+        "web",
+    );
+    let bare = config.bare.display().to_string();
+    let app = TestApp::start_with(
+        &[],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", env.proxy.url.as_str()),
+            ("GANTRY_SOURCE_REPO", "acme/config"),
+            ("GANTRY_SOURCE_URL", bare.as_str()),
+            ("GANTRY_SOURCE_PATH", "apps"),
+        ],
+    )
+    .await;
+    let (status, r) = app
+        .hook(
+            "push",
+            "web-1",
+            &push_body("acme/web", "refs/heads/main", &sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    app.wait_idle(Duration::from_secs(60)).await;
+    let d1 = deployment(&app, &r["deployments"][0]).await;
+    assert_eq!(d1["state"], "succeeded", "{d1:#}");
+    let cache = |_: ()| async {
+        env.s3
+            .head_object()
+            .bucket(&env.bucket)
+            .key("live/index.html")
+            .send()
+            .await
+            .unwrap()
+            .cache_control()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(cache(()).await, "public, max-age=60");
+    env.proxy.take();
+
+    let second = config.push(
+        &[(
+            "apps/web.yaml",
+            &site_yaml(&code.path, &env.bucket, "public, max-age=300"),
+        )],
+        "web: longer html cache",
+    );
+    let (status, _) = app
+        .hook(
+            "push",
+            "config-2",
+            &push_body("acme/config", "refs/heads/main", &second),
+        )
+        .await;
+    assert_eq!(status, 202);
+    crate::support::wait_for(
+        Duration::from_secs(30),
+        "the rule change deploys",
+        || async { app.deployments("web").await.len() == 2 },
+    )
+    .await;
+    app.wait_idle(Duration::from_secs(60)).await;
+    let d2 = app.deployments("web").await[0].clone();
+    let d2 = deployment(&app, &d2["id"]).await;
+    assert_eq!(d2["state"], "succeeded", "{d2:#}");
+    assert_eq!(kinds(&d2), ["verify", "sync_sites", "report"]);
+    assert_eq!(cache(()).await, "public, max-age=300");
+    // Only copies in place and Gantry's own manifest object were written.
+    let uploads: Vec<String> = env
+        .proxy
+        .take()
+        .into_iter()
+        .filter(|s| s.method == "PUT" && !s.copy && !s.path.contains("/.gantry/"))
+        .map(|s| s.path)
+        .collect();
+    assert!(uploads.is_empty(), "uploaded: {uploads:?}");
+    let releases = app.store().releases("web", 5).await.unwrap();
+    assert_eq!(releases[0].sha, sha);
+    app.finish().await;
+}
+
+/// Manifests in the app's own repository (`.gantry/`), with no webhook at all: polling finds
+/// the commit, and the app deploys that commit with the manifest it carries, once.
+#[tokio::test]
+async fn manifests_in_the_app_repository_deploy_with_their_commit_found_by_polling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = GitRepo::new(&tmp.path().join("web"));
+    let manifest = |marker: &str| {
+        format!(
+            "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    repo: acme/web\n    url: {}\n  build:\n    commands: [\"echo {marker}\"]\n",
+            code.path.display()
+        )
+    };
+    let first = code.commit(
+        &[(".gantry/web.yaml", &manifest("one")), ("a", "1")],
+        "init",
+    );
+    let url = code.path.display().to_string();
+    let app = TestApp::start_with(
+        &[],
+        &[
+            ("GANTRY_SOURCE_REPO", "acme/web"),
+            ("GANTRY_SOURCE_URL", url.as_str()),
+            ("GANTRY_SOURCE_PATH", ".gantry"),
+            ("GANTRY_POLL_INTERVAL", "200ms"),
+        ],
+    )
+    .await;
+    // The head is adopted at start; its first poll deploys nothing either.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(app.deployments("web").await.is_empty());
+
+    let second = code.commit(
+        &[(".gantry/web.yaml", &manifest("two")), ("a", "2")],
+        "second",
+    );
+    crate::support::wait_for(Duration::from_secs(30), "polling deploys it", || async {
+        app.deployments("web")
+            .await
+            .iter()
+            .any(|d| d["sha"] == second && d["state"] == "succeeded")
+    })
+    .await;
+    let ds = app.deployments("web").await;
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    let d = deployment(&app, &ds[0]["id"]).await;
+    assert_eq!(d["trigger"], "poll");
+    assert_eq!(d["manifests"], json!({"repo": "acme/web", "sha": second}));
+    let build = crate::support::step_log(&d, "build");
+    assert!(
+        build.contains("two"),
+        "the new manifest's build ran: {build}"
+    );
+    // The webhook arriving late deploys nothing more.
+    let (status, _) = app
+        .hook(
+            "push",
+            "late",
+            &push_body("acme/web", "refs/heads/main", &second),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.wait_idle(Duration::from_secs(30)).await;
+    assert_eq!(app.deployments("web").await.len(), 1);
+    let _ = first;
+    app.finish().await;
+}
