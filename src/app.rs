@@ -193,6 +193,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.public_url.clone(),
         )));
     }
+    // Released digests written back to the git sources apps ask it for.
+    let revisions_wake = Arc::new(tokio::sync::Notify::new());
+    if !config.sources.is_empty() {
+        live.push(Arc::new(crate::reporting::writeback::LockWriter::new(
+            fetcher.clone() as Arc<dyn crate::ports::GitWriter>,
+            store.clone(),
+            config.sources.clone(),
+            revisions_wake.clone(),
+        )));
+    }
     crate::reporting::prepare(&*store, &live)
         .await
         .context("cannot prepare the reporters' cursors")?;
@@ -230,7 +240,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             queue.handle(),
             Some(ecs.clone()),
         )
-        .with_sources(config.sources.clone()),
+        .with_sources(config.sources.clone(), revisions_wake.clone()),
     );
     // Git sources of manifests: the revisions in force are read before intake opens.
     let learn = {
@@ -275,7 +285,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             control: control.clone(),
         })
     });
-    let control_wake = control.revisions_wake();
     let state = AppState {
         store: store.clone(),
         control,
@@ -293,7 +302,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%addr, "gantry listening");
 
     let manifests_dir = config.manifests.clone();
-    let revisions_wake = control_wake;
     let desired_for_signals = desired.clone();
     let (reload_dir, reload_desired, reload_redactor) =
         (config.manifests.clone(), desired.clone(), redactor.clone());

@@ -16,7 +16,8 @@ use tokio::process::Command;
 
 use crate::ports::StepLog;
 use crate::ports::{
-    FetchError, FetchRequest, FetchedCommit, RemoteHeads, RemoteRefs, Revision, SourceFetcher,
+    FetchError, FetchRequest, FetchedCommit, FileUpdate, GitWriter, Prepared, PushError,
+    RemoteHeads, RemoteRefs, Revision, SourceFetcher,
 };
 use crate::secret::{Redactor, Secret};
 
@@ -294,6 +295,183 @@ impl SourceFetcher for GitFetcher {
 /// it may take: a remote that sends more, or hangs, fails that look instead of the daemon.
 const LS_REMOTE_MAX_BYTES: u64 = 4 << 20;
 const LS_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The most a file written back may be read at (a lock file is a few KB).
+const MAX_WRITTEN_FILE: u64 = 1024 * 1024;
+
+impl GitFetcher {
+    /// Gantry's own clone of `repo` for write-backs: never a deployment's checkout (no build
+    /// has touched it), so running git in it is safe.
+    fn work_clone(&self, repo: &str) -> PathBuf {
+        let name = self
+            .mirror_path(repo)
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
+            .unwrap_or_default();
+        self.mirrors.with_file_name("writeback").join(name)
+    }
+}
+
+/// `path` inside `root`, refused when any part of it is a symlink or not what it must be (a
+/// directory, then a regular file or nothing): a repository cannot make the write-back read
+/// or write outside its tree.
+fn inside(root: &Path, path: &str) -> Result<PathBuf, FetchError> {
+    let bad = |why: &str| FetchError::Git {
+        action: "write-back".into(),
+        detail: format!("`{path}` {why}"),
+    };
+    crate::domain::valid_source_path(path).map_err(&bad)?;
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let mut at = root.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Err(bad("goes through a symlink")),
+            Ok(m) if last && !m.is_file() => return Err(bad("is not a regular file")),
+            Ok(m) if !last && !m.is_dir() => return Err(bad("is not inside a directory")),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && last => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&at).map_err(|source| FetchError::Io {
+                    path: at.display().to_string(),
+                    source,
+                })?;
+            }
+            Err(source) => {
+                return Err(FetchError::Io {
+                    path: at.display().to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(at)
+}
+
+#[async_trait]
+impl GitWriter for GitFetcher {
+    #[tracing::instrument(skip_all, fields(repo = %u.repo, path = %u.path))]
+    async fn prepare(
+        &self,
+        u: &FileUpdate,
+        render: &(dyn for<'a> Fn(Option<&'a str>) -> String + Send + Sync),
+    ) -> Result<Prepared, FetchError> {
+        crate::domain::git::valid_ref_name(&u.branch).map_err(|why| FetchError::Git {
+            action: "write-back".into(),
+            detail: format!("the branch {why}"),
+        })?;
+        let dir = self.work_clone(&u.repo);
+        let lock = self.lock_for(&dir);
+        let _guard = lock.lock().await;
+        if !dir.join(".git").is_dir() {
+            std::fs::create_dir_all(&dir).map_err(|source| FetchError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            self.git(Some(&dir), &["init", "-q"], false).await?;
+        }
+        let branch = format!("refs/heads/{}", u.branch);
+        self.shallow_fetch(&dir, &u.url, &branch, true).await?;
+        self.git(
+            Some(&dir),
+            &[
+                "checkout",
+                "-q",
+                "-f",
+                "-B",
+                "gantry-writeback",
+                "FETCH_HEAD",
+            ],
+            false,
+        )
+        .await?;
+        self.git(Some(&dir), &["clean", "-q", "-fdx"], false)
+            .await?;
+        let file = inside(&dir, &u.path)?;
+        let current = match crate::images::context::read_bounded(&file, MAX_WRITTEN_FILE) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(FetchError::Io {
+                    path: u.path.clone(),
+                    source,
+                })
+            }
+        };
+        let next = render(current.as_deref());
+        if current.as_deref() == Some(next.as_str()) {
+            return Ok(Prepared::Unchanged);
+        }
+        std::fs::write(&file, next).map_err(|source| FetchError::Io {
+            path: u.path.clone(),
+            source,
+        })?;
+        self.git(Some(&dir), &["add", "--", &u.path], false).await?;
+        self.git(
+            Some(&dir),
+            &[
+                "-c",
+                "user.name=Gantry",
+                "-c",
+                "user.email=gantry@users.noreply.github.com",
+                "-c",
+                "commit.gpgsign=false",
+                "commit",
+                "-q",
+                "--no-verify",
+                "-m",
+                &u.message,
+            ],
+            false,
+        )
+        .await?;
+        let sha = self.git(Some(&dir), &["rev-parse", "HEAD"], false).await?;
+        Ok(Prepared::Commit { sha })
+    }
+
+    #[tracing::instrument(skip_all, fields(repo = %u.repo, sha = %sha))]
+    async fn push(&self, u: &FileUpdate, sha: &str) -> Result<(), PushError> {
+        if crate::domain::git::commit_sha(sha).is_none() {
+            return Err(PushError::Failed(FetchError::Git {
+                action: "push".into(),
+                detail: format!("`{sha}` is not a commit sha"),
+            }));
+        }
+        let dir = self.work_clone(&u.repo);
+        let lock = self.lock_for(&dir);
+        let _guard = lock.lock().await;
+        let refspec = format!("{sha}:refs/heads/{}", u.branch);
+        match self
+            .git(
+                Some(&dir),
+                &[
+                    "push",
+                    "-q",
+                    "--no-verify",
+                    "--end-of-options",
+                    &u.url,
+                    &refspec,
+                ],
+                true,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(FetchError::Git { detail, .. })
+                if detail.contains("[rejected]")
+                    || detail.contains("non-fast-forward")
+                    || detail.contains("fetch first") =>
+            {
+                Err(PushError::Rejected(detail))
+            }
+            Err(e) => Err(PushError::Failed(e)),
+        }
+    }
+}
 
 #[async_trait]
 impl RemoteRefs for GitFetcher {

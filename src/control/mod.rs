@@ -94,20 +94,20 @@ impl Control {
         }
     }
 
-    /// Takes pushes of these git sources' branches in as manifest revisions.
-    pub fn with_sources(mut self, sources: Vec<ManifestSource>) -> Self {
+    /// Takes pushes of these git sources' branches in as manifest revisions, notifying `wake`.
+    pub fn with_sources(
+        mut self,
+        sources: Vec<ManifestSource>,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
         self.sources = sources;
+        self.revisions = wake;
         self
     }
 
     /// The git sources of manifests.
     pub fn sources(&self) -> &[ManifestSource] {
         &self.sources
-    }
-
-    /// Notified whenever a manifest revision is taken in.
-    pub fn revisions_wake(&self) -> Arc<tokio::sync::Notify> {
-        self.revisions.clone()
     }
 
     pub fn store(&self) -> &dyn Store {

@@ -58,6 +58,26 @@ pub struct AppSpec {
     /// service runs are deregistered after a successful rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_revisions: Option<usize>,
+    /// For manifests from a git source: record the released image digests in
+    /// `gantry.lock.yaml` beside the manifest, committed to the source's branch.
+    #[serde(default, skip_serializing_if = "WriteBack::is_off")]
+    pub write_back: WriteBack,
+}
+
+/// Whether and how a successful deployment's digests are written back to git.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WriteBack {
+    #[default]
+    Off,
+    /// A commit on the source's branch.
+    Commit,
+}
+
+impl WriteBack {
+    pub fn is_off(&self) -> bool {
+        *self == Self::Off
+    }
 }
 
 fn default_environment() -> String {

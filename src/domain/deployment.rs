@@ -221,6 +221,9 @@ pub struct ManifestRevision {
     /// The commit of that repository the manifest was read at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha: Option<String>,
+    /// The manifest's file inside that repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl ManifestRevision {
@@ -228,6 +231,7 @@ impl ManifestRevision {
         Self {
             repo: Some(repo.to_owned()),
             sha: Some(sha.to_owned()),
+            file: None,
         }
     }
 }

@@ -3,6 +3,9 @@
 
 use std::path::{Component, Path};
 
+/// The file Gantry writes released digests to, beside an app's manifest: never a manifest.
+pub const LOCK_FILE: &str = "gantry.lock.yaml";
+
 /// One git source of manifests, as configured (`sources:` in gantry.yaml).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestSource {

@@ -157,7 +157,10 @@ pub fn load_checkout(
         Ok(mut set) => {
             for app in &mut set.apps {
                 app.file = relative(&app.file);
-                app.origin = origin.clone();
+                app.origin = ManifestRevision {
+                    file: Some(app.file.display().to_string()),
+                    ..origin.clone()
+                };
             }
             Ok(set)
         }
@@ -185,6 +188,8 @@ pub fn merge<'a>(
         Err(ManifestErrors(errors))
     }
 }
+
+pub use crate::domain::LOCK_FILE;
 
 /// The largest manifest file read (1 MiB; real ones are a few KB).
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -246,7 +251,8 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        ) {
+        ) && name != LOCK_FILE
+        {
             out.push(path);
         }
     }
@@ -417,6 +423,7 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
             notifications: Default::default(),
             rollout_timeout: None,
             keep_revisions: None,
+            write_back: Default::default(),
         },
     }
 }

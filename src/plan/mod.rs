@@ -21,6 +21,7 @@ pub mod import;
 pub mod intake;
 pub mod invalidation;
 pub mod locate;
+pub mod lock;
 pub mod notify;
 pub mod oci;
 pub mod poll;

@@ -63,3 +63,48 @@ pub type RemoteHeads = std::collections::BTreeMap<String, String>;
 pub trait RemoteRefs: Send + Sync {
     async fn list(&self, url: &str) -> Result<RemoteHeads, FetchError>;
 }
+
+/// A file to update on a branch of a repository (Gantry's write-back).
+#[derive(Debug, Clone)]
+pub struct FileUpdate {
+    /// `OWNER/NAME`, naming Gantry's work clone.
+    pub repo: String,
+    /// Clone and push URL, free of credentials.
+    pub url: String,
+    pub branch: String,
+    /// The file inside the repository, `/`-separated, relative.
+    pub path: String,
+    pub message: String,
+}
+
+/// What preparing an update came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// The file already says that: nothing to commit.
+    Unchanged,
+    /// A commit on top of the branch head, not pushed yet.
+    Commit { sha: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The branch moved since the commit was prepared: prepare again.
+    #[error("the branch moved: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Failed(#[from] FetchError),
+}
+
+/// Commits a file to a branch and pushes it (Gantry's write-back of released digests).
+#[async_trait]
+pub trait GitWriter: Send + Sync {
+    /// Checks the branch head out, computes the file's new content from its current one
+    /// (`None`: no such file) and commits it when it differs. Nothing is pushed.
+    async fn prepare(
+        &self,
+        update: &FileUpdate,
+        render: &(dyn for<'a> Fn(Option<&'a str>) -> String + Send + Sync),
+    ) -> Result<Prepared, FetchError>;
+    /// Pushes a prepared commit to the branch, never forcing.
+    async fn push(&self, update: &FileUpdate, sha: &str) -> Result<(), PushError>;
+}

@@ -10,6 +10,7 @@
 pub mod discord;
 pub mod eventbridge;
 pub mod github;
+pub mod writeback;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -324,14 +324,14 @@ fn record_delivery(
 ) -> Result<DeliveryOutcome, StoreError> {
     let mut revisions = revisions;
     let now = now_ms();
-    let known: Option<i64> = conn
+    let seen: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM deliveries WHERE id = ?1",
             [&delivery.id],
             |r| r.get(0),
         )
         .optional()?;
-    if known.is_some() {
+    if seen.is_some() {
         return Ok(DeliveryOutcome::Duplicate);
     }
     let mut record = delivery;
@@ -358,6 +358,23 @@ fn record_delivery(
                 record.reason = Some(why);
             }
         }
+    }
+    // A revision the source already has (Gantry's own write-back, or taken in before) is
+    // nothing new.
+    let before = revisions.len();
+    let mut known =
+        conn.prepare_cached("SELECT 1 FROM source_revisions WHERE source = ?1 AND sha = ?2")?;
+    let mut fresh = Vec::new();
+    for r in revisions {
+        if !known.exists(params![r.source, r.sha])? {
+            fresh.push(r);
+        }
+    }
+    drop(known);
+    let revisions = fresh;
+    if before > 0 && revisions.is_empty() && record.outcome == Intake::Queued {
+        record.outcome = Intake::Ignored;
+        record.reason = Some("this revision of the manifests is already known (taken in before, or Gantry's own write-back)".into());
     }
     let (go, held) = crate::plan::intake::hold_paused(deployments, &paused_apps(conn)?);
     if go.is_empty() && revisions.is_empty() {

@@ -113,7 +113,7 @@ async fn a_config_repository_drives_deploys_and_a_bad_revision_is_refused() {
     assert_eq!(d1["state"], "succeeded", "{d1:#}");
     assert_eq!(
         d1["manifests"],
-        json!({"repo": "acme/config", "sha": first})
+        json!({"repo": "acme/config", "sha": first, "file": "apps/api.yaml"})
     );
     assert!(kinds(&d1).contains(&"build".to_string()));
     assert_eq!(ecs.service(&service).await.desired_count(), 1);
@@ -148,7 +148,7 @@ async fn a_config_repository_drives_deploys_and_a_bad_revision_is_refused() {
     );
     assert_eq!(
         d2["manifests"],
-        json!({"repo": "acme/config", "sha": second})
+        json!({"repo": "acme/config", "sha": second, "file": "apps/api.yaml"})
     );
     assert_eq!(d2["images_from"], d1["id"]);
     let k = kinds(&d2);
@@ -416,7 +416,10 @@ async fn manifests_in_the_app_repository_deploy_with_their_commit_found_by_polli
     assert_eq!(ds.len(), 1, "{ds:#?}");
     let d = deployment(&app, &ds[0]["id"]).await;
     assert_eq!(d["trigger"], "poll");
-    assert_eq!(d["manifests"], json!({"repo": "acme/web", "sha": second}));
+    assert_eq!(
+        d["manifests"],
+        json!({"repo": "acme/web", "sha": second, "file": ".gantry/web.yaml"})
+    );
     let build = crate::support::step_log(&d, "build");
     assert!(
         build.contains("two"),
@@ -434,5 +437,105 @@ async fn manifests_in_the_app_repository_deploy_with_their_commit_found_by_polli
     app.wait_idle(Duration::from_secs(30)).await;
     assert_eq!(app.deployments("web").await.len(), 1);
     let _ = first;
+    app.finish().await;
+}
+
+/// Write-back: after a successful deployment the released digest lands in the bare config
+/// repository as `gantry.lock.yaml` beside the manifest, with trailers naming the deployment;
+/// its push (poll and webhook) starts nothing, and a redeploy with the same digest commits
+/// nothing.
+#[tokio::test]
+async fn released_digests_are_written_back_once_and_start_nothing() {
+    use crate::images::{base_image, endpoints, unique, ECR};
+    let tmp = tempfile::tempdir().unwrap();
+    let code = GitRepo::new(&tmp.path().join("api"));
+    let code_sha = code.commit(&[("app/main.py", "print('hi')\n")], "init");
+    let image_repo = unique("writeback");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  writeBack: commit\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      context: app\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
+        code.path.display(),
+        base_image()
+    );
+    let config = ConfigRepo::new(tmp.path());
+    let first = config.push(&[("apps/api.yaml", &manifest)], "api");
+    let bare = config.bare.display().to_string();
+    let moto = moto_url();
+    let eps = endpoints();
+    let app = TestApp::start_with(
+        &[],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
+            ("GANTRY_SOURCE_REPO", "acme/config"),
+            ("GANTRY_SOURCE_URL", bare.as_str()),
+            ("GANTRY_SOURCE_PATH", "apps"),
+            ("GANTRY_POLL_INTERVAL", "200ms"),
+        ],
+    )
+    .await;
+    // Polling finds the app's branch head (no webhook) and deploys it.
+    crate::support::wait_for(Duration::from_secs(60), "the first deployment", || async {
+        app.deployments("api")
+            .await
+            .iter()
+            .any(|d| d["sha"] == code_sha && d["state"] == "succeeded")
+    })
+    .await;
+    let d = app.deployments("api").await[0].clone();
+    let releases = app.api("/api/v1/releases?app=api").await;
+    let digest = releases[0]["images"]["api"].as_str().unwrap().to_owned();
+    assert!(digest.contains("@sha256:"), "{digest}");
+    let head = || git(&config.bare, &["rev-parse", "main"]);
+    crate::support::wait_for(Duration::from_secs(30), "the write-back commit", || async {
+        head() != first
+    })
+    .await;
+    let written = head();
+    let lock = git(&config.bare, &["show", "main:apps/gantry.lock.yaml"]);
+    assert!(lock.contains(&format!("api: {digest}")), "{lock}");
+    let message = git(&config.bare, &["log", "-1", "--format=%an%n%B", "main"]);
+    assert!(message.starts_with("Gantry\n"), "{message}");
+    assert!(
+        message.contains(&format!("Gantry-Deployment: {}", d["id"])),
+        "{message}"
+    );
+    assert_eq!(
+        git(&config.bare, &["diff", "--name-only", &first, &written]),
+        "apps/gantry.lock.yaml",
+        "only the lock file changes"
+    );
+    // Its webhook starts nothing; neither do the polls that see it.
+    let (status, r) = app
+        .hook(
+            "push",
+            "writeback",
+            &push_body("acme/config", "refs/heads/main", &written),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.wait_idle(Duration::from_secs(30)).await;
+    assert_eq!(app.deployments("api").await.len(), 1);
+    let revisions = app.store().revisions("acme/config", 10).await.unwrap();
+    assert_eq!(revisions[0].sha, written);
+    assert_eq!(revisions[0].state.as_str(), "applied", "{revisions:?}");
+
+    // A redeploy with the same digest: nothing to commit.
+    let r = app
+        .http
+        .post(app.url("/api/v1/apps/api/deploy"))
+        .bearer_auth(crate::support::TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    crate::support::wait_for(Duration::from_secs(60), "the redeploy", || async {
+        let ds = app.deployments("api").await;
+        ds.len() == 2 && ds[0]["state"] == "succeeded"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(head(), written, "an unchanged lock makes no commit");
     app.finish().await;
 }
