@@ -15,7 +15,7 @@ pub async fn run(
     config: Option<PathBuf>,
     manifests: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let (config, loaded) = load_app(app, config, manifests)?;
+    let (config, loaded) = load_app(app, config, manifests).await?;
     let spec = &loaded.manifest.spec;
     if spec.services.is_empty() {
         println!("{app} declares no ECS services");
@@ -34,23 +34,14 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The configuration and APP as loaded from the manifests directory (`--manifests` or the
-/// configuration's).
-pub(super) fn load_app(
+/// The configuration and APP as rendered from its manifests (`--manifests`, the
+/// configuration's directory, or its git sources).
+pub(super) async fn load_app(
     app: &str,
     config: Option<PathBuf>,
     manifests: Option<PathBuf>,
 ) -> anyhow::Result<(Config, crate::manifests::LoadedApp)> {
     let config = Config::load(config.as_deref()).context("invalid configuration")?;
-    let dir = manifests
-        .or_else(|| config.manifests.clone())
-        .unwrap_or_else(|| PathBuf::from("./manifests"));
-    let mut set =
-        crate::manifests::load_dir(&dir).map_err(|e| anyhow::anyhow!("invalid manifests:\n{e}"))?;
-    let i = set
-        .apps
-        .iter()
-        .position(|a| a.manifest.metadata.name == app)
-        .with_context(|| format!("no app named `{app}` in {}", dir.display()))?;
-    Ok((config, set.apps.swap_remove(i)))
+    let loaded = super::render::find(&config, app, manifests, None).await?;
+    Ok((config, loaded))
 }

@@ -9,6 +9,7 @@ mod eventbridge;
 mod image;
 mod import;
 mod local;
+mod render;
 mod site;
 mod verify;
 
@@ -107,6 +108,21 @@ pub enum Command {
         app: String,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Print APP's fully rendered desired state (charts expanded): the spec, each service's
+    /// normalised task definition and each site's CloudFront Function, deterministically.
+    Render {
+        /// The app, as named in its manifest.
+        app: String,
+        /// Render the git sources at this commit instead of their branch heads.
+        #[arg(long)]
+        revision: Option<String>,
+        /// Configuration file (also GANTRY_CONFIG).
+        #[arg(long, env = "GANTRY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Manifests directory; overrides the configuration's.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
     },
     /// Show what deploying APP would change in ECS: per service, desired count and a readable
     /// diff of the live task definition against the manifest's.
@@ -309,6 +325,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 server,
             } => client::rollback(&server, &app, to, wait).await,
             Command::Resume { app, server } => client::resume(&server, &app).await,
+            Command::Render {
+                app,
+                revision,
+                config,
+                manifests,
+            } => render::run(&app, revision.as_deref(), config, manifests).await,
             Command::Diff {
                 app,
                 sha,

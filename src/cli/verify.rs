@@ -12,7 +12,7 @@ pub async fn run(
     config: Option<PathBuf>,
     manifests: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let (config, loaded) = super::diff::load_app(app, config, manifests)?;
+    let (config, loaded) = super::diff::load_app(app, config, manifests).await?;
     let sdk = aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
     let inventory = AwsInventory::new(&sdk);
     let at = ManifestAt {

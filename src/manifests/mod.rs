@@ -4,6 +4,7 @@
 //!
 //! This module reads files but never talks to AWS, git or the store.
 
+pub mod charts;
 mod validate;
 
 use std::fmt;
@@ -91,6 +92,16 @@ impl ManifestSet {
 
 /// Loads and validates every `*.yaml`/`*.yml` under `dir` (recursively, hidden entries skipped).
 pub fn load_dir(dir: &Path) -> Result<ManifestSet, ManifestErrors> {
+    // Charts beside the manifests (`manifests/../charts`, `manifests/charts`), then built-in.
+    let mut dirs = vec![dir.join("charts")];
+    if let Some(parent) = dir.parent() {
+        dirs.insert(0, parent.join("charts"));
+    }
+    load_dir_with(dir, &charts::Charts::new(dirs))
+}
+
+/// [`load_dir`] with charts looked up in `charts`.
+pub fn load_dir_with(dir: &Path, charts: &charts::Charts) -> Result<ManifestSet, ManifestErrors> {
     let mut files = Vec::new();
     if let Err(e) = collect_files(dir, &mut files) {
         return Err(ManifestErrors(vec![ManifestError {
@@ -109,7 +120,7 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, ManifestErrors> {
     let mut errors = Vec::new();
     for file in files {
         match read_bounded(&file, MAX_MANIFEST_BYTES) {
-            Ok(text) => match parse_file(&file, &text) {
+            Ok(text) => match parse_file_with(&file, &text, charts) {
                 Ok(apps) => set.apps.extend(apps),
                 Err(mut es) => errors.append(&mut es),
             },
@@ -153,7 +164,9 @@ pub fn load_checkout(
             hint: Some("check the source's `path` in gantry.yaml".into()),
         }]));
     }
-    match load_dir(&dir) {
+    // A repository's own charts (`charts/` at its root), then built-in.
+    let charts = charts::Charts::new(vec![root.join("charts")]);
+    match load_dir_with(&dir, &charts) {
         Ok(mut set) => {
             for app in &mut set.apps {
                 app.file = relative(&app.file);
@@ -261,6 +274,167 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Parses and validates every document of one file.
 pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<ManifestError>> {
+    parse_file_with(file, text, &charts::Charts::builtin())
+}
+
+/// Expands `spec.charts` in one document's value: each chart rendered with its values and
+/// its fields appended to the spec's lists; a rendered service's `taskDefinition` naming a
+/// rendered file gets that file's content. Problems carry field paths in the document.
+fn expand_charts(value: &mut serde_yaml::Value, charts: &charts::Charts) -> Vec<validate::Problem> {
+    use serde_yaml::Value as Y;
+    let mut problems = Vec::new();
+    let app = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Y::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let Some(spec) = value.get_mut("spec").and_then(Y::as_mapping_mut) else {
+        return problems;
+    };
+    // Only Gantry sets a task definition's content.
+    if let Some(Y::Sequence(services)) = spec.get("services") {
+        for (i, svc) in services.iter().enumerate() {
+            if svc.get("taskDefinitionContent").is_some() {
+                problems.push(validate::Problem::new(
+                    format!("spec.services[{i}].taskDefinitionContent"),
+                    "set by Gantry when it loads the manifests, not written in one",
+                    "remove it; `taskDefinition` names the file",
+                ));
+            }
+        }
+    }
+    let Some(uses) = spec.remove("charts") else {
+        return problems;
+    };
+    let Y::Sequence(uses) = uses else {
+        problems.push(validate::Problem::new(
+            "spec.charts",
+            "must be a list of {chart, values}",
+            "e.g. `charts: [{chart: web-service, values: {...}}]`",
+        ));
+        return problems;
+    };
+    for (i, u) in uses.iter().enumerate() {
+        let at = format!("spec.charts[{i}]");
+        let name = u.get("chart").and_then(Y::as_str).unwrap_or("");
+        if let Some(Y::Mapping(m)) = Some(u) {
+            for k in m.keys() {
+                if !matches!(k.as_str(), Some("chart" | "values")) {
+                    problems.push(validate::Problem::new(
+                        at.clone(),
+                        format!("unknown field `{}`", k.as_str().unwrap_or("?")),
+                        "a chart entry has `chart` and `values`",
+                    ));
+                }
+            }
+        }
+        let chart = match charts.get(name) {
+            Ok(c) => c,
+            Err(charts::ChartError::Chart(m)) => {
+                problems.push(validate::Problem::new(
+                    format!("{at}.chart"),
+                    m,
+                    "see docs/charts.md",
+                ));
+                continue;
+            }
+            Err(e) => {
+                problems.push(validate::Problem::new(
+                    format!("{at}.chart"),
+                    format!("{e:?}"),
+                    "see docs/charts.md",
+                ));
+                continue;
+            }
+        };
+        let values: serde_json::Value = match u.get("values") {
+            None => serde_json::Value::Object(Default::default()),
+            Some(v) => match serde_json::to_value(v) {
+                Ok(j) => j,
+                Err(e) => {
+                    problems.push(validate::Problem::new(
+                        format!("{at}.values"),
+                        format!("cannot be read as values: {e}"),
+                        "use plain mappings, lists, strings and numbers",
+                    ));
+                    continue;
+                }
+            },
+        };
+        let rendered = match chart.render(&app, &values) {
+            Ok(r) => r,
+            Err(charts::ChartError::Values(list)) => {
+                for (path, message) in list {
+                    let field = if path.is_empty() {
+                        format!("{at}.values")
+                    } else {
+                        format!("{at}.values.{path}")
+                    };
+                    problems.push(validate::Problem::new(
+                        field,
+                        message,
+                        format!("see charts/{}/values.schema.json", chart.name),
+                    ));
+                }
+                continue;
+            }
+            Err(charts::ChartError::Render(m) | charts::ChartError::Chart(m)) => {
+                problems.push(validate::Problem::new(
+                    at.clone(),
+                    m,
+                    "a chart problem, not one of these values",
+                ));
+                continue;
+            }
+        };
+        for (key, list) in rendered.fields {
+            let Y::Sequence(mut items) = list else {
+                problems.push(validate::Problem::new(
+                    at.clone(),
+                    format!(
+                        "chart `{}` rendered `{}` as something other than a list",
+                        chart.name,
+                        key.as_str().unwrap_or("?")
+                    ),
+                    "a chart problem",
+                ));
+                continue;
+            };
+            if key.as_str() == Some("services") {
+                for svc in &mut items {
+                    let file = svc
+                        .get("taskDefinition")
+                        .and_then(Y::as_str)
+                        .map(str::to_owned);
+                    if let (Some(file), Some(m)) = (file, svc.as_mapping_mut()) {
+                        if let Some(content) = rendered.files.get(&file) {
+                            m.insert(
+                                "taskDefinition".into(),
+                                format!("charts/{}/templates/{file}.j2", chart.name).into(),
+                            );
+                            m.insert("taskDefinitionContent".into(), content.clone().into());
+                        }
+                    }
+                }
+            }
+            match spec.get_mut(&key) {
+                Some(Y::Sequence(existing)) => existing.extend(items),
+                _ => {
+                    spec.insert(key, Y::Sequence(items));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Parses and validates every document of one file, charts looked up in `charts`.
+pub fn parse_file_with(
+    file: &Path,
+    text: &str,
+    charts: &charts::Charts,
+) -> Result<Vec<LoadedApp>, Vec<ManifestError>> {
     if let Some(line) = too_deep(text, MAX_DEPTH) {
         return Err(vec![ManifestError {
             file: file.to_path_buf(),
@@ -289,15 +463,20 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<LoadedApp>, Vec<Manifes
         let base = file.parent().unwrap_or(Path::new("."));
         // Durations that do not parse are reported and taken out first, so the rest of the
         // document is still checked and every problem is reported at once.
-        let bad_durations = validate::take_bad_durations(&mut value);
+        let mut early = validate::take_bad_durations(&mut value);
+        early.extend(expand_charts(&mut value, charts));
         match parse_document(&value) {
             Ok(manifest) => {
-                let mut problems = bad_durations;
+                let mut problems = early;
                 problems.extend(validate::app(&manifest, base));
                 if problems.is_empty() {
                     let mut manifest = manifest;
                     // A deployment may run long after loading, from another directory.
                     for svc in &mut manifest.spec.services {
+                        // A chart's task definition is already rendered.
+                        if svc.task_definition_content.is_some() {
+                            continue;
+                        }
                         let abs = std::path::absolute(base.join(&svc.task_definition));
                         if let Ok(abs) = abs {
                             svc.task_definition = abs.display().to_string();

@@ -16,6 +16,20 @@ pub struct Problem {
     pub hint: Option<String>,
 }
 
+impl Problem {
+    pub fn new(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Problems(Vec<Problem>);
 
@@ -224,15 +238,11 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "name the ECS cluster or give its ARN",
             );
         }
-        if svc.task_definition_content.is_some() {
-            p.add(
-                format!("{at}.taskDefinitionContent"),
-                "set by Gantry when it loads the manifests, not written in one",
-                "remove it; `taskDefinition` names the file",
-            );
-        }
         let td = manifest_dir.join(&svc.task_definition);
-        if !td.is_file() {
+        if let Some(text) = &svc.task_definition_content {
+            // Rendered by a chart.
+            task_definition_text(&mut p, &at, &svc.task_definition, text, svc);
+        } else if !td.is_file() {
             p.add(
                 format!("{at}.taskDefinition"),
                 format!("task definition file `{}` does not exist", td.display()),
@@ -353,20 +363,30 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
 /// The task definition file's own checks (`gantry ecs check`), and its containers against the
 /// service's `containers` map.
 fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::domain::ServiceSpec) {
+    let at = &format!("{svc_at}.taskDefinition");
+    match std::fs::read_to_string(file) {
+        Ok(text) => task_definition_text(p, svc_at, &file.display().to_string(), &text, svc),
+        Err(e) => p.add(at, format!("cannot read `{}`: {e}", file.display()), ""),
+    }
+}
+
+fn task_definition_text(
+    p: &mut Problems,
+    svc_at: &str,
+    file: &str,
+    text: &str,
+    svc: &crate::domain::ServiceSpec,
+) {
     use crate::domain::taskdef::TaskDefinition;
     let at = &format!("{svc_at}.taskDefinition");
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => return p.add(at, format!("cannot read `{}`: {e}", file.display()), ""),
-    };
-    let td = match TaskDefinition::from_json(&text) {
+    let td = match TaskDefinition::from_json(text) {
         Ok(td) => td,
         Err(e) => {
             return p.add(
                 at,
                 format!(
                     "`{}`:{}:{}: not a task definition: {e}",
-                    file.display(),
+                    file,
                     e.line(),
                     e.column()
                 ),
@@ -377,7 +397,7 @@ fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::dom
     for problem in crate::plan::taskdef_check::check(&td, &svc.allow_literal_env) {
         p.add(
             at,
-            format!("`{}` {}: {}", file.display(), problem.path, problem.message),
+            format!("`{}` {}: {}", file, problem.path, problem.message),
             problem.hint,
         );
     }
@@ -394,11 +414,7 @@ fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::dom
         {
             None => p.add(
                 format!("{svc_at}.loadBalancer.containerName"),
-                format!(
-                    "`{}` has no container named `{}`",
-                    file.display(),
-                    lb.container_name
-                ),
+                format!("`{}` has no container named `{}`", file, lb.container_name),
                 format!("use one of: {}", join(&names)),
             ),
             Some(c) => {
@@ -417,9 +433,7 @@ fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::dom
                         format!("{svc_at}.loadBalancer.containerPort"),
                         format!(
                             "container `{}` in `{}` maps no port {}",
-                            lb.container_name,
-                            file.display(),
-                            lb.container_port
+                            lb.container_name, file, lb.container_port
                         ),
                         if have.is_empty() {
                             "add it to the container's portMappings".to_string()
@@ -435,11 +449,7 @@ fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::dom
         if !names.contains(m.container.as_str()) {
             p.add(
                 format!("{svc_at}.migration.container"),
-                format!(
-                    "`{}` has no container named `{}`",
-                    file.display(),
-                    m.container
-                ),
+                format!("`{}` has no container named `{}`", file, m.container),
                 format!("use one of: {}", join(&names)),
             );
         }
@@ -454,7 +464,7 @@ fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::dom
                 at.to_string(),
                 format!(
                     "`{}` has no container named `{container}` (named in containers)",
-                    file.display()
+                    file
                 ),
                 "",
             );

@@ -229,3 +229,58 @@ fn validate_checks_load_balancer_migration_build_args_and_shared_site_targets() 
         assert!(stderr.contains(want), "{want} in:\n{stderr}");
     }
 }
+
+/// `gantry render` of each example app: snapshotted, and the same bytes on every run.
+#[test]
+fn render_prints_each_example_app_the_same_way_every_time() {
+    let root = crate::support::root();
+    for app in ["portfolio", "startup-expo"] {
+        let run = || {
+            let out = gantry()
+                .current_dir(&root)
+                .args(["render", app, "--manifests", "manifests/examples"])
+                .env_remove("GANTRY_CONFIG")
+                .env_remove("GANTRY_MANIFESTS")
+                .env_remove("GANTRY_SOURCE_REPO")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let first = run();
+        assert_eq!(first, run(), "{app} rendered differently");
+        insta::assert_snapshot!(format!("render_{app}"), first);
+    }
+}
+
+/// A chart's values that break its schema are refused at file:line with the field path.
+#[test]
+fn broken_chart_values_are_rejected_with_the_field_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  source:\n    repo: acme/api\n  charts:\n    - chart: web-service\n      values:\n        name: api\n        cluster: c\n        image: api\n        cpu: 300\n        subnets: [subnet-0a, nope]\n        targetGroupArn: arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/y\n        region: us-east-1\n        executionRoleArn: arn:aws:iam::1:role/x\n    - chart: no-such-chart\n";
+    let (code, stderr) = validate(dir.path(), &[("api.yaml", m)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let file = dir.path().join("api.yaml");
+    assert!(
+        stderr.contains(&format!(
+            "{}:14: spec.charts[0].values.cpu:",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:15: spec.charts[0].values.subnets[1]:",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec.charts[1].chart: no chart named `no-such-chart`"),
+        "{stderr}"
+    );
+}
