@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{PublishError, Reported, Reporter};
-use crate::domain::Deployment;
+use crate::domain::{Deployment, DeploymentState};
 use crate::plan::notify::{deployment_embed, edit_due};
 use crate::ports::{Chat, ChatTarget};
 use crate::secret::Secret;
@@ -110,8 +110,11 @@ impl Reporter for DiscordReporter {
                 self.chat.edit(&target, m.id, &embed).await?;
                 m.id
             }
-            // A deployment that never started (queued, then superseded) gets no message.
-            None if d.started_at.is_none() => return Ok(Reported::Done),
+            // A deployment that never started (queued, then superseded) gets no message; one
+            // that failed without starting (a refused manifest revision) does.
+            None if d.started_at.is_none() && d.state != DeploymentState::Failed => {
+                return Ok(Reported::Done)
+            }
             None => self.chat.post(&target, &embed, &nonce(d)).await?,
         };
         let state = format!("{id} {hash} {}", now.timestamp_millis());

@@ -43,7 +43,7 @@ impl ConfigRepo {
 
 fn app_yaml(app_repo: &Path, ecs: &Ecs, service: &str, count: &str) -> String {
     format!(
-        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  rolloutTimeout: 5s\n  source:\n    repo: acme/api\n    url: {}\n  build:\n    commands: [\"echo built > built.txt\"]\n  services:\n    - name: {service}\n      cluster: {}\n      taskDefinition: td.json\n      desiredCount: {count}\n      network:\n        subnets: [{}]\n",
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  rolloutTimeout: 5s\n  source:\n    repo: acme/api\n    url: {}\n  build:\n    commands: [\"echo built > built.txt\"]\n  services:\n    - name: {service}\n      cluster: {}\n      taskDefinition: td.json\n      desiredCount: {count}\n      network:\n        subnets: [{}]\n  notifications:\n    discord:\n      channel: \"1090000000000000111\"\n",
         app_repo.display(),
         ecs.cluster,
         ecs.subnet
@@ -92,6 +92,8 @@ async fn a_config_repository_drives_deploys_and_a_bad_revision_is_refused() {
         ("GANTRY_SOURCE_PATH", "apps"),
         ("GANTRY_GITHUB_API_URL", fake.url.as_str()),
         ("GANTRY_GITHUB_TOKEN", "c4n4ry-gitops-github-token"),
+        ("GANTRY_DISCORD_API_URL", fake.url.as_str()),
+        ("GANTRY_DISCORD_BOT_TOKEN", "c4n4ry-gitops-bot-token"),
     ];
     let app = TestApp::start_with(&[], &env).await;
     // Adopting the config repository's head deploys nothing by itself.
@@ -220,6 +222,19 @@ async fn a_config_repository_drives_deploys_and_a_bad_revision_is_refused() {
         on_config(&third)
             .last()
             .is_some_and(|b| b["state"] == "failure")
+    })
+    .await;
+    // And a Discord message for the app says it failed, with the problem.
+    let refused_id = refused["id"].as_i64().unwrap();
+    crate::support::wait_for(Duration::from_secs(10), "the Discord message", || async {
+        fake.requests().iter().any(|r| {
+            r.method == "POST"
+                && r.path.ends_with("/messages")
+                && r.body["embeds"][0]["title"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(&format!("failed (#{refused_id})")))
+                && r.body.to_string().contains("apps/api.yaml:")
+        })
     })
     .await;
     let status_body = on_config(&third).last().cloned().unwrap();
