@@ -186,9 +186,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let github =
         GitHub::new(gh.api_url.as_deref(), auth).context("invalid GitHub configuration")?;
     warn_unreportable(&config, &set, github.is_some());
-    if let Some(gh) = github {
+    let forge: Option<Arc<dyn crate::ports::Forge>> =
+        github.map(|gh| Arc::new(gh) as Arc<dyn crate::ports::Forge>);
+    if let Some(gh) = &forge {
         live.push(Arc::new(crate::reporting::github::GithubReporter::new(
-            Arc::new(gh),
+            gh.clone(),
             store.clone(),
             config.public_url.clone(),
         )));
@@ -247,15 +249,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let redactor = redactor.clone();
         Arc::new(move |set: &manifests::ManifestSet| redactor.learn(webhook_secrets(set)))
     };
-    let source_sync = Arc::new(crate::control::sources::SourceSync::new(
-        control.clone(),
-        desired.clone(),
-        fetcher.clone() as Arc<dyn crate::ports::SourceFetcher>,
-        fetcher.clone() as Arc<dyn crate::ports::RemoteRefs>,
-        config.sources.clone(),
-        config.data_dir.join("manifests"),
-        learn,
-    ));
+    let source_sync = Arc::new(
+        crate::control::sources::SourceSync::new(
+            control.clone(),
+            desired.clone(),
+            fetcher.clone() as Arc<dyn crate::ports::SourceFetcher>,
+            fetcher.clone() as Arc<dyn crate::ports::RemoteRefs>,
+            config.sources.clone(),
+            config.data_dir.join("manifests"),
+            learn,
+        )
+        .with_forge(forge),
+    );
     source_sync.start().await;
     // Polling remotes for pushes whose webhook never came; stops with intake.
     let poller = crate::control::poll::Poller::new(

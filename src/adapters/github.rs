@@ -92,6 +92,59 @@ impl GitHub {
 
 #[async_trait]
 impl Forge for GitHub {
+    #[tracing::instrument(skip_all, fields(repo, number))]
+    async fn upsert_comment(
+        &self,
+        repo: &str,
+        number: u64,
+        marker: &str,
+        body: &str,
+    ) -> Result<u64, PublishError> {
+        // The comment Gantry made before, found by its marker (bounded: 10 pages of 100).
+        let mut existing = None;
+        for page in 1..=10u32 {
+            let comments: Vec<Value> = self
+                .octo
+                .get(
+                    format!("/repos/{repo}/issues/{number}/comments?per_page=100&page={page}"),
+                    None::<&()>,
+                )
+                .await
+                .map_err(|e| fail(format!("comments of {repo}#{number}: {}", describe(e))))?;
+            existing = comments.iter().find_map(|c| {
+                c["body"]
+                    .as_str()
+                    .filter(|b| b.contains(marker))
+                    .and(c["id"].as_u64())
+            });
+            if existing.is_some() || comments.len() < 100 {
+                break;
+            }
+        }
+        let payload = json!({"body": body});
+        let answer: Value = match existing {
+            Some(id) => self
+                .octo
+                .patch(
+                    format!("/repos/{repo}/issues/comments/{id}"),
+                    Some(&payload),
+                )
+                .await
+                .map_err(|e| fail(format!("editing comment {id} on {repo}: {}", describe(e))))?,
+            None => self
+                .octo
+                .post(
+                    format!("/repos/{repo}/issues/{number}/comments"),
+                    Some(&payload),
+                )
+                .await
+                .map_err(|e| fail(format!("commenting on {repo}#{number}: {}", describe(e))))?,
+        };
+        answer["id"]
+            .as_u64()
+            .ok_or_else(|| fail("GitHub's comment has no id".into()))
+    }
+
     #[tracing::instrument(skip_all, fields(repo, state = %s.state))]
     async fn commit_status(
         &self,

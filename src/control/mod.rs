@@ -289,6 +289,69 @@ impl Control {
         Ok(out)
     }
 
+    /// Takes in a verified `pull_request` event: a pull request against a manifest source's
+    /// branch gets a plan preview (a commit status and one comment, edited in place on every
+    /// push to it), recorded with the delivery and posted by the sources' worker.
+    pub async fn pull_request(
+        &self,
+        delivery: &str,
+        event: &str,
+        pr: &crate::domain::PullRequestEvent,
+    ) -> Result<DeliveryOutcome, ControlError> {
+        let sha = git::commit_sha(&pr.pull_request.head.sha).ok_or_else(|| {
+            ControlError::Invalid("`pull_request.head.sha` is not a 40-character commit sha".into())
+        })?;
+        let repo = &pr.repository.full_name;
+        let previews: Vec<crate::domain::PreviewRequest> = if pr.plans() {
+            self.sources
+                .iter()
+                .filter(|s| {
+                    s.repo.eq_ignore_ascii_case(repo) && s.branch == pr.pull_request.base.git_ref
+                })
+                .map(|s| crate::domain::PreviewRequest {
+                    source: s.name.clone(),
+                    repo: s.repo.clone(),
+                    number: pr.number,
+                    sha: sha.clone(),
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let (outcome, reason) = match (pr.plans(), previews.is_empty()) {
+            (false, _) => (
+                crate::domain::Intake::Ignored,
+                format!(
+                    "pull request action `{}` changes nothing to plan",
+                    pr.action
+                ),
+            ),
+            (true, true) => (
+                crate::domain::Intake::Ignored,
+                format!(
+                    "no manifest source tracks {repo} {}",
+                    pr.pull_request.base.git_ref
+                ),
+            ),
+            (true, false) => (
+                crate::domain::Intake::Queued,
+                format!("plan preview of #{} pending", pr.number),
+            ),
+        };
+        let record = DeliveryRecord {
+            id: delivery.to_owned(),
+            event: event.to_owned(),
+            repo: Some(repo.clone()),
+            git_ref: None,
+            sha: None,
+            outcome,
+            reason: Some(reason),
+        };
+        let out = self.store.record_preview_delivery(record, previews).await?;
+        self.revisions.notify_one();
+        Ok(out)
+    }
+
     /// Records a delivery of an event Gantry does not act on (`ping` answers pong).
     pub async fn other_event(
         &self,

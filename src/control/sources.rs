@@ -106,6 +106,8 @@ pub struct SourceSync {
     on_install: Arc<dyn Fn(&ManifestSet) + Send + Sync>,
     adopted: Mutex<BTreeMap<String, bool>>,
     attempts: Mutex<BTreeMap<(String, String), u32>>,
+    /// Where plan previews of pull requests are posted (none: they are not).
+    forge: Option<Arc<dyn crate::ports::Forge>>,
     /// How often pending work is looked at when nothing wakes the loop.
     pub idle: Duration,
 }
@@ -131,8 +133,15 @@ impl SourceSync {
             on_install,
             adopted: Mutex::new(BTreeMap::new()),
             attempts: Mutex::new(BTreeMap::new()),
+            forge: None,
             idle: Duration::from_secs(30),
         }
+    }
+
+    /// Posts plan previews of pull requests through `forge`.
+    pub fn with_forge(mut self, forge: Option<Arc<dyn crate::ports::Forge>>) -> Self {
+        self.forge = forge;
+        self
     }
 
     /// Puts each source's revision in force as it was at the last stop (or, the first time,
@@ -166,6 +175,17 @@ impl SourceSync {
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read pending manifest revisions"),
+            }
+            match self.control.store.pending_previews(20).await {
+                Ok(pending) => {
+                    for (seq, req, attempts) in pending {
+                        if stop.is_cancelled() {
+                            return;
+                        }
+                        self.preview(seq, req, attempts).await;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read pending plan previews"),
             }
             tokio::select! {
                 _ = wake.notified() => {}
@@ -387,6 +407,119 @@ impl SourceSync {
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot record the manifest revision; retrying"),
+        }
+    }
+
+    /// Posts the plan preview of a pull request: what merging its head would do.
+    async fn preview(&self, seq: i64, req: crate::domain::PreviewRequest, attempts: u32) {
+        use crate::plan::preview::{plan, refused, AppChange, MARKER};
+        let store = &self.control.store;
+        let (Some(source), Some(forge)) = (
+            self.sources.iter().find(|s| s.name == req.source),
+            self.forge.as_ref(),
+        ) else {
+            let _ = store
+                .finish_preview(
+                    seq,
+                    "failed",
+                    Some("no such source, or no GitHub access configured".into()),
+                )
+                .await;
+            return;
+        };
+        let origin = ManifestRevision::git(&source.repo, &req.sha);
+        let dest = self
+            .root
+            .join("previews")
+            .join(slug(&source.name))
+            .join(&req.sha);
+        let log = StepLog::new(16 * 1024, crate::secret::Redactor::default());
+        let fetched = self
+            .fetcher
+            .fetch(
+                &FetchRequest {
+                    repo: source.repo.clone(),
+                    url: source.url.clone(),
+                    revision: FetchRevision::Sha(req.sha.clone()),
+                    dest: dest.clone(),
+                },
+                &log,
+            )
+            .await;
+        let preview = match fetched {
+            Err(e) => Err(format!("cannot fetch {origin}: {e}")),
+            Ok(_) => Ok(
+                match manifests::load_checkout(&dest, &source.path, &origin)
+                    .and_then(|set| self.desired.with(&source.name, &set).map(|_| set))
+                {
+                    Err(ManifestErrors(errors)) => {
+                        let listed: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                        refused(&origin, &listed)
+                    }
+                    Ok(set) => {
+                        let flat = self.desired.flat();
+                        let files: Vec<String> = set
+                            .apps
+                            .iter()
+                            .map(|a| a.file.display().to_string())
+                            .collect();
+                        let changes: Vec<AppChange<'_>> = set
+                            .apps
+                            .iter()
+                            .zip(&files)
+                            .map(|(a, file)| AppChange {
+                                next: &a.manifest,
+                                file,
+                                before: flat.get(&a.manifest.metadata.name).map(|l| &l.manifest),
+                            })
+                            .collect();
+                        let removed: Vec<String> = self
+                            .desired
+                            .part(&source.name)
+                            .apps
+                            .iter()
+                            .map(|a| a.manifest.metadata.name.clone())
+                            .filter(|n| set.get(n).is_none())
+                            .collect();
+                        let render = |m: &crate::domain::AppManifest, file: &str| {
+                            crate::plan::render::render(m, file, &ManifestRevision::default())
+                                .unwrap_or_else(|e| format!("(cannot render: {e})\n"))
+                        };
+                        plan(&origin, &changes, &removed, &render)
+                    }
+                },
+            ),
+        };
+        let _ = std::fs::remove_dir_all(&dest);
+        let posted = match preview {
+            Err(e) => Err(e),
+            Ok(p) => {
+                let status = crate::ports::CommitStatus {
+                    state: p.state.into(),
+                    context: "gantry/plan".into(),
+                    description: p.description.clone(),
+                    target_url: None,
+                };
+                match forge.commit_status(&source.repo, &req.sha, &status).await {
+                    Err(e) => Err(e.to_string()),
+                    Ok(()) => forge
+                        .upsert_comment(&source.repo, req.number, MARKER, &p.body)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                }
+            }
+        };
+        let (state, detail) = match posted {
+            Ok(()) => ("done", None),
+            Err(e) if attempts + 1 >= MAX_FETCH_ATTEMPTS => ("failed", Some(e)),
+            Err(e) => {
+                tracing::warn!(repo = %source.repo, number = req.number, error = %e, "cannot post the plan preview; trying again");
+                ("pending", Some(e))
+            }
+        };
+        if let Err(e) = store.finish_preview(seq, state, detail).await {
+            tracing::error!(error = %e, "cannot record the plan preview");
         }
     }
 

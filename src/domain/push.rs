@@ -69,3 +69,43 @@ impl PushEvent {
             .map(String::as_str)
     }
 }
+
+/// The parts of a GitHub `pull_request` webhook payload Gantry acts on (plan previews).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullRequestEvent {
+    pub action: String,
+    pub number: u64,
+    pub pull_request: PullRequest,
+    pub repository: PushRepository,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub head: PullRequestRef,
+    pub base: PullRequestRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+}
+
+impl PullRequestEvent {
+    /// Actions that change what the pull request would merge: plan it again.
+    pub fn plans(&self) -> bool {
+        matches!(self.action.as_str(), "opened" | "synchronize" | "reopened")
+    }
+}
+
+/// A plan preview to post for a pull request on a manifest source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewRequest {
+    /// The source's name.
+    pub source: String,
+    pub repo: String,
+    pub number: u64,
+    /// The pull request's head commit.
+    pub sha: String,
+}

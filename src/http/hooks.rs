@@ -89,6 +89,10 @@ pub async fn github(
         let push: PushEvent = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("malformed push payload: {e}")))?;
         s.control.push(&delivery, &event, &push).await?
+    } else if event == "pull_request" {
+        let pr: crate::domain::PullRequestEvent = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("malformed pull_request payload: {e}")))?;
+        s.control.pull_request(&delivery, &event, &pr).await?
     } else {
         // Every event must at least be JSON text; GitHub never sends anything else.
         std::str::from_utf8(&body)

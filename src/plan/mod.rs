@@ -25,6 +25,7 @@ pub mod lock;
 pub mod notify;
 pub mod oci;
 pub mod poll;
+pub mod preview;
 pub mod render;
 pub mod retry;
 pub mod rollout;

@@ -85,6 +85,15 @@ pub trait Forge: Send + Sync {
         description: &str,
         log_url: Option<&str>,
     ) -> Result<(), PublishError>;
+    /// Puts `body` on pull request (issue) `number` as the one comment holding `marker`:
+    /// edits that comment when there is one, else creates it. Returns the comment's id.
+    async fn upsert_comment(
+        &self,
+        repo: &str,
+        number: u64,
+        marker: &str,
+        body: &str,
+    ) -> Result<u64, PublishError>;
 }
 
 /// Answers to interactions after the fact (deferred responses).

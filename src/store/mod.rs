@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 pub use crate::domain::Enqueue;
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, RevisionState,
-    SourceRevision, StepState,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, PreviewRequest,
+    Release, RevisionState, SourceRevision, StepState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +142,28 @@ pub trait Store: Send + Sync + 'static {
         detail: Option<String>,
         deployments: Vec<Enqueue>,
     ) -> Result<Vec<DeploymentId>, StoreError>;
+
+    /// Records a `pull_request` delivery with the previews it asks for, in one transaction;
+    /// a preview already recorded (same source, number and head) is not recorded again.
+    async fn record_preview_delivery(
+        &self,
+        delivery: DeliveryRecord,
+        previews: Vec<PreviewRequest>,
+    ) -> Result<DeliveryOutcome, StoreError>;
+
+    /// Previews still to post, oldest first, with their sequence number and attempts so far.
+    async fn pending_previews(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, PreviewRequest, u32)>, StoreError>;
+
+    /// Marks a preview posted (`done`), given up (`failed`), or tried once more (`pending`).
+    async fn finish_preview(
+        &self,
+        seq: i64,
+        state: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError>;
 
     /// The newest applied revision of a source: the one in force.
     async fn applied_revision(&self, source: &str) -> Result<Option<String>, StoreError>;

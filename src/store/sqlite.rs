@@ -18,8 +18,8 @@ use super::{
     StoreError,
 };
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, Release, RevisionState,
-    SourceRevision, Step,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, PreviewRequest,
+    Release, RevisionState, SourceRevision, Step,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_report_outbox.sql"),
     include_str!("migrations/0007_delivery_sha.sql"),
     include_str!("migrations/0008_manifest_revisions.sql"),
+    include_str!("migrations/0009_previews.sql"),
 ];
 /// How long interaction ids are remembered: twice Discord's signature window.
 const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
@@ -614,6 +615,73 @@ impl Store for SqliteStore {
                 .chain(go.iter())
                 .map(|e| insert_deployment(conn, e, now))
                 .collect()
+        })
+        .await
+    }
+
+    async fn record_preview_delivery(
+        &self,
+        delivery: DeliveryRecord,
+        previews: Vec<PreviewRequest>,
+    ) -> Result<DeliveryOutcome, StoreError> {
+        self.write(move |conn| {
+            let out = record_delivery(conn, delivery, vec![], vec![])?;
+            if matches!(out, DeliveryOutcome::Recorded { .. }) {
+                let now = now_ms();
+                for p in &previews {
+                    conn.execute(
+                        "INSERT INTO previews (source, repo, number, sha, state, created_at)
+                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5) ON CONFLICT DO NOTHING",
+                        params![p.source, p.repo, p.number as i64, p.sha, now],
+                    )?;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn pending_previews(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, PreviewRequest, u32)>, StoreError> {
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT seq, source, repo, number, sha, attempts FROM previews
+                     WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+                )?
+                .query_map(params![limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        PreviewRequest {
+                            source: r.get(1)?,
+                            repo: r.get(2)?,
+                            number: r.get::<_, i64>(3)?.max(0) as u64,
+                            sha: r.get(4)?,
+                        },
+                        r.get::<_, i64>(5)?.clamp(0, u32::MAX as i64) as u32,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn finish_preview(
+        &self,
+        seq: i64,
+        state: &str,
+        detail: Option<String>,
+    ) -> Result<(), StoreError> {
+        let state = state.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE previews SET state = ?1, detail = ?2, attempts = attempts + 1 WHERE seq = ?3",
+                params![state, detail, seq],
+            )?;
+            Ok(())
         })
         .await
     }

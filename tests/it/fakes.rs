@@ -25,6 +25,9 @@ pub struct Request {
     pub status: u16,
 }
 
+/// An issue comment the fake keeps: (id, "owner/repo", issue number, body).
+type Comment = (u64, String, u64, String);
+
 #[derive(Clone, Default)]
 struct Shared {
     seen: Arc<Mutex<Vec<Request>>>,
@@ -35,6 +38,8 @@ struct Shared {
     nonces: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     /// While set, every request is answered 503 (an outage of Discord and GitHub).
     outage: Arc<std::sync::atomic::AtomicBool>,
+    /// GitHub issue comments.
+    comments: Arc<Mutex<Vec<Comment>>>,
 }
 
 pub struct Fake {
@@ -138,6 +143,57 @@ fn discord(method: &Method, path: &str, body: &Value, id: u64) -> (u16, Value) {
             (200, Value::Array(cmds))
         }
         _ => (404, json!({"message": "404: Not Found", "code": 0})),
+    }
+}
+
+/// An issue comment object (docs: "Create an issue comment").
+fn comment_json(id: u64, repo: &str, number: u64, body: &str) -> Value {
+    json!({
+        "id": id, "node_id": "IC_kwDOA",
+        "url": format!("https://api.github.com/repos/{repo}/issues/comments/{id}"),
+        "html_url": format!("https://github.com/{repo}/pull/{number}#issuecomment-{id}"),
+        "issue_url": format!("https://api.github.com/repos/{repo}/issues/{number}"),
+        "body": body,
+        "user": {"login": "gantry[bot]", "id": 1, "type": "Bot"},
+        "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z",
+        "author_association": "NONE"
+    })
+}
+
+/// GitHub's issue comments, kept: list (one page), create, edit.
+fn comments(
+    s: &Shared,
+    method: &Method,
+    path: &str,
+    body: &Value,
+    id: u64,
+) -> Option<(u16, Value)> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut all = s.comments.lock().unwrap();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["repos", owner, repo, "issues", number, "comments"]) => {
+            let (repo, number): (String, u64) = (format!("{owner}/{repo}"), number.parse().ok()?);
+            let list: Vec<Value> = all
+                .iter()
+                .filter(|c| c.1 == repo && c.2 == number)
+                .map(|c| comment_json(c.0, &c.1, c.2, &c.3))
+                .collect();
+            Some((200, Value::Array(list)))
+        }
+        ("POST", ["repos", owner, repo, "issues", number, "comments"]) => {
+            let (repo, number): (String, u64) = (format!("{owner}/{repo}"), number.parse().ok()?);
+            let text = body["body"].as_str().unwrap_or("").to_owned();
+            all.push((id, repo.clone(), number, text.clone()));
+            Some((201, comment_json(id, &repo, number, &text)))
+        }
+        ("PATCH", ["repos", _, _, "issues", "comments", cid]) => {
+            let cid: u64 = cid.parse().ok()?;
+            let text = body["body"].as_str().unwrap_or("").to_owned();
+            let c = all.iter_mut().find(|c| c.0 == cid)?;
+            c.3 = text;
+            Some((200, comment_json(c.0, &c.1.clone(), c.2, &c.3.clone())))
+        }
+        _ => None,
     }
 }
 
@@ -256,6 +312,8 @@ async fn answer(
     };
     let (status, v) = if is_discord {
         discord(&method, &path, &body_json, id)
+    } else if let Some(answer) = comments(&s, &method, &path, &body_json, id) {
+        answer
     } else {
         github(&method, &path, &body_json, id)
     };

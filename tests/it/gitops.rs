@@ -554,3 +554,122 @@ async fn released_digests_are_written_back_once_and_start_nothing() {
     assert_eq!(head(), written, "an unchanged lock makes no commit");
     app.finish().await;
 }
+
+/// A pull request on the config repository (payload as GitHub sends it): one comment saying
+/// what merging would do, edited in place on the next push to it, and a commit status on the
+/// head; a broken manifest in it is reported as a refusal.
+#[tokio::test]
+async fn a_pull_request_gets_one_plan_comment_edited_in_place_and_a_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = GitRepo::new(&tmp.path().join("web"));
+    code.commit(&[("a", "1")], "init");
+    let manifest = |timeout: &str| {
+        format!(
+            "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: web\nspec:\n  rolloutTimeout: {timeout}\n  source:\n    repo: acme/web\n    url: {}\n  build:\n    commands: [\"true\"]\n",
+            code.path.display()
+        )
+    };
+    let config = ConfigRepo::new(tmp.path());
+    config.push(&[("apps/web.yaml", &manifest("5m"))], "web");
+    let fake = Fake::start().await;
+    let bare = config.bare.display().to_string();
+    let app = TestApp::start_with(
+        &[],
+        &[
+            ("GANTRY_SOURCE_REPO", "acme/config"),
+            ("GANTRY_SOURCE_URL", bare.as_str()),
+            ("GANTRY_SOURCE_PATH", "apps"),
+            ("GANTRY_GITHUB_API_URL", fake.url.as_str()),
+            ("GANTRY_GITHUB_TOKEN", "c4n4ry-preview-github-token"),
+        ],
+    )
+    .await;
+    // A branch with a change, pushed to the config repository (GitHub keeps PR heads there).
+    git(
+        &config.work.path,
+        &["checkout", "-q", "-b", "longer-timeout"],
+    );
+    let head = config
+        .work
+        .commit(&[("apps/web.yaml", &manifest("9m"))], "longer");
+    git(
+        &config.work.path,
+        &["push", "-q", "origin", "longer-timeout"],
+    );
+    let example = crate::webhooks::examples()
+        .into_iter()
+        .find(|(name, ex)| name == "pull_request" && ex["action"] == "opened")
+        .expect("a pull_request opened example")
+        .1;
+    let payload = |action: &str, sha: &str| {
+        let mut p = example.clone();
+        p["action"] = json!(action);
+        p["number"] = json!(7);
+        p["repository"]["full_name"] = json!("acme/config");
+        p["pull_request"]["number"] = json!(7);
+        p["pull_request"]["head"]["sha"] = json!(sha);
+        p["pull_request"]["base"]["ref"] = json!("main");
+        serde_json::to_vec(&p).unwrap()
+    };
+    let (status, r) = app
+        .hook("pull_request", "pr-1", &payload("opened", &head))
+        .await;
+    assert_eq!(status, 202, "{r}");
+    let comments = || fake.matching("POST", "/repos/acme/config/issues/7/comments");
+    let edits = || fake.matching("PATCH", "/repos/acme/config/issues/comments/");
+    let statuses = |sha: &str| fake.matching("POST", &format!("/repos/acme/config/statuses/{sha}"));
+    crate::support::wait_for(Duration::from_secs(20), "the plan comment", || async {
+        !comments().is_empty()
+    })
+    .await;
+    let body = comments()[0].body["body"].as_str().unwrap().to_owned();
+    assert!(
+        body.contains("| `web` | `apps/web.yaml` | settings only"),
+        "{body}"
+    );
+    assert!(
+        body.contains("+    rolloutTimeout: 9m") || body.contains("+  rolloutTimeout: 9m"),
+        "{body}"
+    );
+    let st = statuses(&head);
+    assert_eq!(st[0].body["state"], "success", "{st:?}");
+    assert_eq!(st[0].body["context"], "gantry/plan");
+    // Nothing is deployed by a pull request.
+    assert!(app.deployments("web").await.is_empty());
+
+    // The next push to the pull request breaks the manifest: the same comment is edited.
+    let broken = config
+        .work
+        .commit(&[("apps/web.yaml", &manifest("soon"))], "oops");
+    git(
+        &config.work.path,
+        &["push", "-q", "origin", "longer-timeout"],
+    );
+    let (status, _) = app
+        .hook("pull_request", "pr-2", &payload("synchronize", &broken))
+        .await;
+    assert_eq!(status, 202);
+    crate::support::wait_for(Duration::from_secs(20), "the edited comment", || async {
+        !edits().is_empty()
+    })
+    .await;
+    assert_eq!(comments().len(), 1, "one comment, edited in place");
+    let edited = edits()[0].body["body"].as_str().unwrap().to_owned();
+    assert!(edited.contains("would be refused"), "{edited}");
+    assert!(
+        edited.contains("apps/web.yaml:6: spec.rolloutTimeout"),
+        "{edited}"
+    );
+    crate::support::wait_for(Duration::from_secs(10), "the failure status", || async {
+        statuses(&broken)
+            .last()
+            .is_some_and(|s| s.body["state"] == "failure")
+    })
+    .await;
+    // Closing it plans nothing.
+    let (status, r) = app
+        .hook("pull_request", "pr-3", &payload("closed", &broken))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    app.finish().await;
+}

@@ -15,7 +15,7 @@ fn examples_path() -> std::path::PathBuf {
         .join(".stack/node/node_modules/@octokit/webhooks-examples/api.github.com/index.json")
 }
 
-fn examples() -> Vec<(String, Value)> {
+pub(crate) fn examples() -> Vec<(String, Value)> {
     let path = examples_path();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
