@@ -141,3 +141,133 @@ pub async fn ecs(args: EcsArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, clap::Args)]
+pub struct CopilotArgs {
+    /// A Copilot workspace's `copilot/` directory (every `*/manifest.yml` in it), or one
+    /// manifest file.
+    pub dir: PathBuf,
+    /// The GitHub repository whose pushes deploy the apps (`OWNER/NAME`).
+    #[arg(long)]
+    pub repo: String,
+    /// The tracked branch.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The ECS cluster the services run in.
+    #[arg(long, default_value = "CHANGE-ME")]
+    pub cluster: String,
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// The AWS account id (SSM parameter ARNs, the image registry).
+    #[arg(long, default_value = "123456789012")]
+    pub account: String,
+    /// Subnets of the services, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub subnets: Vec<String>,
+    /// Security groups of the services, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub security_groups: Vec<String>,
+    /// The task execution role's ARN.
+    #[arg(long)]
+    pub execution_role: String,
+    /// The target group of the (one) Load Balanced Web Service.
+    #[arg(long)]
+    pub target_group: Option<String>,
+    /// The bucket of the (one) Static Site.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Apply this Copilot environment's overrides.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// Directory the manifests (`NAME.yaml`) go into.
+    #[arg(long, default_value = "manifests")]
+    pub out: PathBuf,
+    /// Replace files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `gantry import copilot DIR`: each Copilot service manifest as an App manifest built from
+/// charts (`plan::copilot`), checked as loading would check it.
+pub fn copilot(args: CopilotArgs) -> anyhow::Result<ExitCode> {
+    let files = copilot_manifests(&args.dir)?;
+    if files.is_empty() {
+        anyhow::bail!(
+            "no Copilot manifests (`*/manifest.yml`) under {}",
+            args.dir.display()
+        );
+    }
+    let opts = crate::plan::copilot::Options {
+        repo: args.repo.clone(),
+        branch: args.branch.clone(),
+        cluster: args.cluster.clone(),
+        region: args.region.clone(),
+        account: args.account.clone(),
+        subnets: args.subnets.clone(),
+        security_groups: args.security_groups.clone(),
+        execution_role: args.execution_role.clone(),
+        target_group: args.target_group.clone(),
+        registry: format!("{}.dkr.ecr.{}.amazonaws.com", args.account, args.region),
+        bucket: args.bucket.clone(),
+        environment: args.environment.clone(),
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut failed = false;
+    for file in files {
+        let text = crate::manifests::read_bounded(&file, crate::manifests::MAX_MANIFEST_BYTES)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let imported = match crate::plan::copilot::convert(&text, &opts) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                failed = true;
+                continue;
+            }
+        };
+        let path = args.out.join(format!("{}.yaml", imported.name));
+        if path.exists() && !args.force {
+            eprintln!("{} exists (use --force to replace it)", path.display());
+            failed = true;
+            continue;
+        }
+        std::fs::write(&path, &imported.manifest)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {} (from {})", path.display(), file.display());
+        for note in &imported.notes {
+            eprintln!("  note: {note}");
+        }
+        if let Err(errors) = crate::manifests::parse_file(&path, &imported.manifest) {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            failed = true;
+        }
+    }
+    if failed {
+        eprintln!("fix these before deploying; `gantry validate` lists them again");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dir/*/manifest.yml` (Copilot's layout; `environments/` holds environments, not services),
+/// or `dir` itself when it is a file.
+fn copilot_manifests(dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_name() == "environments" || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let m = entry.path().join("manifest.yml");
+        if m.is_file() {
+            out.push(m);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -236,6 +236,9 @@ pub enum ImportCommand {
     /// Write an App manifest and a task definition file from a live ECS service (ECS defaults
     /// dropped, secrets kept as ARNs), so the next `gantry diff` shows no difference.
     Ecs(import::EcsArgs),
+    /// Convert AWS Copilot service manifests (Load Balanced Web Service, Backend Service,
+    /// Worker Service, Static Site) into App manifests built from Gantry's charts.
+    Copilot(import::CopilotArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -352,6 +355,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Import {
                 command: ImportCommand::Ecs(args),
             } => import::ecs(args).await,
+            Command::Import {
+                command: ImportCommand::Copilot(args),
+            } => import::copilot(args),
             Command::Show {
                 id,
                 wait,

@@ -74,6 +74,25 @@ pub struct Control {
     revisions: Arc<tokio::sync::Notify>,
 }
 
+/// The delivery record of a push (webhook or poll).
+fn push_record(
+    delivery: &str,
+    event: &str,
+    push: &PushEvent,
+    outcome: crate::domain::Intake,
+    reason: Option<String>,
+) -> DeliveryRecord {
+    DeliveryRecord {
+        id: delivery.to_owned(),
+        event: event.to_owned(),
+        repo: Some(push.repository.full_name.clone()),
+        git_ref: Some(push.git_ref.clone()),
+        sha: Some(push.after.clone()),
+        outcome,
+        reason,
+    }
+}
+
 /// How many releases a rollback looks back through for its target.
 const ROLLBACK_DEPTH: usize = 200;
 
@@ -225,18 +244,16 @@ impl Control {
             })
             .collect();
         if !revisions.is_empty() {
-            let record = DeliveryRecord {
-                id: delivery.to_owned(),
-                event: event.to_owned(),
-                repo: Some(push.repository.full_name.clone()),
-                git_ref: Some(push.git_ref.clone()),
-                sha: Some(push.after.clone()),
-                outcome: crate::domain::Intake::Queued,
-                reason: Some(
+            let record = push_record(
+                delivery,
+                event,
+                push,
+                crate::domain::Intake::Queued,
+                Some(
                     "a new revision of the manifests: deployments follow once it is validated"
                         .into(),
                 ),
-            };
+            );
             let out = self
                 .store
                 .record_revision_delivery(record, revisions)
@@ -272,15 +289,7 @@ impl Control {
             Ok(entries) => (crate::domain::Intake::Queued, None, entries),
             Err(reason) => (crate::domain::Intake::Ignored, Some(reason), vec![]),
         };
-        let record = DeliveryRecord {
-            id: delivery.to_owned(),
-            event: event.to_owned(),
-            repo: Some(push.repository.full_name.clone()),
-            git_ref: Some(push.git_ref.clone()),
-            sha: Some(push.after.clone()),
-            outcome,
-            reason,
-        };
+        let record = push_record(delivery, event, push, outcome, reason);
         let out = self.store.record_delivery(record, entries).await?;
         if matches!(&out, DeliveryOutcome::Recorded { deployments, .. } if !deployments.is_empty())
         {

@@ -61,30 +61,32 @@ impl Desired {
 
     /// The union with `set` in place of part `key`, refused when two parts define one app.
     pub fn with(&self, key: &str, set: &ManifestSet) -> Result<ManifestSet, ManifestErrors> {
-        let parts = self.parts.lock().expect("parts lock poisoned");
-        manifests::merge(
-            parts
-                .iter()
-                .filter(|(k, _)| k.as_str() != key)
-                .map(|(_, v)| v)
-                .chain(std::iter::once(set)),
-        )
+        union_with(&self.parts.lock().expect("parts lock poisoned"), key, set)
     }
 
     /// Puts `set` in force as part `key` (the union checked by [`Desired::with`] first).
     pub fn install(&self, key: &str, set: ManifestSet) -> Result<(), ManifestErrors> {
         let mut parts = self.parts.lock().expect("parts lock poisoned");
-        let flat = manifests::merge(
-            parts
-                .iter()
-                .filter(|(k, _)| k.as_str() != key)
-                .map(|(_, v)| v)
-                .chain(std::iter::once(&set)),
-        )?;
+        let flat = union_with(&parts, key, &set)?;
         parts.insert(key.to_owned(), set);
         *self.flat.write().expect("manifests lock poisoned") = flat;
         Ok(())
     }
+}
+
+/// Every part but `key`, and `set` in its place.
+fn union_with(
+    parts: &BTreeMap<String, ManifestSet>,
+    key: &str,
+    set: &ManifestSet,
+) -> Result<ManifestSet, ManifestErrors> {
+    manifests::merge(
+        parts
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(_, v)| v)
+            .chain(std::iter::once(set)),
+    )
 }
 
 /// The most problems a refusal lists (the rest are counted).

@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod chatops;
+pub mod copilot;
 pub mod dockerfile;
 pub mod edge;
 pub mod gitops;

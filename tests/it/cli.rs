@@ -284,3 +284,65 @@ fn broken_chart_values_are_rejected_with_the_field_path() {
         "{stderr}"
     );
 }
+
+/// `gantry import copilot`: a Copilot workspace's services become App manifests on charts
+/// that `gantry validate` accepts; a Scheduled Job is refused by name.
+#[test]
+fn copilot_manifests_import_as_chart_manifests_that_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let copilot = dir.path().join("copilot");
+    let write = |svc: &str, text: &str| {
+        std::fs::create_dir_all(copilot.join(svc)).unwrap();
+        std::fs::write(copilot.join(svc).join("manifest.yml"), text).unwrap();
+    };
+    // Shapes from Copilot's manifest reference.
+    write("frontend", "name: frontend\ntype: Load Balanced Web Service\nhttp:\n  path: '/'\n  healthcheck: '/_healthcheck'\nimage:\n  build: frontend/Dockerfile\n  port: 8080\ncpu: 256\nmemory: 512\ncount: 1\nexec: true\nvariables:\n  LOG_LEVEL: info\nsecrets:\n  GITHUB_TOKEN: GITHUB_TOKEN\n");
+    write("api", "name: api\ntype: Backend Service\nimage:\n  build:\n    dockerfile: api/Dockerfile\n    context: api\n  port: 3000\ncount:\n  range: 1-10\n  cpu_percentage: 70\n");
+    write(
+        "web",
+        "name: web\ntype: Static Site\nfiles:\n  - source: web/dist\n    recursive: true\n",
+    );
+    std::fs::create_dir_all(copilot.join("environments/prod")).unwrap();
+    std::fs::write(
+        copilot.join("environments/prod/manifest.yml"),
+        "name: prod\ntype: Environment\n",
+    )
+    .unwrap();
+    let out = dir.path().join("manifests");
+    let run = |extra: &[&str]| {
+        gantry()
+            .args(["import", "copilot"])
+            .arg(&copilot)
+            .args([
+                "--repo", "acme/shop", "--cluster", "shop", "--subnets", "subnet-0a1b,subnet-0c2d",
+                "--security-groups", "sg-0a1b", "--execution-role",
+                "arn:aws:iam::123456789012:role/shop-exec", "--target-group",
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/frontend/0123456789abcdef",
+                "--bucket", "acme-shop-web", "--out",
+            ])
+            .arg(&out)
+            .args(extra)
+            .env_remove("GANTRY_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    for name in ["frontend", "api", "web"] {
+        assert!(
+            out.join(format!("{name}.yaml")).is_file(),
+            "{name}: {stderr}"
+        );
+    }
+    assert!(stderr.contains("ECS Exec"), "{stderr}");
+    let (code, errs) = validate(&out, &[]);
+    assert_eq!(code, Some(0), "{errs}");
+    // Nothing is overwritten without --force; a Scheduled Job is refused by name.
+    write("nightly", "name: nightly\ntype: Scheduled Job\non:\n  schedule: '@daily'\nimage:\n  build: Dockerfile\n");
+    let o = run(&[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`nightly` is a Scheduled Job"), "{stderr}");
+    assert!(stderr.contains("exists (use --force"), "{stderr}");
+}

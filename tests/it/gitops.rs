@@ -54,6 +54,17 @@ async fn deployment(app: &TestApp, id: &Value) -> Value {
     app.api(&format!("/api/v1/deployments/{id}")).await
 }
 
+/// Waits until the app has `n` deployments and none runs; the newest, with its steps.
+async fn settled(app: &TestApp, name: &str, n: usize) -> Value {
+    crate::support::wait_for(Duration::from_secs(30), "the deployment", || async {
+        app.deployments(name).await.len() == n
+    })
+    .await;
+    app.wait_idle(Duration::from_secs(60)).await;
+    let newest = app.deployments(name).await[0].clone();
+    deployment(app, &newest["id"]).await
+}
+
 fn kinds(d: &Value) -> Vec<String> {
     d["steps"]
         .as_array()
@@ -133,15 +144,7 @@ async fn a_config_repository_drives_deploys_and_a_bad_revision_is_refused() {
         )
         .await;
     assert_eq!(status, 202, "{r}");
-    crate::support::wait_for(
-        Duration::from_secs(30),
-        "the manifest change deploys",
-        || async { app.deployments("api").await.len() == 2 },
-    )
-    .await;
-    app.wait_idle(Duration::from_secs(60)).await;
-    let d2 = app.deployments("api").await[0].clone();
-    let d2 = deployment(&app, &d2["id"]).await;
+    let d2 = settled(&app, "api", 2).await;
     assert_eq!(d2["state"], "succeeded", "{d2:#}");
     assert_eq!(d2["trigger"], "manifests");
     assert_eq!(
@@ -359,15 +362,7 @@ async fn a_cache_rule_change_re_applies_the_site_without_building() {
         )
         .await;
     assert_eq!(status, 202);
-    crate::support::wait_for(
-        Duration::from_secs(30),
-        "the rule change deploys",
-        || async { app.deployments("web").await.len() == 2 },
-    )
-    .await;
-    app.wait_idle(Duration::from_secs(60)).await;
-    let d2 = app.deployments("web").await[0].clone();
-    let d2 = deployment(&app, &d2["id"]).await;
+    let d2 = settled(&app, "web", 2).await;
     assert_eq!(d2["state"], "succeeded", "{d2:#}");
     assert_eq!(kinds(&d2), ["verify", "sync_sites", "report"]);
     assert_eq!(cache(()).await, "public, max-age=300");
