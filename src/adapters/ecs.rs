@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerDefinition,
     ContainerOverride, DeploymentCircuitBreaker, DeploymentConfiguration, LaunchType, LoadBalancer,
-    NetworkConfiguration, TaskOverride,
+    NetworkConfiguration, ServiceConnectClientAlias, ServiceConnectConfiguration,
+    ServiceConnectService, ServiceRegistry, TaskOverride,
 };
 use aws_sdk_ecs::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -22,7 +23,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::domain::service::{Network, Provider, ServiceSettings, Target};
+use crate::domain::service::{
+    Alias, Connect, ConnectService, Network, Provider, Registry, ServiceSettings, Target,
+};
 use crate::domain::taskdef::{family_of, TaskDefinition};
 use crate::domain::NetworkSpec;
 use crate::plan::rollout::DeploymentSnapshot;
@@ -122,6 +125,88 @@ fn providers(p: &[Provider]) -> Result<Vec<CapacityProviderStrategyItem>, EcsErr
         .collect()
 }
 
+/// `None`: Service Connect turned off (ECS needs `enabled: false` for that).
+fn service_connect(c: Option<&Connect>) -> Result<ServiceConnectConfiguration, EcsError> {
+    let bad = |e: aws_smithy_types::error::operation::BuildError| {
+        err("serviceConnectConfiguration")(false, e.to_string())
+    };
+    let Some(c) = c else {
+        return Ok(ServiceConnectConfiguration::builder()
+            .enabled(false)
+            .build());
+    };
+    let mut services = Vec::new();
+    for s in &c.services {
+        let mut aliases = Vec::new();
+        for a in &s.client_aliases {
+            aliases.push(
+                ServiceConnectClientAlias::builder()
+                    .port(a.port)
+                    .set_dns_name(a.dns_name.clone())
+                    .build()
+                    .map_err(bad)?,
+            );
+        }
+        services.push(
+            ServiceConnectService::builder()
+                .port_name(&s.port_name)
+                .discovery_name(&s.discovery_name)
+                .set_client_aliases((!aliases.is_empty()).then_some(aliases))
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    Ok(ServiceConnectConfiguration::builder()
+        .enabled(true)
+        .namespace(&c.namespace)
+        .set_services((!services.is_empty()).then_some(services))
+        .build())
+}
+
+fn registries(r: &[Registry]) -> Vec<ServiceRegistry> {
+    r.iter()
+        .map(|r| {
+            ServiceRegistry::builder()
+                .registry_arn(&r.registry_arn)
+                .set_container_name(r.container_name.clone())
+                .set_container_port(r.container_port)
+                .set_port(r.port)
+                .build()
+        })
+        .collect()
+}
+
+/// Service Connect as the service's primary deployment has it (ECS keeps it per deployment).
+fn connect_of(s: &aws_sdk_ecs::types::Service) -> Option<Connect> {
+    let primary = s
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))?;
+    let c = primary.service_connect_configuration()?;
+    if !c.enabled() {
+        return None;
+    }
+    Some(Connect {
+        namespace: c.namespace().unwrap_or_default().to_owned(),
+        services: c
+            .services()
+            .iter()
+            .map(|s| ConnectService {
+                port_name: s.port_name().to_owned(),
+                discovery_name: s.discovery_name().unwrap_or(s.port_name()).to_owned(),
+                client_aliases: s
+                    .client_aliases()
+                    .iter()
+                    .map(|a| Alias {
+                        port: a.port(),
+                        dns_name: a.dns_name().map(str::to_owned),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
 fn deployment_configuration(min: i32, max: i32) -> DeploymentConfiguration {
     DeploymentConfiguration::builder()
         .deployment_circuit_breaker(
@@ -178,6 +263,17 @@ fn settings_of(s: &aws_sdk_ecs::types::Service) -> ServiceSettings {
             .collect(),
         platform_version: s.platform_version().unwrap_or("LATEST").to_owned(),
         enable_execute_command: s.enable_execute_command(),
+        service_connect: connect_of(s),
+        service_registries: s
+            .service_registries()
+            .iter()
+            .map(|r| Registry {
+                registry_arn: r.registry_arn().unwrap_or_default().to_owned(),
+                container_name: r.container_name().map(str::to_owned),
+                container_port: r.container_port(),
+                port: r.port(),
+            })
+            .collect(),
     }
 }
 
@@ -319,6 +415,12 @@ impl ServiceDeployer for Ecs {
         if let Some(n) = &c.network {
             req = req.network_configuration(network(n)?);
         }
+        if c.service_connect.is_some() {
+            req = req.service_connect_configuration(service_connect(c.service_connect.as_ref())?);
+        }
+        if !c.service_registries.is_empty() {
+            req = req.set_service_registries(Some(registries(&c.service_registries)));
+        }
         let out = req
             .send()
             .await
@@ -356,6 +458,12 @@ impl ServiceDeployer for Ecs {
             req = req
                 .set_capacity_provider_strategy(Some(providers(p)?))
                 .force_new_deployment(true);
+        }
+        if let Some(c) = &u.service_connect {
+            req = req.service_connect_configuration(service_connect(c.as_ref())?);
+        }
+        if let Some(r) = &u.service_registries {
+            req = req.set_service_registries(Some(registries(r)));
         }
         let out = req
             .send()

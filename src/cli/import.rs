@@ -179,6 +179,9 @@ pub struct CopilotArgs {
     /// Apply this Copilot environment's overrides.
     #[arg(long)]
     pub environment: Option<String>,
+    /// The Cloud Map namespace's ARN, for services with `network.connect` (Service Connect).
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// Directory the manifests (`NAME.yaml`) go into.
     #[arg(long, default_value = "manifests")]
     pub out: PathBuf,
@@ -210,6 +213,7 @@ pub fn copilot(args: CopilotArgs) -> anyhow::Result<ExitCode> {
         registry: format!("{}.dkr.ecr.{}.amazonaws.com", args.account, args.region),
         bucket: args.bucket.clone(),
         environment: args.environment.clone(),
+        namespace: args.namespace.clone(),
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -333,6 +333,13 @@ pub struct ServiceSpec {
     /// ECS Exec into the service's tasks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_execute_command: bool,
+    /// ECS Service Connect: the service joins a Cloud Map namespace as a client and offers
+    /// its named ports to the namespace's other services. Absent: Service Connect is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect: Option<ServiceConnectSpec>,
+    /// Cloud Map service registries (service discovery by DNS) the tasks register with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_registries: Vec<ServiceRegistrySpec>,
     /// The task definition file's content as loaded with the manifests: a deployment rolls
     /// the file that was in force when it was queued, not what the file says when its roll
     /// runs. Set by loading; a manifest that writes it is refused.
@@ -375,6 +382,55 @@ impl CapacityProvider {
     fn default_weight() -> u32 {
         1
     }
+}
+
+/// `serviceConnect` of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceConnectSpec {
+    /// The Cloud Map namespace's ARN (ECS reports the ARN, so a name would always differ).
+    pub namespace: String,
+    /// Ports this service offers; none: the service is a client only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ConnectServiceSpec>,
+}
+
+/// One port a service offers through Service Connect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectServiceSpec {
+    /// A `portMappings[].name` of the task definition.
+    pub port_name: String,
+    /// The name in Cloud Map (default: the port name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_name: Option<String>,
+    /// The names and ports clients reach it by (default: `discoveryName.namespace` on the
+    /// container port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_aliases: Vec<ClientAliasSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientAliasSpec {
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+}
+
+/// One entry of `serviceRegistries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceRegistrySpec {
+    /// The Cloud Map service's ARN.
+    pub registry_arn: String,
+    /// For SRV records: the container and port registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -26,6 +26,57 @@ pub struct Provider {
     pub base: i32,
 }
 
+/// Service Connect as configured: the namespace ARN and the ports offered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Connect {
+    pub namespace: String,
+    pub services: Vec<ConnectService>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConnectService {
+    pub port_name: String,
+    /// Filled with the port name when not given (as ECS does).
+    pub discovery_name: String,
+    pub client_aliases: Vec<Alias>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Alias {
+    pub port: i32,
+    /// `None` on the desired side: ECS picks `discoveryName.namespace`, any live name fits.
+    pub dns_name: Option<String>,
+}
+
+impl Connect {
+    /// Whether the live configuration is what `self` asks for, reading an alias without a
+    /// DNS name as "ECS's default".
+    pub fn satisfied_by(&self, live: &Connect) -> bool {
+        self.namespace == live.namespace
+            && self.services.len() == live.services.len()
+            && self.services.iter().zip(&live.services).all(|(d, l)| {
+                d.port_name == l.port_name
+                    && d.discovery_name == l.discovery_name
+                    && d.client_aliases.len() == l.client_aliases.len()
+                    && d.client_aliases
+                        .iter()
+                        .zip(&l.client_aliases)
+                        .all(|(a, b)| {
+                            a.port == b.port && (a.dns_name.is_none() || a.dns_name == b.dns_name)
+                        })
+            })
+    }
+}
+
+/// One Cloud Map registry of the service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Registry {
+    pub registry_arn: String,
+    pub container_name: Option<String>,
+    pub container_port: Option<i32>,
+    pub port: Option<i32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSettings {
     /// `None` when the count is left to auto scaling (desired side) or not reported.
@@ -41,6 +92,9 @@ pub struct ServiceSettings {
     pub capacity_providers: Vec<Provider>,
     pub platform_version: String,
     pub enable_execute_command: bool,
+    /// `None`: Service Connect off.
+    pub service_connect: Option<Connect>,
+    pub service_registries: Vec<Registry>,
 }
 
 impl Default for ServiceSettings {
@@ -56,6 +110,8 @@ impl Default for ServiceSettings {
             capacity_providers: Vec::new(),
             platform_version: "LATEST".into(),
             enable_execute_command: false,
+            service_connect: None,
+            service_registries: Vec::new(),
         }
     }
 }
@@ -71,6 +127,13 @@ impl ServiceSettings {
         }
         self.load_balancers.sort();
         self.capacity_providers.sort();
+        if let Some(c) = &mut self.service_connect {
+            for s in &mut c.services {
+                s.client_aliases.sort();
+            }
+            c.services.sort();
+        }
+        self.service_registries.sort();
         if self.platform_version.is_empty() {
             self.platform_version = "LATEST".into();
         }

@@ -238,6 +238,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
                 "name the ECS cluster or give its ARN",
             );
         }
+        service_discovery(&mut p, &at, svc);
         let td = manifest_dir.join(&svc.task_definition);
         if let Some(text) = &svc.task_definition_content {
             // Rendered by a chart.
@@ -360,6 +361,79 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
     p.0
 }
 
+/// `serviceConnect` and `serviceRegistries` on their own (their names against the task
+/// definition are checked with it).
+fn service_discovery(p: &mut Problems, at: &str, svc: &crate::domain::ServiceSpec) {
+    let arn_of = |v: &str, kind: &str| {
+        v.starts_with("arn:aws")
+            && v.split(':').nth(2) == Some("servicediscovery")
+            && v.rsplit(':')
+                .next()
+                .is_some_and(|r| r.starts_with(&format!("{kind}/")))
+    };
+    if let Some(c) = &svc.service_connect {
+        if !arn_of(&c.namespace, "namespace") {
+            p.add(
+                format!("{at}.serviceConnect.namespace"),
+                format!("`{}` is not a Cloud Map namespace ARN", c.namespace),
+                "give the namespace's ARN (arn:aws:servicediscovery:REGION:ACCOUNT:namespace/ns-...): ECS reports the ARN, so a name would differ on every diff",
+            );
+        }
+        let mut offered = BTreeSet::new();
+        for (i, s) in c.services.iter().enumerate() {
+            let at = format!("{at}.serviceConnect.services[{i}]");
+            let discovery = s.discovery_name.as_deref().unwrap_or(&s.port_name);
+            if !offered.insert(discovery) {
+                p.add(
+                    format!("{at}.discoveryName"),
+                    format!("`{discovery}` is offered twice"),
+                    "each offered port needs its own discovery name",
+                );
+            }
+            if let Some(d) = &s.discovery_name {
+                if !is_dns_label(d) {
+                    p.add(
+                        format!("{at}.discoveryName"),
+                        format!("`{d}` is not a DNS label"),
+                        "lower-case letters, digits and `-`, at most 63 characters",
+                    );
+                }
+            }
+            for (j, a) in s.client_aliases.iter().enumerate() {
+                if a.port == 0 {
+                    p.add(format!("{at}.clientAliases[{j}].port"), "port 0", "1-65535");
+                }
+                if let Some(d) = &a.dns_name {
+                    if d.is_empty() || d.len() > 253 || !d.split('.').all(is_dns_label) {
+                        p.add(
+                            format!("{at}.clientAliases[{j}].dnsName"),
+                            format!("`{d}` is not a DNS name"),
+                            "e.g. `api.internal`",
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (i, r) in svc.service_registries.iter().enumerate() {
+        let at = format!("{at}.serviceRegistries[{i}]");
+        if !arn_of(&r.registry_arn, "service") {
+            p.add(
+                format!("{at}.registryArn"),
+                format!("`{}` is not a Cloud Map service ARN", r.registry_arn),
+                "arn:aws:servicediscovery:REGION:ACCOUNT:service/srv-...",
+            );
+        }
+        if r.container_name.is_some() != r.container_port.is_some() {
+            p.add(
+                at,
+                "containerName and containerPort go together",
+                "give both (SRV records), or neither",
+            );
+        }
+    }
+}
+
 /// The task definition file's own checks (`gantry ecs check`), and its containers against the
 /// service's `containers` map.
 fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::domain::ServiceSpec) {
@@ -442,6 +516,47 @@ fn task_definition_text(
                         },
                     );
                 }
+            }
+        }
+    }
+    let port_names: BTreeSet<&str> = td
+        .container_definitions
+        .iter()
+        .flat_map(|c| {
+            c.other
+                .get("portMappings")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("name").and_then(|n| n.as_str()))
+        })
+        .collect();
+    for (i, s) in svc
+        .service_connect
+        .iter()
+        .flat_map(|c| &c.services)
+        .enumerate()
+    {
+        if !port_names.contains(s.port_name.as_str()) {
+            p.add(
+                format!("{svc_at}.serviceConnect.services[{i}].portName"),
+                format!("`{}` names no port mapping `{}`", file, s.port_name),
+                if port_names.is_empty() {
+                    "give the container's portMappings entry a `name`".to_string()
+                } else {
+                    format!("use one of: {}", join(&port_names))
+                },
+            );
+        }
+    }
+    for (i, r) in svc.service_registries.iter().enumerate() {
+        if let Some(c) = &r.container_name {
+            if !names.contains(c.as_str()) {
+                p.add(
+                    format!("{svc_at}.serviceRegistries[{i}].containerName"),
+                    format!("`{}` has no container named `{c}`", file),
+                    format!("use one of: {}", join(&names)),
+                );
             }
         }
     }

@@ -8,6 +8,9 @@
 //! | Load Balanced Web Service | an image + chart `web-service` |
 //! | Backend Service | an image + chart `backend-service` |
 //! | Worker Service | an image + chart `worker` (the SNS/SQS subscriptions are a note) |
+//!
+//! `network.connect` becomes the chart's `serviceConnect` in the namespace given with
+//! `--namespace` (a Backend Service offers its port, a web service joins as a client).
 //! | Static Site | chart `static-site` |
 //! | Scheduled Job | refused: Gantry has no scheduled tasks yet |
 
@@ -37,6 +40,9 @@ pub struct Options {
     pub bucket: Option<String>,
     /// Apply this Copilot environment's overrides (`environments.NAME`).
     pub environment: Option<String>,
+    /// The Cloud Map namespace ARN for services with `network.connect` (Copilot used its
+    /// environment's namespace).
+    pub namespace: Option<String>,
 }
 
 /// The converted manifest.
@@ -306,8 +312,29 @@ fn service(
             ));
         }
     }
-    if c.network.as_ref().and_then(|n| n.get("connect")).is_some() {
-        notes.push("Service Connect (`network.connect`) is not expressible in Gantry yet".into());
+    let connect = c.network.as_ref().and_then(|n| n.get("connect"));
+    if connect.is_some_and(|v| v != &Value::Bool(false)) {
+        match (&o.namespace, chart) {
+            (None, _) => notes.push(
+                "Service Connect (`network.connect`): give the namespace's ARN with --namespace"
+                    .into(),
+            ),
+            (Some(_), "worker") => notes.push(
+                "the worker chart does not join Service Connect: add `serviceConnect.namespace` to the rendered service if it calls others".into(),
+            ),
+            (Some(ns), _) => {
+                let mut sc = json!({"namespace": ns});
+                if chart == "backend-service" {
+                    if let Some(alias) = connect
+                        .and_then(|v| v.get("alias"))
+                        .and_then(Value::as_str)
+                    {
+                        sc["dnsName"] = json!(alias);
+                    }
+                }
+                v["serviceConnect"] = sc;
+            }
+        }
     }
     if c.subscribe.is_some() {
         notes.push("the worker's SNS/SQS subscriptions (`subscribe`) stay as they are: Gantry does not manage queues".into());
@@ -408,6 +435,7 @@ mod tests {
             registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
             bucket: None,
             environment: None,
+            namespace: None,
         }
     }
 
@@ -472,5 +500,34 @@ mod tests {
         let job = "name: nightly\ntype: Scheduled Job\non:\n  schedule: '@daily'\nimage:\n  build: Dockerfile\n";
         assert!(convert(job, &opts()).unwrap_err().contains("Scheduled Job"));
         assert!(convert("name: x\ntype: Request-Driven Web Service\n", &opts()).is_err());
+    }
+
+    #[test]
+    fn service_connect_joins_the_namespace_given() {
+        let backend = "name: orders\ntype: Backend Service\nimage:\n  build: Dockerfile\n  port: 8080\nnetwork:\n  connect:\n    alias: orders.shop\n";
+        let out = convert(backend, &opts()).unwrap();
+        assert!(
+            out.notes.iter().any(|n| n.contains("--namespace")),
+            "{:?}",
+            out.notes
+        );
+        let ns = "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-shop";
+        let out = convert(
+            backend,
+            &Options {
+                namespace: Some(ns.into()),
+                ..opts()
+            },
+        )
+        .unwrap();
+        let doc: Value = serde_yaml::from_str(&out.manifest).unwrap();
+        let sc = &doc["spec"]["charts"][0]["values"]["serviceConnect"];
+        assert_eq!(sc["namespace"], ns);
+        assert_eq!(sc["dnsName"], "orders.shop");
+        assert!(
+            !out.notes.iter().any(|n| n.contains("connect")),
+            "{:?}",
+            out.notes
+        );
     }
 }

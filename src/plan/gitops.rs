@@ -330,6 +330,8 @@ mod tests {
             capacity_providers: vec![],
             platform_version: None,
             enable_execute_command: false,
+            service_connect: None,
+            service_registries: vec![],
             task_definition_content: Some("{}".into()),
         });
         let mut b = a.clone();

@@ -6,8 +6,8 @@
 
 use crate::domain::service::ServiceSettings;
 use crate::domain::{
-    AppManifest, CapacityProvider, DeploymentBounds, LoadBalancerSpec, NetworkSpec, ServiceSpec,
-    SiteSpec,
+    AppManifest, CapacityProvider, ClientAliasSpec, ConnectServiceSpec, DeploymentBounds,
+    LoadBalancerSpec, NetworkSpec, ServiceConnectSpec, ServiceRegistrySpec, ServiceSpec, SiteSpec,
 };
 
 /// What an import found that a manifest cannot say, or says differently.
@@ -77,6 +77,46 @@ pub fn service_spec(
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let port = |n: i32| u16::try_from(n).map_err(|_| format!("port {n} is out of range"));
+    let service_connect = match &live.service_connect {
+        None => None,
+        Some(c) => Some(ServiceConnectSpec {
+            namespace: c.namespace.clone(),
+            services: c
+                .services
+                .iter()
+                .map(|s| {
+                    Ok(ConnectServiceSpec {
+                        port_name: s.port_name.clone(),
+                        discovery_name: (s.discovery_name != s.port_name)
+                            .then(|| s.discovery_name.clone()),
+                        client_aliases: s
+                            .client_aliases
+                            .iter()
+                            .map(|a| {
+                                Ok(ClientAliasSpec {
+                                    port: port(a.port)?,
+                                    dns_name: a.dns_name.clone(),
+                                })
+                            })
+                            .collect::<Result<_, String>>()?,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        }),
+    };
+    let service_registries = live
+        .service_registries
+        .iter()
+        .map(|r| {
+            Ok(ServiceRegistrySpec {
+                registry_arn: r.registry_arn.clone(),
+                container_name: r.container_name.clone(),
+                container_port: r.container_port.map(port).transpose()?,
+                port: r.port.map(port).transpose()?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
     let service = ServiceSpec {
         name: name.to_owned(),
         cluster: cluster.to_owned(),
@@ -99,6 +139,8 @@ pub fn service_spec(
         platform_version: (live.platform_version != d.platform_version)
             .then(|| live.platform_version.clone()),
         enable_execute_command: live.enable_execute_command,
+        service_connect,
+        service_registries,
         task_definition_content: None,
     };
     Ok(Imported { service, notes })
@@ -143,7 +185,9 @@ pub fn app_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::service::{Network, Provider, Target};
+    use crate::domain::service::{
+        Alias, Connect, ConnectService, Network, Provider, Registry, Target,
+    };
     use crate::plan::service_diff::{desired, plan};
 
     fn live() -> ServiceSettings {
@@ -171,6 +215,23 @@ mod tests {
             }],
             platform_version: "1.4.0".into(),
             enable_execute_command: true,
+            service_connect: Some(Connect {
+                namespace: "arn:aws:servicediscovery:us-east-1:1:namespace/ns-1".into(),
+                services: vec![ConnectService {
+                    port_name: "http".into(),
+                    discovery_name: "api".into(),
+                    client_aliases: vec![Alias {
+                        port: 80,
+                        dns_name: Some("api.internal".into()),
+                    }],
+                }],
+            }),
+            service_registries: vec![Registry {
+                registry_arn: "arn:aws:servicediscovery:us-east-1:1:service/srv-1".into(),
+                container_name: None,
+                container_port: None,
+                port: Some(8000),
+            }],
         }
     }
 

@@ -3,7 +3,9 @@
 //! `UpdateService`, and it carries every changed field (and nothing else: the desired count of
 //! an autoscaled service is never sent).
 
-use crate::domain::service::{Network, Provider, ServiceSettings, Target};
+use crate::domain::service::{
+    Alias, Connect, ConnectService, Network, Provider, Registry, ServiceSettings, Target,
+};
 use crate::domain::ServiceSpec;
 
 /// The settings a manifest's service asks for, normalised.
@@ -54,6 +56,35 @@ pub fn desired(svc: &ServiceSpec) -> ServiceSettings {
             .collect(),
         platform_version: svc.platform_version.clone().unwrap_or(d.platform_version),
         enable_execute_command: svc.enable_execute_command,
+        service_connect: svc.service_connect.as_ref().map(|c| Connect {
+            namespace: c.namespace.clone(),
+            services: c
+                .services
+                .iter()
+                .map(|s| ConnectService {
+                    port_name: s.port_name.clone(),
+                    discovery_name: s.discovery_name.clone().unwrap_or(s.port_name.clone()),
+                    client_aliases: s
+                        .client_aliases
+                        .iter()
+                        .map(|a| Alias {
+                            port: i32::from(a.port),
+                            dns_name: a.dns_name.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }),
+        service_registries: svc
+            .service_registries
+            .iter()
+            .map(|r| Registry {
+                registry_arn: r.registry_arn.clone(),
+                container_name: r.container_name.clone(),
+                container_port: r.container_port.map(i32::from),
+                port: r.port.map(i32::from),
+            })
+            .collect(),
     }
     .normalised()
 }
@@ -79,6 +110,9 @@ pub struct ServiceUpdate {
     pub capacity_providers: Option<Vec<Provider>>,
     pub platform_version: Option<String>,
     pub enable_execute_command: Option<bool>,
+    /// `Some(None)` turns Service Connect off.
+    pub service_connect: Option<Option<Connect>>,
+    pub service_registries: Option<Vec<Registry>>,
 }
 
 impl ServiceUpdate {
@@ -95,6 +129,8 @@ impl ServiceUpdate {
             || self.capacity_providers.is_some()
             || self.platform_version.is_some()
             || self.enable_execute_command.is_some()
+            || self.service_connect.is_some()
+            || self.service_registries.is_some()
     }
 }
 
@@ -131,6 +167,60 @@ fn show_providers(p: &[Provider]) -> String {
     }
     p.iter()
         .map(|p| format!("{} (weight {}, base {})", p.name, p.weight, p.base))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn show_connect(c: &Option<Connect>) -> String {
+    let Some(c) = c else {
+        return "off".into();
+    };
+    let offered: Vec<String> = c
+        .services
+        .iter()
+        .map(|s| {
+            let aliases: Vec<String> = s
+                .client_aliases
+                .iter()
+                .map(|a| match &a.dns_name {
+                    Some(d) => format!("{d}:{}", a.port),
+                    None => format!(":{}", a.port),
+                })
+                .collect();
+            if aliases.is_empty() {
+                format!("{} as {}", s.port_name, s.discovery_name)
+            } else {
+                format!(
+                    "{} as {} ({})",
+                    s.port_name,
+                    s.discovery_name,
+                    aliases.join(", ")
+                )
+            }
+        })
+        .collect();
+    if offered.is_empty() {
+        format!("client of {}", c.namespace)
+    } else {
+        format!("{}: {}", c.namespace, offered.join(", "))
+    }
+}
+
+fn show_registries(r: &[Registry]) -> String {
+    if r.is_empty() {
+        return "none".into();
+    }
+    r.iter()
+        .map(|r| {
+            let mut s = r.registry_arn.clone();
+            if let Some(c) = &r.container_name {
+                s.push_str(&format!(" -> {c}:{}", r.container_port.unwrap_or_default()));
+            }
+            if let Some(p) = r.port {
+                s.push_str(&format!(" port {p}"));
+            }
+            s
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -226,6 +316,27 @@ pub fn plan(desired: &ServiceSettings, live: &ServiceSettings) -> (Vec<Change>, 
         );
         update.enable_execute_command = Some(desired.enable_execute_command);
     }
+    let connect_fits = match (&desired.service_connect, &live.service_connect) {
+        (None, None) => true,
+        (Some(d), Some(l)) => d.satisfied_by(l),
+        _ => false,
+    };
+    if !connect_fits {
+        change(
+            "serviceConnectConfiguration",
+            show_connect(&live.service_connect),
+            show_connect(&desired.service_connect),
+        );
+        update.service_connect = Some(desired.service_connect.clone());
+    }
+    if desired.service_registries != live.service_registries {
+        change(
+            "serviceRegistries",
+            show_registries(&live.service_registries),
+            show_registries(&desired.service_registries),
+        );
+        update.service_registries = Some(desired.service_registries.clone());
+    }
     (changes, update)
 }
 
@@ -313,5 +424,56 @@ mod tests {
         let (_, update) = plan(&d, &live);
         assert_eq!(update.desired_count, Some(2));
         assert!(!update.replaces_tasks());
+    }
+
+    const NS: &str = "arn:aws:servicediscovery:eu-west-1:123456789012:namespace/ns-abc";
+
+    #[test]
+    fn service_connect_defaults_match_what_ecs_reports_and_a_removal_turns_it_off() {
+        let d = desired(&spec(&format!(
+            "serviceConnect:\n  namespace: {NS}\n  services:\n    - portName: http\n      clientAliases: [{{port: 80}}]\n"
+        )));
+        // ECS fills in the discovery name and the alias's DNS name.
+        let live = ServiceSettings {
+            service_connect: Some(Connect {
+                namespace: NS.into(),
+                services: vec![ConnectService {
+                    port_name: "http".into(),
+                    discovery_name: "http".into(),
+                    client_aliases: vec![Alias {
+                        port: 80,
+                        dns_name: Some("http.internal".into()),
+                    }],
+                }],
+            }),
+            ..d.clone()
+        };
+        assert!(plan(&d, &live).0.is_empty());
+        let mut moved = live.clone();
+        moved.service_connect.as_mut().unwrap().services[0].client_aliases[0].port = 8080;
+        let (changes, update) = plan(&d, &moved);
+        assert_eq!(changes[0].field, "serviceConnectConfiguration");
+        assert!(
+            changes[0].live.contains("http.internal:8080"),
+            "{changes:?}"
+        );
+        assert!(update.replaces_tasks());
+        let (changes, update) = plan(&desired(&spec("")), &live);
+        assert_eq!(changes[0].desired, "off");
+        assert_eq!(update.service_connect, Some(None));
+    }
+
+    #[test]
+    fn service_registries_are_compared_in_any_order() {
+        let d = desired(&spec(
+            "serviceRegistries:\n  - registryArn: arn:b\n  - registryArn: arn:a\n    port: 80\n",
+        ));
+        let mut live = d.clone();
+        live.service_registries.reverse();
+        assert!(plan(&d, &live).0.is_empty());
+        live.service_registries.pop();
+        let (changes, update) = plan(&d, &live);
+        assert_eq!(changes[0].field, "serviceRegistries");
+        assert_eq!(update.service_registries.unwrap().len(), 2);
     }
 }

@@ -405,6 +405,8 @@ fn summary(u: &ServiceUpdate) -> String {
         (u.capacity_providers.is_some(), "capacity providers"),
         (u.platform_version.is_some(), "platform version"),
         (u.enable_execute_command.is_some(), "execute command"),
+        (u.service_connect.is_some(), "service connect"),
+        (u.service_registries.is_some(), "service registries"),
     ] {
         if set {
             parts.push(name.to_owned());

@@ -168,7 +168,7 @@ pub(crate) fn task_definition(family: &str, memory: &str, env: Value) -> String 
             "name": "app",
             "image": "public.ecr.aws/nginx/nginx:1.27",
             "essential": true,
-            "portMappings": [{"containerPort": 80, "protocol": "tcp"}],
+            "portMappings": [{"name": "http", "containerPort": 80, "protocol": "tcp"}],
             "environment": env,
             "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/test", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "app"}}
         }]
@@ -892,6 +892,77 @@ async fn changed_service_settings_are_applied_and_diff_shows_them_first() {
         "{}",
         roll_log(&again)
     );
+    s.app.finish().await;
+}
+
+#[tokio::test]
+async fn service_connect_and_registries_are_applied_and_read_back_without_a_false_diff() {
+    let s = Setup::new("connect", "").await;
+    let first = s.push(1).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    let ns = "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-gantry1";
+    let srv = "arn:aws:servicediscovery:us-east-1:123456789012:service/srv-gantry1";
+    let with = manifest(
+            &s.repo.path,
+            &s.ecs,
+            &s.service,
+            &format!("      serviceConnect:\n        namespace: {ns}\n        services:\n          - portName: http\n            discoveryName: api\n            clientAliases: [{{port: {connect}}}]\n      serviceRegistries:\n        - registryArn: {srv}\n          port: 80\n", connect = 8080),
+        );
+    let s = s.reconfigure(with).await;
+    let diff = s.diff().await;
+    assert!(
+        diff.contains(&format!(
+            "serviceConnectConfiguration: off -> {ns}: http as api (:8080)"
+        )),
+        "{diff}"
+    );
+    assert!(
+        diff.contains(&format!("serviceRegistries: none -> {srv} port 80")),
+        "{diff}"
+    );
+    let d = s.push(2).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let live = s.ecs.service(&s.service).await;
+    let primary = live
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .unwrap();
+    let sc = primary
+        .service_connect_configuration()
+        .expect("service connect");
+    assert!(sc.enabled());
+    assert_eq!(sc.namespace(), Some(ns));
+    assert_eq!(sc.services()[0].discovery_name(), Some("api"));
+    assert_eq!(sc.services()[0].client_aliases()[0].port(), 8080);
+    assert_eq!(live.service_registries()[0].registry_arn(), Some(srv));
+    // ECS filled in the alias's DNS name; the manifest left it to ECS: no difference.
+    let diff = s.diff().await;
+    assert!(!diff.contains(" -> "), "{diff}");
+    let again = s.push(3).await;
+    assert!(
+        roll_log(&again).contains("service unchanged"),
+        "{}",
+        roll_log(&again)
+    );
+    // Taking serviceConnect out of the manifest turns it off.
+    let plain = manifest(&s.repo.path, &s.ecs, &s.service, "");
+    let s = s.reconfigure(plain).await;
+    let off = s.push(4).await;
+    assert_eq!(off["state"], "succeeded", "{off:#}");
+    assert!(
+        roll_log(&off).contains("serviceConnectConfiguration:"),
+        "{}",
+        roll_log(&off)
+    );
+    let live = s.ecs.service(&s.service).await;
+    let primary = live
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .unwrap();
+    assert!(primary.service_connect_configuration().is_none());
+    assert!(live.service_registries().is_empty());
     s.app.finish().await;
 }
 

@@ -172,6 +172,12 @@ Patches
       ``createdAt``. CreateService keeps ``healthCheckGracePeriodSeconds``,
       ``enableExecuteCommand`` and ``capacityProviderStrategy`` as ECS does (moto
       keeps them only from UpdateService).
+    * Service Connect: ``serviceConnectConfiguration`` from Create/UpdateService
+      is kept per deployment, as ECS reports it (``deployments[].serviceConnect
+      Configuration``; moto drops it), with ECS's defaults filled in: a
+      service's ``discoveryName`` is its ``portName``, an alias's ``dnsName`` is
+      ``DISCOVERYNAME.NAMESPACEID``; ``enabled: false`` turns it off. A changed
+      Service Connect or ``serviceRegistries`` starts a new deployment.
     * Service deployments (one per Create/UpdateService that started a
       deployment; a circuit-breaker rollback belongs to the service deployment
       that failed): ``serviceDeploymentArn``
@@ -806,6 +812,27 @@ def _ecs_service_deployments() -> None:
         }
         return arn
 
+    def connect_as_reported(conf: Any) -> dict[str, Any] | None:
+        if not conf or not conf.get("enabled"):
+            return None
+        namespace = conf.get("namespace") or ""
+        ns_id = namespace.rsplit("/", 1)[-1]
+        services = []
+        for svc in conf.get("services") or []:
+            discovery = svc.get("discoveryName") or svc.get("portName")
+            reported = {"portName": svc.get("portName"), "discoveryName": discovery}
+            aliases = [
+                {"port": a.get("port"), "dnsName": a.get("dnsName") or f"{discovery}.{ns_id}"}
+                for a in svc.get("clientAliases") or []
+            ]
+            if aliases:
+                reported["clientAliases"] = aliases
+            services.append(reported)
+        view: dict[str, Any] = {"enabled": True, "namespace": namespace}
+        if services:
+            view["services"] = services
+        return view
+
     def new_deployment(service: Service, td_arn: str | None, reason: str | None = None) -> dict[str, Any]:
         now = utcnow()
         dep_id = f"ecs-svc/{digits19()}"
@@ -826,6 +853,7 @@ def _ecs_service_deployments() -> None:
             "networkConfiguration": copy.deepcopy(service.network_configuration) or None,
             "rolloutState": "IN_PROGRESS",
             "rolloutStateReason": reason or f"ECS deployment {dep_id} in progress.",
+            "serviceConnectConfiguration": copy.deepcopy(getattr(service, "_gantry_connect", None)),
         }
 
     def start_deployment(backend: EC2ContainerServiceBackend, service: Service, td_arn: str | None) -> None:
@@ -1049,6 +1077,8 @@ def _ecs_service_deployments() -> None:
             desired = props.pop("desired_count", None)
             requested_conf = props.pop("deployment_configuration", None)
             network = props.pop("network_configuration", None)
+            connect = props.pop("service_connect_configuration", None)
+            registries = props.pop("service_registries", None)
             td_arn = self.describe_task_definition(td_str).arn if td_str else None
             if network is not None:
                 network = service._validate_network(network)
@@ -1073,6 +1103,14 @@ def _ecs_service_deployments() -> None:
                 service.network_configuration = network
                 changed = True
             if service.platform_version != platform_before:
+                changed = True
+            if connect is not None:
+                connect = connect_as_reported(connect)
+                if connect != getattr(service, "_gantry_connect", None):
+                    service._gantry_connect = connect  # type: ignore[attr-defined]
+                    changed = True
+            if registries is not None and registries != service.service_registries:
+                service.service_registries = registries
                 changed = True
             if changed:
                 start_deployment(self, service, td_arn or service.task_definition)
@@ -1146,6 +1184,13 @@ def _ecs_service_deployments() -> None:
             if value is not None:
                 with _ECS_LOCK:
                     setattr(service, attr, value)
+        connect = connect_as_reported(self._get_param("serviceConnectConfiguration"))
+        if connect is not None:
+            with _ECS_LOCK:
+                service._gantry_connect = connect
+                for dep in service.deployments:
+                    if dep.get("status") == "PRIMARY":
+                        dep["serviceConnectConfiguration"] = copy.deepcopy(connect)
         requested = self._get_param("deploymentConfiguration")
         if service._gantry_state is not None and requested is not None:
             with _ECS_LOCK:
