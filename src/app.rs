@@ -135,6 +135,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         runner,
         sites: Some(sites),
         ecs: Some(ecs.clone()),
+        jobs: Some(Arc::new(crate::adapters::eventbridge::Rules::new(&aws))),
         images: Some(images),
         signals: Some(signals.clone()),
         inventory: Some(Arc::new(crate::adapters::inventory::AwsInventory::new(

@@ -221,3 +221,223 @@ pub async fn setup(
     });
     Ok(steps)
 }
+
+/// Scheduled jobs' rules on the default event bus.
+pub struct Rules {
+    client: Client,
+}
+
+impl Rules {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            client: Client::new(config),
+        }
+    }
+}
+
+fn rule_err(operation: &'static str) -> impl Fn(bool, String) -> crate::ports::ScheduleError {
+    move |transient, message| crate::ports::ScheduleError {
+        operation,
+        message,
+        transient,
+    }
+}
+
+#[async_trait]
+impl crate::ports::JobScheduler for Rules {
+    async fn scheduled(
+        &self,
+        rule: &str,
+    ) -> Result<Option<crate::domain::service::ScheduledTask>, crate::ports::ScheduleError> {
+        use super::aws::{error_chain, transient};
+        use aws_sdk_eventbridge::types::{AssignPublicIp, RuleState};
+        let described = match self.client.describe_rule().name(rule).send().await {
+            Ok(d) => d,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(rule_err("DescribeRule")(transient(&e), error_chain(e))),
+        };
+        let targets = self
+            .client
+            .list_targets_by_rule()
+            .rule(rule)
+            .send()
+            .await
+            .map_err(|e| rule_err("ListTargetsByRule")(transient(&e), error_chain(e)))?;
+        let target = targets
+            .targets()
+            .iter()
+            .find(|t| t.id() == crate::plan::jobs::TARGET_ID);
+        let ecs = target.and_then(|t| t.ecs_parameters());
+        let vpc = ecs
+            .and_then(|p| p.network_configuration())
+            .and_then(|n| n.awsvpc_configuration());
+        Ok(Some(crate::domain::service::ScheduledTask {
+            schedule: described
+                .schedule_expression()
+                .unwrap_or_default()
+                .to_owned(),
+            enabled: described.state() == Some(&RuleState::Enabled),
+            cluster: target.map(|t| t.arn().to_owned()).unwrap_or_default(),
+            task_definition: ecs
+                .map(|p| p.task_definition_arn().to_owned())
+                .unwrap_or_default(),
+            role_arn: target
+                .and_then(|t| t.role_arn())
+                .unwrap_or_default()
+                .to_owned(),
+            network: crate::domain::service::Network {
+                subnets: vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
+                security_groups: vpc
+                    .map(|v| v.security_groups().to_vec())
+                    .unwrap_or_default(),
+                assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
+                    == Some(&AssignPublicIp::Enabled),
+            },
+            platform_version: ecs
+                .and_then(|p| p.platform_version())
+                .unwrap_or("LATEST")
+                .to_owned(),
+            command: target
+                .and_then(|t| t.input())
+                .and_then(crate::plan::jobs::parse_input),
+        }))
+    }
+
+    async fn schedule(
+        &self,
+        rule: &str,
+        description: &str,
+        task: &crate::domain::service::ScheduledTask,
+    ) -> Result<(), crate::ports::ScheduleError> {
+        use super::aws::{error_chain, transient};
+        use aws_sdk_eventbridge::types::{
+            AssignPublicIp, AwsVpcConfiguration, EcsParameters, LaunchType, NetworkConfiguration,
+            RuleState, Target,
+        };
+        let put = self
+            .client
+            .put_rule()
+            .name(rule)
+            .description(description)
+            .schedule_expression(&task.schedule)
+            .state(if task.enabled {
+                RuleState::Enabled
+            } else {
+                RuleState::Disabled
+            })
+            .send()
+            .await
+            .map_err(|e| rule_err("PutRule")(transient(&e), error_chain(e)))?;
+        let bad = |e: aws_smithy_types::error::operation::BuildError| {
+            rule_err("PutTargets")(false, e.to_string())
+        };
+        let cluster =
+            crate::plan::jobs::cluster_arn(put.rule_arn().unwrap_or_default(), &task.cluster)
+                .ok_or_else(|| rule_err("PutRule")(false, "no rule ARN in the answer".into()))?;
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(task.network.subnets.clone()))
+            .set_security_groups(
+                (!task.network.security_groups.is_empty())
+                    .then(|| task.network.security_groups.clone()),
+            )
+            .assign_public_ip(if task.network.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(bad)?;
+        let ecs = EcsParameters::builder()
+            .task_definition_arn(&task.task_definition)
+            .task_count(1)
+            .launch_type(LaunchType::Fargate)
+            .platform_version(&task.platform_version)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(vpc)
+                    .build(),
+            )
+            .build()
+            .map_err(bad)?;
+        let target = Target::builder()
+            .id(crate::plan::jobs::TARGET_ID)
+            .arn(cluster)
+            .role_arn(&task.role_arn)
+            .set_input(crate::plan::jobs::input(&task.command))
+            .ecs_parameters(ecs)
+            .build()
+            .map_err(bad)?;
+        let out = self
+            .client
+            .put_targets()
+            .rule(rule)
+            .targets(target)
+            .send()
+            .await
+            .map_err(|e| rule_err("PutTargets")(transient(&e), error_chain(e)))?;
+        if out.failed_entry_count() > 0 {
+            let first = out
+                .failed_entries()
+                .iter()
+                .find_map(|e| e.error_message())
+                .unwrap_or("unknown error");
+            return Err(rule_err("PutTargets")(false, first.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn rules(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, crate::ports::ScheduleError> {
+        use super::aws::{error_chain, transient};
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_rules()
+                .name_prefix(prefix)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| rule_err("ListRules")(transient(&e), error_chain(e)))?;
+            for r in page.rules() {
+                if let Some(name) = r.name() {
+                    out.push((
+                        name.to_owned(),
+                        r.description().unwrap_or_default().to_owned(),
+                    ));
+                }
+            }
+            token = page.next_token().map(str::to_owned);
+            // Bounded: an account has at most a few hundred rules per bus.
+            if token.is_none() || out.len() > 10_000 {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn unschedule(&self, rule: &str) -> Result<(), crate::ports::ScheduleError> {
+        use super::aws::{error_chain, transient};
+        self.client
+            .remove_targets()
+            .rule(rule)
+            .ids(crate::plan::jobs::TARGET_ID)
+            .send()
+            .await
+            .map_err(|e| rule_err("RemoveTargets")(transient(&e), error_chain(e)))?;
+        self.client
+            .delete_rule()
+            .name(rule)
+            .send()
+            .await
+            .map_err(|e| rule_err("DeleteRule")(transient(&e), error_chain(e)))?;
+        Ok(())
+    }
+}

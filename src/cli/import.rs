@@ -179,6 +179,9 @@ pub struct CopilotArgs {
     /// Apply this Copilot environment's overrides.
     #[arg(long)]
     pub environment: Option<String>,
+    /// The role EventBridge assumes to run a Scheduled Job's task (ecs:RunTask, iam:PassRole).
+    #[arg(long)]
+    pub events_role: Option<String>,
     /// The Cloud Map namespace's ARN, for services with `network.connect` (Service Connect).
     #[arg(long)]
     pub namespace: Option<String>,
@@ -214,6 +217,7 @@ pub fn copilot(args: CopilotArgs) -> anyhow::Result<ExitCode> {
         bucket: args.bucket.clone(),
         environment: args.environment.clone(),
         namespace: args.namespace.clone(),
+        events_role: args.events_role.clone(),
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

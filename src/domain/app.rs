@@ -44,6 +44,9 @@ pub struct AppSpec {
     pub services: Vec<ServiceSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<SiteSpec>,
+    /// Scheduled tasks: an ECS task run on a schedule by an EventBridge rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobSpec>,
     #[serde(default, skip_serializing_if = "Notifications::is_empty")]
     pub notifications: Notifications,
     /// How long each service's rollout may take before Gantry fails it and rolls back, e.g.
@@ -382,6 +385,42 @@ impl CapacityProvider {
     fn default_weight() -> u32 {
         1
     }
+}
+
+/// A scheduled task: the task definition run on `schedule` by an EventBridge rule Gantry
+/// keeps (`gantry-APP-JOB`), pointed at the release's task definition revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobSpec {
+    pub name: String,
+    pub cluster: String,
+    /// Task definition JSON file, relative to the manifest's directory.
+    pub task_definition: String,
+    /// Container name -> image name (from `images`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, String>,
+    /// An EventBridge schedule expression: `rate(1 hour)` or `cron(0 3 * * ? *)` (UTC).
+    pub schedule: String,
+    pub network: NetworkSpec,
+    /// The IAM role EventBridge assumes to run the task (`ecs:RunTask`, `iam:PassRole`).
+    pub role_arn: String,
+    /// Overrides the command of the task definition's first container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// A disabled job keeps its rule, switched off.
+    #[serde(default = "default_true", skip_serializing_if = "Clone::clone")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_literal_env: Vec<String>,
+    /// The task definition's content as loaded (see `ServiceSpec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_content: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `serviceConnect` of a service.

@@ -108,6 +108,8 @@ pub enum StepKind {
     PublishImages,
     RollServices,
     SyncSites,
+    /// Scheduled tasks (EventBridge rules running an ECS task) pointed at this release.
+    ScheduleJobs,
     Report,
 }
 
@@ -120,6 +122,7 @@ impl StepKind {
             Self::PublishImages => "publish_images",
             Self::RollServices => "roll_services",
             Self::SyncSites => "sync_sites",
+            Self::ScheduleJobs => "schedule_jobs",
             Self::Report => "report",
         }
     }
@@ -141,6 +144,7 @@ impl FromStr for StepKind {
             "publish_images" => Self::PublishImages,
             "roll_services" => Self::RollServices,
             "sync_sites" => Self::SyncSites,
+            "schedule_jobs" => Self::ScheduleJobs,
             "report" => Self::Report,
             other => return Err(format!("unknown step `{other}`")),
         })
@@ -402,6 +406,9 @@ pub struct Release {
     /// ECS service name -> the task definition ARN it runs.
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, String>,
+    /// Scheduled job name -> the task definition ARN its rule runs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub jobs: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
 }
 

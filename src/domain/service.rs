@@ -140,3 +140,20 @@ impl ServiceSettings {
         self
     }
 }
+
+/// A scheduled task as Gantry keeps it: an EventBridge rule with one ECS target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledTask {
+    /// `rate(...)` or `cron(...)`.
+    pub schedule: String,
+    pub enabled: bool,
+    /// The cluster's name or ARN (EventBridge reports the ARN).
+    pub cluster: String,
+    pub task_definition: String,
+    /// The role EventBridge assumes to run the task.
+    pub role_arn: String,
+    pub network: Network,
+    pub platform_version: String,
+    /// A container's command override: (container, command).
+    pub command: Option<(String, Vec<String>)>,
+}

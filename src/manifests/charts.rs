@@ -1,7 +1,7 @@
 //! Charts: reusable templates an app picks with values (`spec.charts`). A chart is a directory
 //! `charts/NAME/` with `Chart.yaml`, `values.yaml` (defaults), `values.schema.json` (JSON
 //! Schema the merged values must satisfy) and `templates/`: `spec.yaml.j2` renders App manifest
-//! fields (`images`, `services`, `sites`) appended to the app's own, and every other `*.j2`
+//! fields (`images`, `services`, `jobs`, `sites`) appended to the app's own, and every other `*.j2`
 //! renders a file those fields may name (a service's `taskDefinition: taskdef.json`). Templates
 //! are minijinja (Jinja2); values reach them as `values`, the app's name as `app.name`.
 //!
@@ -47,6 +47,11 @@ const BUILTIN: &[(&str, &str)] = &[
     builtin!("worker", "values.schema.json"),
     builtin!("worker", "templates/spec.yaml.j2"),
     builtin!("worker", "templates/taskdef.json.j2"),
+    builtin!("scheduled-task", "Chart.yaml"),
+    builtin!("scheduled-task", "values.yaml"),
+    builtin!("scheduled-task", "values.schema.json"),
+    builtin!("scheduled-task", "templates/spec.yaml.j2"),
+    builtin!("scheduled-task", "templates/taskdef.json.j2"),
     builtin!("static-site", "Chart.yaml"),
     builtin!("static-site", "values.yaml"),
     builtin!("static-site", "values.schema.json"),
@@ -358,9 +363,9 @@ impl Chart {
             }
         };
         for key in fields.keys() {
-            if !matches!(key.as_str(), Some("images" | "services" | "sites")) {
+            if !matches!(key.as_str(), Some("images" | "services" | "sites" | "jobs")) {
                 return Err(ChartError::Render(format!(
-                    "{}/templates/{SPEC_TEMPLATE} rendered `{}`: a chart adds images, services and sites only",
+                    "{}/templates/{SPEC_TEMPLATE} rendered `{}`: a chart adds images, services, jobs and sites only",
                     self.name,
                     serde_yaml::to_string(key).unwrap_or_default().trim()
                 )));
@@ -394,7 +399,13 @@ mod tests {
 
     #[test]
     fn every_shipped_chart_renders_its_documented_example() {
-        for chart in ["web-service", "backend-service", "worker", "static-site"] {
+        for chart in [
+            "web-service",
+            "backend-service",
+            "worker",
+            "scheduled-task",
+            "static-site",
+        ] {
             let text = snapshot_of(chart);
             // Files are valid JSON (task definitions) and the fields parse as manifest fields.
             let c = Charts::builtin().get(chart).unwrap();

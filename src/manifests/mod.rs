@@ -401,7 +401,7 @@ fn expand_charts(value: &mut serde_yaml::Value, charts: &charts::Charts) -> Vec<
                 ));
                 continue;
             };
-            if key.as_str() == Some("services") {
+            if matches!(key.as_str(), Some("services" | "jobs")) {
                 for svc in &mut items {
                     let file = svc
                         .get("taskDefinition")
@@ -472,18 +472,26 @@ pub fn parse_file_with(
                 if problems.is_empty() {
                     let mut manifest = manifest;
                     // A deployment may run long after loading, from another directory.
-                    for svc in &mut manifest.spec.services {
+                    let spec = &mut manifest.spec;
+                    let held = spec
+                        .services
+                        .iter_mut()
+                        .map(|s| (&mut s.task_definition, &mut s.task_definition_content))
+                        .chain(
+                            spec.jobs
+                                .iter_mut()
+                                .map(|j| (&mut j.task_definition, &mut j.task_definition_content)),
+                        );
+                    for (file, content) in held {
                         // A chart's task definition is already rendered.
-                        if svc.task_definition_content.is_some() {
+                        if content.is_some() {
                             continue;
                         }
-                        let abs = std::path::absolute(base.join(&svc.task_definition));
-                        if let Ok(abs) = abs {
-                            svc.task_definition = abs.display().to_string();
+                        if let Ok(abs) = std::path::absolute(base.join(&*file)) {
+                            *file = abs.display().to_string();
                         }
                         // What a deployment queued from these manifests rolls.
-                        svc.task_definition_content =
-                            read_bounded(Path::new(&svc.task_definition), MAX_MANIFEST_BYTES).ok();
+                        *content = read_bounded(Path::new(file.as_str()), MAX_MANIFEST_BYTES).ok();
                     }
                     apps.push(LoadedApp {
                         manifest,
@@ -598,6 +606,7 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
             }),
             images: vec![],
             services: vec![],
+            jobs: vec![],
             sites: vec![],
             notifications: Default::default(),
             rollout_timeout: None,

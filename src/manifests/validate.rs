@@ -274,6 +274,7 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
             }
         }
     }
+    jobs(&mut p, m, manifest_dir, &image_names);
     let mut site_names = BTreeSet::new();
     for (i, site) in s.sites.iter().enumerate() {
         let at = format!("spec.sites[{i}]");
@@ -359,6 +360,127 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
         }
     }
     p.0
+}
+
+/// Scheduled jobs: their rule, schedule and role, and their task definitions checked as a
+/// service's are.
+fn jobs(p: &mut Problems, m: &AppManifest, manifest_dir: &Path, image_names: &BTreeSet<&str>) {
+    let s = &m.spec;
+    let families = |text: Option<&str>| {
+        text.and_then(|t| crate::domain::taskdef::TaskDefinition::from_json(t).ok())
+            .map(|td| td.family)
+    };
+    let service_families: BTreeSet<String> = s
+        .services
+        .iter()
+        .filter_map(|svc| match &svc.task_definition_content {
+            Some(text) => families(Some(text)),
+            None => families(
+                std::fs::read_to_string(manifest_dir.join(&svc.task_definition))
+                    .ok()
+                    .as_deref(),
+            ),
+        })
+        .collect();
+    let mut names = BTreeSet::new();
+    for (i, job) in s.jobs.iter().enumerate() {
+        let at = format!("spec.jobs[{i}]");
+        if !names.insert(job.name.as_str()) {
+            p.add(
+                format!("{at}.name"),
+                format!("job `{}` is declared twice", job.name),
+                "give each job a unique name",
+            );
+        }
+        let rule = crate::plan::jobs::rule_name(&m.metadata.name, &job.name);
+        if !crate::plan::jobs::valid_rule_name(&rule) {
+            p.add(
+                format!("{at}.name"),
+                format!("the job's EventBridge rule would be `{rule}`, not a valid rule name"),
+                "letters, digits, `.`, `-` and `_`; app and job name together at most 56 characters",
+            );
+        }
+        if job.cluster.trim().is_empty() {
+            p.add(format!("{at}.cluster"), "cluster must not be empty", "");
+        }
+        if let Err(e) = crate::plan::jobs::check_schedule(&job.schedule) {
+            p.add(
+                format!("{at}.schedule"),
+                format!("`{}`: {e}", job.schedule),
+                "EventBridge schedule expressions are in UTC: `rate(1 hour)`, `cron(0 3 * * ? *)`",
+            );
+        }
+        if !job.role_arn.starts_with("arn:aws") || !job.role_arn.contains(":iam::") {
+            p.add(
+                format!("{at}.roleArn"),
+                format!("`{}` is not an IAM role ARN", job.role_arn),
+                "the role EventBridge assumes to run the task (ecs:RunTask, iam:PassRole)",
+            );
+        }
+        if job.network.subnets.is_empty() {
+            p.add(
+                format!("{at}.network.subnets"),
+                "a Fargate task needs at least one subnet",
+                "",
+            );
+        }
+        for (container, image) in &job.containers {
+            if !image_names.contains(image.as_str()) {
+                p.add(
+                    format!("{at}.containers.{container}"),
+                    format!("image `{image}` is not declared in spec.images"),
+                    format!(
+                        "declare it under spec.images or use one of: {}",
+                        join(image_names)
+                    ),
+                );
+            }
+        }
+        let as_service = crate::domain::ServiceSpec {
+            name: job.name.clone(),
+            cluster: job.cluster.clone(),
+            task_definition: job.task_definition.clone(),
+            containers: job.containers.clone(),
+            desired_count: None,
+            network: None,
+            load_balancer: None,
+            migration: None,
+            allow_literal_env: job.allow_literal_env.clone(),
+            autoscaled: false,
+            health_check_grace: None,
+            deployment: None,
+            capacity_providers: vec![],
+            platform_version: None,
+            enable_execute_command: false,
+            service_connect: None,
+            service_registries: vec![],
+            task_definition_content: job.task_definition_content.clone(),
+        };
+        let text = match &job.task_definition_content {
+            Some(text) => Some(text.clone()),
+            None => std::fs::read_to_string(manifest_dir.join(&job.task_definition)).ok(),
+        };
+        match &text {
+            Some(text) => task_definition_text(p, &at, &job.task_definition, text, &as_service),
+            None => p.add(
+                format!("{at}.taskDefinition"),
+                format!(
+                    "task definition file `{}` does not exist",
+                    job.task_definition
+                ),
+                "give a path relative to this manifest's directory",
+            ),
+        }
+        if let Some(family) = families(text.as_deref()) {
+            if service_families.contains(&family) {
+                p.add(
+                    format!("{at}.taskDefinition"),
+                    format!("family `{family}` is also a service's"),
+                    "give the job its own family: old revisions of a service's family are deregistered, and the job's rule may run one",
+                );
+            }
+        }
+    }
 }
 
 /// `serviceConnect` and `serviceRegistries` on their own (their names against the task

@@ -115,6 +115,8 @@ pub struct Ports {
     pub runner: Arc<dyn CommandRunner>,
     pub sites: Option<SitePorts>,
     pub ecs: Option<Arc<dyn ServiceDeployer>>,
+    /// Scheduled jobs' EventBridge rules.
+    pub jobs: Option<Arc<dyn crate::ports::JobScheduler>>,
     pub images: Option<crate::images::ImagePorts>,
     /// ECS events (from `/hooks/eventbridge`) that wake rollout watchers early.
     pub signals: Option<Arc<crate::services::signals::EcsSignals>>,
@@ -314,6 +316,7 @@ impl Engine {
             store: self.store.as_ref(),
             sites: self.ports.sites.as_ref(),
             ecs: self.ports.ecs.as_deref(),
+            jobs: self.ports.jobs.as_deref(),
             images: self.ports.images.as_ref(),
             signals: self.ports.signals.as_ref(),
             inventory: self.ports.inventory.as_deref(),

@@ -39,6 +39,8 @@ pub enum StepError {
     Image(#[from] crate::images::PublishError),
     #[error(transparent)]
     Rollout(crate::services::rollout::RolloutError),
+    #[error(transparent)]
+    Jobs(#[from] crate::services::jobs::JobError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -56,6 +58,7 @@ impl StepError {
         match self {
             Self::Rollout(RolloutError::Ecs(e)) => e.transient,
             Self::Image(e) => e.source.is_transient(),
+            Self::Jobs(e) => e.is_transient(),
             Self::Verify(crate::verify::VerifyError::Transient { .. }) => true,
             Self::SiteSync { source, .. } => match source {
                 SiteError::Store(e) => e.is_transient(),
@@ -79,6 +82,7 @@ pub struct StepContext<'a> {
     pub store: &'a dyn Store,
     pub sites: Option<&'a super::SitePorts>,
     pub ecs: Option<&'a dyn crate::ports::ServiceDeployer>,
+    pub jobs: Option<&'a dyn crate::ports::JobScheduler>,
     pub images: Option<&'a crate::images::ImagePorts>,
     pub signals: Option<&'a std::sync::Arc<crate::services::signals::EcsSignals>>,
     pub inventory: Option<&'a dyn crate::ports::Inventory>,
@@ -100,6 +104,7 @@ pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, Ste
         StepKind::Report => report(&ctx).await,
         StepKind::SyncSites => sync_sites(&ctx).await,
         StepKind::RollServices => roll_services(&ctx).await,
+        StepKind::ScheduleJobs => schedule_jobs(&ctx).await,
         StepKind::PublishImages => publish_images(&ctx).await,
     }
 }
@@ -593,6 +598,7 @@ async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, St
         images,
         sites: Default::default(),
         services: Default::default(),
+        jobs: Default::default(),
         created_at: chrono::Utc::now(),
     })
 }
@@ -600,10 +606,13 @@ async fn current_release(ctx: &StepContext<'_>, sha: &str) -> Result<Release, St
 /// The release a rollback deployment reproduces.
 /// After `failed` failed for good: puts back what earlier steps of this deployment changed, so
 /// a release is all or nothing, and says what it did. Services rolled by this deployment go
-/// back to the task definitions of the app's last good release when a later step (a site
-/// sync) fails; a failed rollout puts its own services back itself.
+/// back to the task definitions of the app's last good release when a later step (its
+/// scheduled jobs, a site sync) fails, and so do its jobs' rules; a failed rollout puts its
+/// own services back itself.
 pub async fn put_back(ctx: &StepContext<'_>, failed: StepKind) -> Option<String> {
-    if failed != StepKind::SyncSites || ctx.dep.restore_from.is_some() {
+    if !matches!(failed, StepKind::SyncSites | StepKind::ScheduleJobs)
+        || ctx.dep.restore_from.is_some()
+    {
         return None;
     }
     let ecs = ctx.ecs?;
@@ -645,12 +654,36 @@ pub async fn put_back(ctx: &StepContext<'_>, failed: StepKind) -> Option<String>
             }
         }
     }
-    (!restored.is_empty()).then(|| {
-        format!(
+    let mut said = Vec::new();
+    if !restored.is_empty() {
+        said.push(format!(
             "the services this deployment rolled were put back: {}",
             restored.join(", ")
+        ));
+    }
+    if let (Some(rules), false) = (ctx.jobs, ctx.dep.spec.jobs.is_empty()) {
+        // The jobs of the last good release, as they were; jobs it did not have go.
+        let mut spec = ctx.dep.spec.clone();
+        spec.jobs.retain(|j| previous.jobs.contains_key(&j.name));
+        match crate::services::jobs::schedule(
+            &ctx.dep.app,
+            &spec,
+            &previous.images,
+            &previous.jobs,
+            ecs,
+            rules,
+            ctx.log,
         )
-    })
+        .await
+        {
+            Ok(jobs) => said.push(format!(
+                "the scheduled jobs were put back to the last good release ({} job(s))",
+                jobs.len()
+            )),
+            Err(e) => said.push(format!("the scheduled jobs were NOT put back ({e})")),
+        }
+    }
+    (!said.is_empty()).then(|| said.join("; "))
 }
 
 async fn restored_release(
@@ -854,6 +887,40 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     ctx.store.record_release(release).await?;
     Ok(StepOutput {
         summary: format!("{} service(s), {changed} rolled", results.len()),
+        sha: None,
+    })
+}
+
+async fn schedule_jobs(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
+    let (Some(ecs), Some(rules)) = (ctx.ecs, ctx.jobs) else {
+        return Err(StepError::Invalid(
+            "this daemon has no AWS configuration for ECS and EventBridge".into(),
+        ));
+    };
+    let sha =
+        ctx.dep.sha.clone().ok_or_else(|| {
+            StepError::Invalid("no commit was resolved for this deployment".into())
+        })?;
+    let mut release = current_release(ctx, &sha).await?;
+    let pins = match ctx.dep.restore_from {
+        Some(id) => restored_release(ctx, id).await?.jobs,
+        None => Default::default(),
+    };
+    let done = crate::services::jobs::schedule(
+        &ctx.dep.app,
+        &ctx.dep.spec,
+        &release.images,
+        &pins,
+        ecs,
+        rules,
+        ctx.log,
+    )
+    .await?;
+    let n = done.len();
+    release.jobs = done;
+    ctx.store.record_release(release).await?;
+    Ok(StepOutput {
+        summary: format!("{n} job(s) scheduled"),
         sha: None,
     })
 }

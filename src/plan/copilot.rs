@@ -12,7 +12,7 @@
 //! `network.connect` becomes the chart's `serviceConnect` in the namespace given with
 //! `--namespace` (a Backend Service offers its port, a web service joins as a client).
 //! | Static Site | chart `static-site` |
-//! | Scheduled Job | refused: Gantry has no scheduled tasks yet |
+//! | Scheduled Job | an image + chart `scheduled-task` (`on.schedule` as an EventBridge expression) |
 
 use std::collections::BTreeMap;
 
@@ -40,6 +40,8 @@ pub struct Options {
     pub bucket: Option<String>,
     /// Apply this Copilot environment's overrides (`environments.NAME`).
     pub environment: Option<String>,
+    /// The role EventBridge assumes to run a Scheduled Job's task.
+    pub events_role: Option<String>,
     /// The Cloud Map namespace ARN for services with `network.connect` (Copilot used its
     /// environment's namespace).
     pub namespace: Option<String>,
@@ -117,6 +119,9 @@ pub fn convert(text: &str, o: &Options) -> Result<Imported, String> {
         ));
     }
     for key in c.rest.keys() {
+        if key == "on" && c.kind == "Scheduled Job" {
+            continue;
+        }
         notes.push(format!("`{key}` has no Gantry equivalent and was left out"));
     }
     let name = c.name.clone();
@@ -125,11 +130,7 @@ pub fn convert(text: &str, o: &Options) -> Result<Imported, String> {
         "Backend Service" => "backend-service",
         "Worker Service" => "worker",
         "Static Site" => "static-site",
-        "Scheduled Job" => {
-            return Err(format!(
-                "`{name}` is a Scheduled Job: Gantry does not manage scheduled tasks yet"
-            ))
-        }
+        "Scheduled Job" => "scheduled-task",
         other => return Err(format!("`{name}`: unknown Copilot service type `{other}`")),
     };
     let mut spec = Map::new();
@@ -142,7 +143,27 @@ pub fn convert(text: &str, o: &Options) -> Result<Imported, String> {
     } else {
         let (image, port) = image(&c, o, &mut notes)?;
         spec.insert("images".into(), json!([image]));
-        service(&c, chart, port, o, &mut notes)?
+        let mut v = service(&c, chart, port, o, &mut notes)?;
+        if chart == "scheduled-task" {
+            let on = c
+                .rest
+                .get("on")
+                .and_then(|on| on.get("schedule"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("`{name}`: a Scheduled Job needs `on.schedule`"))?;
+            v["schedule"] = json!(schedule(on).map_err(|e| format!("`{name}`: {e}"))?);
+            v["roleArn"] = match &o.events_role {
+                Some(role) => json!(role),
+                None => {
+                    notes.push("Copilot owned the role EventBridge runs the task with: set `roleArn` (--events-role)".into());
+                    json!(format!(
+                        "arn:aws:iam::{}:role/CHANGE-ME-events-run-task",
+                        o.account
+                    ))
+                }
+            };
+        }
+        v
     };
     spec.insert("charts".into(), json!([{"chart": chart, "values": values}]));
     let doc = json!({
@@ -252,6 +273,7 @@ fn service(
         v["memory"] = json!(memory);
     }
     match &c.count {
+        _ if chart == "scheduled-task" => {}
         Some(Value::Number(n)) => v["desiredCount"] = json!(n),
         Some(Value::Object(range)) => {
             let min = range
@@ -270,10 +292,10 @@ fn service(
             other => other.clone(),
         };
     }
-    if chart != "worker" {
+    if !matches!(chart, "worker" | "scheduled-task") {
         v["port"] = json!(port.unwrap_or(8080));
     } else if port.is_some() {
-        notes.push("a Worker Service's `image.port` is not used".into());
+        notes.push(format!("`image.port` is not used by a {}", c.kind));
     }
     if !c.variables.is_empty() {
         let env: Map<String, Value> = c
@@ -340,6 +362,74 @@ fn service(
         notes.push("the worker's SNS/SQS subscriptions (`subscribe`) stay as they are: Gantry does not manage queues".into());
     }
     Ok(v)
+}
+
+/// A Copilot schedule (`@daily`, `@every 2h30m`, a five-field cron in UTC) as an EventBridge
+/// schedule expression.
+fn schedule(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let fixed = match s {
+        "@yearly" | "@annually" => Some("cron(0 0 1 1 ? *)"),
+        "@monthly" => Some("cron(0 0 1 * ? *)"),
+        "@weekly" => Some("cron(0 0 ? * SUN *)"),
+        "@daily" | "@midnight" => Some("cron(0 0 * * ? *)"),
+        "@hourly" => Some("cron(0 * * * ? *)"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Ok(f.to_owned());
+    }
+    if let Some(every) = s.strip_prefix("@every ") {
+        let d =
+            humantime::parse_duration(every.trim()).map_err(|e| format!("schedule `{s}`: {e}"))?;
+        let minutes = d.as_secs() / 60;
+        if minutes == 0 || d.as_secs() % 60 != 0 {
+            return Err(format!(
+                "schedule `{s}`: EventBridge runs at most once a minute, in whole minutes"
+            ));
+        }
+        let (n, unit) = if minutes % 1440 == 0 {
+            (minutes / 1440, "day")
+        } else if minutes % 60 == 0 {
+            (minutes / 60, "hour")
+        } else {
+            (minutes, "minute")
+        };
+        return Ok(format!("rate({n} {unit}{})", if n == 1 { "" } else { "s" }));
+    }
+    let f: Vec<&str> = s.split_whitespace().collect();
+    if f.len() != 5 {
+        return Err(format!(
+            "schedule `{s}`: not a Copilot schedule (@daily, @every 1h, or a five-field cron)"
+        ));
+    }
+    // EventBridge: one of day-of-month and day-of-week is `?`; days of the week are 1-7
+    // (SUN-SAT) where cron has 0-6.
+    let dow = |d: &str| -> String {
+        d.split(',')
+            .map(|part| {
+                part.split('-')
+                    .map(|x| match x.parse::<u8>() {
+                        Ok(n) if n <= 7 => ((n % 7) + 1).to_string(),
+                        _ => x.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("-")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let expr = match (f[2], f[4]) {
+        (_, "*") => format!("cron({} {} {} {} ? *)", f[0], f[1], f[2], f[3]),
+        ("*", d) => format!("cron({} {} ? {} {} *)", f[0], f[1], f[3], dow(d)),
+        _ => {
+            return Err(format!(
+                "schedule `{s}`: EventBridge cannot run on both a day of the month and a day of the week"
+            ))
+        }
+    };
+    super::jobs::check_schedule(&expr).map_err(|e| format!("schedule `{s}` -> `{expr}`: {e}"))?;
+    Ok(expr)
 }
 
 fn scalar(v: &Value) -> String {
@@ -436,6 +526,7 @@ mod tests {
             bucket: None,
             environment: None,
             namespace: None,
+            events_role: None,
         }
     }
 
@@ -478,7 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn other_types_map_to_their_charts_and_jobs_are_refused() {
+    fn other_types_map_to_their_charts_and_unknown_ones_are_refused() {
         let worker = "name: mailer\ntype: Worker Service\nimage:\n  build: Dockerfile\nsubscribe:\n  topics: [{name: orders, service: api}]\n";
         let out = convert(worker, &opts()).unwrap();
         assert!(out.manifest.contains("chart: worker"), "{}", out.manifest);
@@ -497,9 +588,41 @@ mod tests {
             "{}",
             out.manifest
         );
-        let job = "name: nightly\ntype: Scheduled Job\non:\n  schedule: '@daily'\nimage:\n  build: Dockerfile\n";
-        assert!(convert(job, &opts()).unwrap_err().contains("Scheduled Job"));
+        let job = "name: nightly\ntype: Scheduled Job\non:\n  schedule: '@daily'\nimage:\n  build: Dockerfile\ncommand: python nightly.py\n";
+        let out = convert(
+            job,
+            &Options {
+                events_role: Some("arn:aws:iam::123456789012:role/run".into()),
+                ..opts()
+            },
+        )
+        .unwrap();
+        let doc: Value = serde_yaml::from_str(&out.manifest).unwrap();
+        let v = &doc["spec"]["charts"][0]["values"];
+        assert_eq!(doc["spec"]["charts"][0]["chart"], "scheduled-task");
+        assert_eq!(v["schedule"], "cron(0 0 * * ? *)");
+        assert_eq!(v["roleArn"], "arn:aws:iam::123456789012:role/run");
+        assert!(v.get("port").is_none());
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
         assert!(convert("name: x\ntype: Request-Driven Web Service\n", &opts()).is_err());
+    }
+
+    #[test]
+    fn copilot_schedules_become_eventbridge_expressions() {
+        for (copilot, eventbridge) in [
+            ("@hourly", "cron(0 * * * ? *)"),
+            ("@every 30m", "rate(30 minutes)"),
+            ("@every 1h", "rate(1 hour)"),
+            ("@every 48h", "rate(2 days)"),
+            ("0 3 * * *", "cron(0 3 * * ? *)"),
+            ("30 9 * * 1-5", "cron(30 9 ? * 2-6 *)"),
+            ("0 0 1 * *", "cron(0 0 1 * ? *)"),
+        ] {
+            assert_eq!(schedule(copilot).as_deref(), Ok(eventbridge), "{copilot}");
+        }
+        for bad in ["@every 30s", "0 0 1 * 1", "every day", "@every soon"] {
+            assert!(schedule(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

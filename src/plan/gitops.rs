@@ -146,6 +146,9 @@ fn comparable(spec: &AppSpec) -> AppSpec {
     for svc in &mut s.services {
         svc.task_definition.clear();
     }
+    for job in &mut s.jobs {
+        job.task_definition.clear();
+    }
     s
 }
 
@@ -229,6 +232,7 @@ mod tests {
             images: Default::default(),
             sites: Default::default(),
             services: Default::default(),
+            jobs: Default::default(),
             created_at: chrono::Utc::now(),
         }
     }

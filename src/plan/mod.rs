@@ -6,6 +6,7 @@
 //!   invalidation paths.
 //! - [`edge`]: the CloudFront Function generated from a site's redirect and rewrite rules.
 //! - [`dockerfile`]: the base images a Dockerfile's `FROM` lines name.
+//! - [`jobs`]: scheduled jobs' EventBridge rules: names, schedules, what differs from live.
 //! - [`import`]: the manifest fields of a live ECS service (`gantry import ecs`).
 //! - [`poll`]: polling remotes for pushes a webhook did not bring: sources, schedule, refs.
 //! - [`cache`]: build caches: where they live, their keys, which entry a build starts from,
@@ -21,6 +22,7 @@ pub mod headers;
 pub mod import;
 pub mod intake;
 pub mod invalidation;
+pub mod jobs;
 pub mod locate;
 pub mod lock;
 pub mod notify;

@@ -20,29 +20,49 @@ pub fn render(
     revision: &ManifestRevision,
 ) -> Result<String, String> {
     let mut spec = serde_json::to_value(&app.spec).map_err(|e| e.to_string())?;
-    let mut taskdefs = BTreeMap::new();
-    for (i, svc) in app.spec.services.iter().enumerate() {
-        let text = svc
-            .task_definition_content
-            .as_deref()
-            .ok_or_else(|| format!("service `{}`: the task definition was not loaded", svc.name))?;
-        let td = TaskDefinition::from_json(text)
-            .map_err(|e| format!("service `{}`: not a task definition: {e}", svc.name))?;
-        let images: BTreeMap<String, String> = svc
-            .containers
-            .iter()
-            .filter_map(|(container, image)| {
-                app.spec.images.iter().find(|i| &i.name == image).map(|i| {
-                    (
-                        container.clone(),
-                        format!("{}@<built by the deployment>", i.repository),
-                    )
+    let held =
+        |kind: &str, name: &str, content: Option<&str>, containers: &BTreeMap<String, String>| {
+            let text = content
+                .ok_or_else(|| format!("{kind} `{name}`: the task definition was not loaded"))?;
+            let td = TaskDefinition::from_json(text)
+                .map_err(|e| format!("{kind} `{name}`: not a task definition: {e}"))?;
+            let images: BTreeMap<String, String> = containers
+                .iter()
+                .filter_map(|(container, image)| {
+                    app.spec.images.iter().find(|i| &i.name == image).map(|i| {
+                        (
+                            container.clone(),
+                            format!("{}@<built by the deployment>", i.repository),
+                        )
+                    })
                 })
-            })
-            .collect();
-        taskdefs.insert(svc.name.clone(), normalise(&with_images(&td, &images)));
-        // Where the file was read is not part of the desired state.
-        if let Some(s) = spec["services"].get_mut(i) {
+                .collect();
+            Ok::<_, String>(normalise(&with_images(&td, &images)))
+        };
+    let mut taskdefs = BTreeMap::new();
+    for svc in &app.spec.services {
+        let td = held(
+            "service",
+            &svc.name,
+            svc.task_definition_content.as_deref(),
+            &svc.containers,
+        )?;
+        taskdefs.insert(svc.name.clone(), td);
+    }
+    let mut job_taskdefs = BTreeMap::new();
+    for job in &app.spec.jobs {
+        let td = held(
+            "job",
+            &job.name,
+            job.task_definition_content.as_deref(),
+            &job.containers,
+        )?;
+        job_taskdefs.insert(job.name.clone(), td);
+    }
+    // Where the files were read is not part of the desired state.
+    for kind in ["services", "jobs"] {
+        let list = spec.get_mut(kind).and_then(Value::as_array_mut);
+        for s in list.into_iter().flatten() {
             if let Some(m) = s.as_object_mut() {
                 m.remove("taskDefinitionContent");
                 m.remove("taskDefinition");
@@ -68,6 +88,10 @@ pub fn render(
         "taskDefinitions": taskdefs,
         "edgeFunctions": edge,
     });
+    let mut doc = doc;
+    if !job_taskdefs.is_empty() {
+        doc["jobTaskDefinitions"] = json!(job_taskdefs);
+    }
     let sorted = sort(doc);
     serde_yaml::to_string(&sorted).map_err(|e| e.to_string())
 }

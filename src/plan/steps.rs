@@ -3,10 +3,16 @@
 use crate::domain::{AppSpec, StepKind};
 
 /// Steps in execution order: verify (when the app names AWS resources), fetch, then build,
-/// images, services and sites when declared, then report (which records the release).
+/// images, services, scheduled jobs and sites when declared, then report (which records the
+/// release). Jobs follow the services (a job runs the release only once its services do) and
+/// precede the sites, so a failed site sync puts both back.
 pub fn steps_for(spec: &AppSpec) -> Vec<StepKind> {
     let mut steps = Vec::new();
-    if !spec.services.is_empty() || !spec.sites.is_empty() || !spec.images.is_empty() {
+    if !spec.services.is_empty()
+        || !spec.sites.is_empty()
+        || !spec.images.is_empty()
+        || !spec.jobs.is_empty()
+    {
         steps.push(StepKind::Verify);
     }
     steps.push(StepKind::FetchSource);
@@ -18,6 +24,9 @@ pub fn steps_for(spec: &AppSpec) -> Vec<StepKind> {
     }
     if !spec.services.is_empty() {
         steps.push(StepKind::RollServices);
+    }
+    if !spec.jobs.is_empty() {
+        steps.push(StepKind::ScheduleJobs);
     }
     if !spec.sites.is_empty() {
         steps.push(StepKind::SyncSites);

@@ -88,3 +88,33 @@ pub trait ServiceDeployer: Send + Sync {
     async fn in_use(&self, cluster: &str) -> Result<Vec<String>, EcsError>;
     async fn deregister(&self, arn: &str) -> Result<(), EcsError>;
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("EventBridge {operation}: {message}")]
+pub struct ScheduleError {
+    pub operation: &'static str,
+    pub message: String,
+    pub transient: bool,
+}
+
+/// Scheduled jobs' rules (EventBridge rules with one ECS target).
+/// `adapters::eventbridge::Rules` implements it with aws-sdk-eventbridge.
+#[async_trait]
+pub trait JobScheduler: Send + Sync {
+    /// The rule and its Gantry target; `None` when the rule does not exist.
+    async fn scheduled(
+        &self,
+        rule: &str,
+    ) -> Result<Option<crate::domain::service::ScheduledTask>, ScheduleError>;
+    /// Creates or replaces the rule and its one target (idempotent).
+    async fn schedule(
+        &self,
+        rule: &str,
+        description: &str,
+        task: &crate::domain::service::ScheduledTask,
+    ) -> Result<(), ScheduleError>;
+    /// Rules whose names start with `prefix`: (name, description).
+    async fn rules(&self, prefix: &str) -> Result<Vec<(String, String)>, ScheduleError>;
+    /// Removes the rule's targets, then the rule.
+    async fn unschedule(&self, rule: &str) -> Result<(), ScheduleError>;
+}

@@ -81,42 +81,116 @@ async fn pause(d: Duration, abort: &CancellationToken) -> Result<(), RolloutErro
     }
 }
 
-fn load(
-    svc: &ServiceSpec,
+/// Where a task definition comes from: a service's or a scheduled job's fields.
+pub struct TaskSource<'a> {
+    /// The service or job, for messages.
+    pub name: &'a str,
+    pub file: &'a str,
+    /// The content loaded with the manifests.
+    pub content: Option<&'a str>,
+    pub containers: &'a BTreeMap<String, String>,
+    pub allow_literal_env: &'a [String],
+}
+
+impl<'a> TaskSource<'a> {
+    pub fn of_service(svc: &'a ServiceSpec) -> Self {
+        Self {
+            name: &svc.name,
+            file: &svc.task_definition,
+            content: svc.task_definition_content.as_deref(),
+            containers: &svc.containers,
+            allow_literal_env: &svc.allow_literal_env,
+        }
+    }
+}
+
+/// The task definition to run: the loaded content, checked, with the release's images.
+pub fn load(
+    src: &TaskSource<'_>,
     images: &BTreeMap<String, String>,
 ) -> Result<TaskDefinition, RolloutError> {
     let invalid = |message: String| RolloutError::Invalid {
-        service: svc.name.clone(),
+        service: src.name.to_owned(),
         message,
     };
     // The content loaded with the manifests the deployment was queued from (a deployment
     // queued before Gantry kept it reads the file).
-    let text = match &svc.task_definition_content {
-        Some(text) => text.clone(),
-        None => std::fs::read_to_string(&svc.task_definition)
-            .map_err(|e| invalid(format!("cannot read {}: {e}", svc.task_definition)))?,
+    let text = match src.content {
+        Some(text) => text.to_owned(),
+        None => std::fs::read_to_string(src.file)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", src.file)))?,
     };
-    let td = TaskDefinition::from_json(&text)
-        .map_err(|e| invalid(format!("{}: {e}", svc.task_definition)))?;
-    let problems = check(&td, &svc.allow_literal_env);
+    let td = TaskDefinition::from_json(&text).map_err(|e| invalid(format!("{}: {e}", src.file)))?;
+    let problems = check(&td, src.allow_literal_env);
     if !problems.is_empty() {
         let list: Vec<String> = problems
             .iter()
             .map(|p| format!("{}: {}", p.path, p.message))
             .collect();
-        return Err(invalid(format!(
-            "{}: {}",
-            svc.task_definition,
-            list.join("; ")
-        )));
+        return Err(invalid(format!("{}: {}", src.file, list.join("; "))));
     }
     // Container name -> image reference (by digest once images are built by Gantry).
-    let by_container: BTreeMap<String, String> = svc
+    let by_container: BTreeMap<String, String> = src
         .containers
         .iter()
         .filter_map(|(c, image)| images.get(image).map(|r| (c.clone(), r.clone())))
         .collect();
     Ok(with_images(&td, &by_container))
+}
+
+/// The revision that runs `desired`: `current` when it already is exactly that, else the
+/// family's newest revision when that is, else a new registration. Returns the ARN and
+/// whether it differs from `current`. `name` prefixes the log lines.
+pub async fn ensure_registered(
+    ecs: &dyn ServiceDeployer,
+    name: &str,
+    desired: &TaskDefinition,
+    current: Option<&str>,
+    log: &StepLog,
+) -> Result<(String, bool), RolloutError> {
+    let live = match current {
+        Some(arn) => Some(ecs.task_definition(arn).await?),
+        None => None,
+    };
+    if let (Some(arn), Some(live)) = (current, &live) {
+        if !differs(live, desired) {
+            log.line(format!("{name}: task definition unchanged ({arn})"));
+            return Ok((arn.to_owned(), false));
+        }
+    }
+    match &live {
+        // Nothing to compare with: what it is, not 40 lines of `+`.
+        None => {
+            let containers: Vec<String> = desired
+                .container_definitions
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.image))
+                .collect();
+            log.line(format!(
+                "{name}: new task definition of family {}: {}",
+                desired.family,
+                containers.join(", ")
+            ));
+        }
+        Some(_) => {
+            for line in render_diff(live.as_ref(), desired).lines() {
+                log.line(format!("{name}: {line}"));
+            }
+        }
+    }
+    match newest_if_same(ecs, desired, current).await? {
+        Some(arn) => {
+            log.line(format!(
+                "{name}: reusing {arn}, the family's newest revision, which is exactly this"
+            ));
+            Ok((arn, true))
+        }
+        None => {
+            let arn = ecs.register(desired).await?;
+            log.line(format!("{name}: registered {arn}"));
+            Ok((arn, true))
+        }
+    }
 }
 
 /// Rolls every service of `spec`; `images` maps image names to the references to deploy;
@@ -147,54 +221,9 @@ pub async fn roll(
             });
             continue;
         }
-        let desired = load(svc, images)?;
-        let live = match &current {
-            Some(arn) => Some(ecs.task_definition(arn).await?),
-            None => None,
-        };
-        let (arn, registered) = match (&current, &live) {
-            (Some(arn), Some(live)) if !differs(live, &desired) => {
-                log.line(format!("{}: task definition unchanged ({arn})", svc.name));
-                (arn.clone(), false)
-            }
-            _ => {
-                match &live {
-                    // Nothing to compare with: what it is, not 40 lines of `+`.
-                    None => {
-                        let containers: Vec<String> = desired
-                            .container_definitions
-                            .iter()
-                            .map(|c| format!("{} ({})", c.name, c.image))
-                            .collect();
-                        log.line(format!(
-                            "{}: new task definition of family {}: {}",
-                            svc.name,
-                            desired.family,
-                            containers.join(", ")
-                        ));
-                    }
-                    Some(_) => {
-                        for line in render_diff(live.as_ref(), &desired).lines() {
-                            log.line(format!("{}: {line}", svc.name));
-                        }
-                    }
-                }
-                match newest_if_same(ecs, &desired, current.as_deref()).await? {
-                    Some(arn) => {
-                        log.line(format!(
-                            "{}: reusing {arn}, the family's newest revision, which is exactly this",
-                            svc.name
-                        ));
-                        (arn, true)
-                    }
-                    None => {
-                        let arn = ecs.register(&desired).await?;
-                        log.line(format!("{}: registered {arn}", svc.name));
-                        (arn, true)
-                    }
-                }
-            }
-        };
+        let desired = load(&TaskSource::of_service(svc), images)?;
+        let (arn, registered) =
+            ensure_registered(ecs, &svc.name, &desired, current.as_deref(), log).await?;
         prepared.push(Prepared {
             spec: svc,
             live: state.as_ref().map(|s| s.settings.clone()),

@@ -290,7 +290,8 @@ fn broken_chart_values_are_rejected_with_the_field_path() {
 }
 
 /// `gantry import copilot`: a Copilot workspace's services become App manifests on charts
-/// that `gantry validate` accepts; a Scheduled Job is refused by name.
+/// that `gantry validate` accepts, a Scheduled Job on the scheduled-task chart; nothing is
+/// overwritten without --force.
 #[test]
 fn copilot_manifests_import_as_chart_manifests_that_validate() {
     let dir = tempfile::tempdir().unwrap();
@@ -306,6 +307,7 @@ fn copilot_manifests_import_as_chart_manifests_that_validate() {
         "web",
         "name: web\ntype: Static Site\nfiles:\n  - source: web/dist\n    recursive: true\n",
     );
+    write("nightly", "name: nightly\ntype: Scheduled Job\non:\n  schedule: '0 3 * * 1-5'\nimage:\n  build: Dockerfile\ncommand: python report.py\nretries: 3\n");
     std::fs::create_dir_all(copilot.join("environments/prod")).unwrap();
     std::fs::write(
         copilot.join("environments/prod/manifest.yml"),
@@ -322,7 +324,8 @@ fn copilot_manifests_import_as_chart_manifests_that_validate() {
                 "--security-groups", "sg-0a1b", "--execution-role",
                 "arn:aws:iam::123456789012:role/shop-exec", "--target-group",
                 "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/frontend/0123456789abcdef",
-                "--bucket", "acme-shop-web", "--out",
+                "--bucket", "acme-shop-web", "--events-role",
+                "arn:aws:iam::123456789012:role/shop-events", "--out",
             ])
             .arg(&out)
             .args(extra)
@@ -333,20 +336,33 @@ fn copilot_manifests_import_as_chart_manifests_that_validate() {
     let o = run(&[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    for name in ["frontend", "api", "web"] {
+    for name in ["frontend", "api", "web", "nightly"] {
         assert!(
             out.join(format!("{name}.yaml")).is_file(),
             "{name}: {stderr}"
         );
     }
     assert!(stderr.contains("ECS Exec"), "{stderr}");
+    assert!(
+        stderr.contains("`retries` has no Gantry equivalent"),
+        "{stderr}"
+    );
+    let job = std::fs::read_to_string(out.join("nightly.yaml")).unwrap();
+    assert!(job.contains("chart: scheduled-task"), "{job}");
+    assert!(job.contains("cron(0 3 ? * 2-6 *)"), "{job}");
     let (code, errs) = validate(&out, &[]);
     assert_eq!(code, Some(0), "{errs}");
-    // Nothing is overwritten without --force; a Scheduled Job is refused by name.
-    write("nightly", "name: nightly\ntype: Scheduled Job\non:\n  schedule: '@daily'\nimage:\n  build: Dockerfile\n");
+    // Nothing is overwritten without --force; an unknown service type is refused by name.
+    write(
+        "render",
+        "name: render\ntype: Request-Driven Web Service\nimage:\n  build: Dockerfile\n",
+    );
     let o = run(&[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("`nightly` is a Scheduled Job"), "{stderr}");
+    assert!(
+        stderr.contains("unknown Copilot service type `Request-Driven Web Service`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("exists (use --force"), "{stderr}");
 }

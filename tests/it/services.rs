@@ -966,6 +966,156 @@ async fn service_connect_and_registries_are_applied_and_read_back_without_a_fals
     s.app.finish().await;
 }
 
+fn step_log(d: &Value, kind: &str) -> String {
+    d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == kind)
+        .map(|s| s["log"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}
+
+/// Scheduled jobs: each is an EventBridge rule running its task definition revision; an
+/// unchanged job touches nothing, a changed schedule or command updates the rule, a job taken
+/// out of the manifest loses its rule.
+#[tokio::test]
+async fn scheduled_jobs_are_rules_running_the_release_and_follow_the_manifest() {
+    let s = Setup::new("jobs", "").await;
+    let job_family = format!("{}-job", s.family);
+    std::fs::write(
+        s.app.dir.path().join("manifests/job.json"),
+        task_definition(&job_family, "512", json!([])),
+    )
+    .unwrap();
+    let role = "arn:aws:iam::123456789012:role/events-run-task";
+    let jobs = |nightly: &str, with_hourly: bool| {
+        let mut m = format!(
+            "  jobs:\n    - name: nightly\n      cluster: {}\n      taskDefinition: job.json\n      roleArn: {role}\n      network:\n        subnets: [{}]\n{nightly}",
+            s.ecs.cluster, s.ecs.subnet
+        );
+        if with_hourly {
+            m.push_str(&format!(
+                "    - name: hourly\n      cluster: {}\n      taskDefinition: job.json\n      schedule: rate(1 hour)\n      roleArn: {role}\n      network:\n        subnets: [{}]\n",
+                s.ecs.cluster, s.ecs.subnet
+            ));
+        }
+        manifest(&s.repo.path, &s.ecs, &s.service, &m)
+    };
+    let first = jobs("      schedule: cron(0 3 * * ? *)\n", true);
+    let changed = jobs(
+        "      schedule: rate(6 hours)\n      command: [python, -m, reports]\n",
+        false,
+    );
+    let s = s.reconfigure(first).await;
+    let d = s.push(1).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let kinds: Vec<&str> = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "verify",
+            "fetch_source",
+            "roll_services",
+            "schedule_jobs",
+            "report"
+        ]
+    );
+    let config = crate::sites::aws_config(&moto_url()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&config);
+    let rule = eb
+        .describe_rule()
+        .name("gantry-api-nightly")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.schedule_expression(), Some("cron(0 3 * * ? *)"));
+    assert_eq!(
+        rule.description(),
+        Some("Gantry scheduled job nightly of app api")
+    );
+    let target = |name: &'static str| {
+        let eb = eb.clone();
+        async move {
+            let t = eb.list_targets_by_rule().rule(name).send().await.unwrap();
+            t.targets()[0].clone()
+        }
+    };
+    let t = target("gantry-api-nightly").await;
+    assert!(
+        t.arn().ends_with(&format!(":cluster/{}", s.ecs.cluster)),
+        "{t:?}"
+    );
+    assert_eq!(t.role_arn(), Some(role));
+    let ecs = t.ecs_parameters().unwrap();
+    let td = ecs.task_definition_arn().to_owned();
+    assert!(
+        td.contains(&format!("task-definition/{job_family}:")),
+        "{td}"
+    );
+    let subnets = ecs
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration())
+        .map(|v| v.subnets().to_vec())
+        .unwrap();
+    assert_eq!(subnets, std::slice::from_ref(&s.ecs.subnet));
+    assert!(eb
+        .describe_rule()
+        .name("gantry-api-hourly")
+        .send()
+        .await
+        .is_ok());
+    // The release records what the rules run.
+    let release = s.app.api("/api/v1/releases?app=api").await;
+    assert_eq!(release[0]["jobs"]["nightly"], td.as_str(), "{release:#}");
+
+    // Nothing changed: nothing registered, no rule put.
+    let same = s.push(2).await;
+    let log = step_log(&same, "schedule_jobs");
+    assert!(
+        log.contains("nightly: rule gantry-api-nightly unchanged"),
+        "{log}"
+    );
+    assert!(!log.contains("registered"), "{log}");
+
+    // A new schedule and a command override; the hourly job removed.
+    let s = s.reconfigure(changed).await;
+    let d = s.push(3).await;
+    assert_eq!(d["state"], "succeeded", "{d:#}");
+    let log = step_log(&d, "schedule_jobs");
+    assert!(
+        log.contains("nightly: scheduleExpression: cron(0 3 * * ? *) -> rate(6 hours)"),
+        "{log}"
+    );
+    assert!(log.contains("removed rule gantry-api-hourly"), "{log}");
+    let rule = eb
+        .describe_rule()
+        .name("gantry-api-nightly")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.schedule_expression(), Some("rate(6 hours)"));
+    let t = target("gantry-api-nightly").await;
+    let input: Value = serde_json::from_str(t.input().unwrap()).unwrap();
+    assert_eq!(
+        input,
+        json!({"containerOverrides": [{"name": "app", "command": ["python", "-m", "reports"]}]})
+    );
+    assert_eq!(
+        t.ecs_parameters().unwrap().task_definition_arn(),
+        td,
+        "same revision"
+    );
+    let gone = eb.describe_rule().name("gantry-api-hourly").send().await;
+    assert!(gone.is_err(), "the hourly rule is removed");
+    s.app.finish().await;
+}
+
 /// Releases are all or nothing: when the second of two services fails its rollout, the first,
 /// already rolled, is put back too, the reason says so, and `gantry rollback` afterwards
 /// targets the last release that succeeded.
