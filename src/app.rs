@@ -199,12 +199,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // Released digests written back to the git sources apps ask it for.
     let revisions_wake = Arc::new(tokio::sync::Notify::new());
     if !config.sources.is_empty() {
-        live.push(Arc::new(crate::reporting::writeback::LockWriter::new(
-            fetcher.clone() as Arc<dyn crate::ports::GitWriter>,
-            store.clone(),
-            config.sources.clone(),
-            revisions_wake.clone(),
-        )));
+        live.push(Arc::new(
+            crate::reporting::writeback::LockWriter::new(
+                fetcher.clone() as Arc<dyn crate::ports::GitWriter>,
+                store.clone(),
+                config.sources.clone(),
+                revisions_wake.clone(),
+            )
+            .with_forge(forge.clone()),
+        ));
     }
     crate::reporting::prepare(&*store, &live)
         .await

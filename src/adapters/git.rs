@@ -434,17 +434,32 @@ impl GitWriter for GitFetcher {
     }
 
     #[tracing::instrument(skip_all, fields(repo = %u.repo, sha = %sha))]
-    async fn push(&self, u: &FileUpdate, sha: &str) -> Result<(), PushError> {
+    async fn push(
+        &self,
+        u: &FileUpdate,
+        sha: &str,
+        branch: &str,
+        replace: bool,
+    ) -> Result<(), PushError> {
         if crate::domain::git::commit_sha(sha).is_none() {
             return Err(PushError::Failed(FetchError::Git {
                 action: "push".into(),
                 detail: format!("`{sha}` is not a commit sha"),
             }));
         }
+        crate::domain::git::valid_ref_name(branch).map_err(|why| {
+            PushError::Failed(FetchError::Git {
+                action: "push".into(),
+                detail: format!("the branch {why}"),
+            })
+        })?;
         let dir = self.work_clone(&u.repo);
         let lock = self.lock_for(&dir);
         let _guard = lock.lock().await;
-        let refspec = format!("{sha}:refs/heads/{}", u.branch);
+        let refspec = format!(
+            "{}{sha}:refs/heads/{branch}",
+            if replace { "+" } else { "" }
+        );
         match self
             .git(
                 Some(&dir),

@@ -93,6 +93,42 @@ impl GitHub {
 #[async_trait]
 impl Forge for GitHub {
     #[tracing::instrument(skip_all, fields(repo, number))]
+    #[tracing::instrument(skip_all, fields(repo, head))]
+    async fn open_pull_request(
+        &self,
+        repo: &str,
+        head: &str,
+        base: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<u64, PublishError> {
+        let owner = repo.split('/').next().unwrap_or_default();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", "open")
+            .append_pair("head", &format!("{owner}:{head}"))
+            .append_pair("base", base)
+            .finish();
+        let open: Vec<Value> = self
+            .octo
+            .get(format!("/repos/{repo}/pulls?{query}"), None::<&()>)
+            .await
+            .map_err(|e| fail(format!("pull requests of {repo}: {}", describe(e))))?;
+        if let Some(n) = open.iter().find_map(|p| p["number"].as_u64()) {
+            return Ok(n);
+        }
+        let created: Value = self
+            .octo
+            .post(
+                format!("/repos/{repo}/pulls"),
+                Some(&json!({"title": title, "head": head, "base": base, "body": body})),
+            )
+            .await
+            .map_err(|e| fail(format!("opening a pull request on {repo}: {}", describe(e))))?;
+        created["number"]
+            .as_u64()
+            .ok_or_else(|| fail("GitHub's pull request has no number".into()))
+    }
+
     async fn upsert_comment(
         &self,
         repo: &str,

@@ -75,12 +75,20 @@ pub enum WriteBack {
     Off,
     /// A commit on the source's branch.
     Commit,
+    /// A commit on Gantry's branch `gantry/lock/APP`, proposed to the source's branch as a
+    /// pull request (one open pull request per app, updated by each release).
+    PullRequest,
 }
 
 impl WriteBack {
     pub fn is_off(&self) -> bool {
         *self == Self::Off
     }
+}
+
+/// The branch a pull-request write-back of `app` is pushed to.
+pub fn writeback_branch(app: &str) -> String {
+    format!("gantry/lock/{app}")
 }
 
 fn default_environment() -> String {

@@ -85,6 +85,16 @@ pub trait Forge: Send + Sync {
         description: &str,
         log_url: Option<&str>,
     ) -> Result<(), PublishError>;
+    /// The open pull request from `head` (a branch of `repo`) into `base`, opened with
+    /// `title` and `body` when there is none. Returns its number.
+    async fn open_pull_request(
+        &self,
+        repo: &str,
+        head: &str,
+        base: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<u64, PublishError>;
     /// Puts `body` on pull request (issue) `number` as the one comment holding `marker`:
     /// edits that comment when there is one, else creates it. Returns the comment's id.
     async fn upsert_comment(

@@ -105,6 +105,13 @@ pub trait GitWriter: Send + Sync {
         update: &FileUpdate,
         render: &(dyn for<'a> Fn(Option<&'a str>) -> String + Send + Sync),
     ) -> Result<Prepared, FetchError>;
-    /// Pushes a prepared commit to the branch, never forcing.
-    async fn push(&self, update: &FileUpdate, sha: &str) -> Result<(), PushError>;
+    /// Pushes a prepared commit to `branch`: the update's own branch never by force;
+    /// `replace` (Gantry's own pull-request branch) sets it to the commit whatever it held.
+    async fn push(
+        &self,
+        update: &FileUpdate,
+        sha: &str,
+        branch: &str,
+        replace: bool,
+    ) -> Result<(), PushError>;
 }

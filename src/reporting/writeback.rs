@@ -1,6 +1,9 @@
 //! The write-back reporter: after an app's successful deployment from a git source, the image
 //! digests it released are recorded in `gantry.lock.yaml` beside the app's manifest, committed
-//! to the source's branch with trailers naming the deployment (`spec.writeBack: commit`).
+//! to the source's branch with trailers naming the deployment (`spec.writeBack: commit`), or
+//! proposed to it as a pull request from Gantry's branch `gantry/lock/APP`
+//! (`spec.writeBack: pullRequest`; one open pull request per app, its branch set to each new
+//! lock commit; merging it changes no manifest, so it deploys nothing).
 //!
 //! No loop and no empty commits: the lock renders deterministically and is committed only when
 //! its bytes change; the commit's sha is recorded as a revision of the source *before* it is
@@ -14,10 +17,11 @@ use async_trait::async_trait;
 
 use super::{PublishError, Reported, Reporter};
 use crate::domain::{
-    Deployment, DeploymentState, ManifestSource, RevisionState, SourceRevision, Trigger, WriteBack,
+    writeback_branch, Deployment, DeploymentState, ManifestSource, RevisionState, SourceRevision,
+    Trigger, WriteBack,
 };
 use crate::plan::lock::{commit_message, lock_path, upsert};
-use crate::ports::{FileUpdate, GitWriter, Prepared, PushError};
+use crate::ports::{FileUpdate, Forge, GitWriter, Prepared, PushError};
 use crate::store::Store;
 
 /// Attempts when the branch keeps moving under the push.
@@ -29,6 +33,8 @@ pub struct LockWriter {
     sources: Vec<ManifestSource>,
     /// Wakes the sources' worker, which decides the recorded write-back revision.
     wake: Arc<tokio::sync::Notify>,
+    /// Opens write-back pull requests.
+    forge: Option<Arc<dyn Forge>>,
 }
 
 impl LockWriter {
@@ -43,7 +49,49 @@ impl LockWriter {
             store,
             sources,
             wake,
+            forge: None,
         }
+    }
+
+    /// Pull-request write-backs go through `forge` (GitHub).
+    pub fn with_forge(mut self, forge: Option<Arc<dyn Forge>>) -> Self {
+        self.forge = forge;
+        self
+    }
+
+    /// `spec.writeBack: pullRequest`: the lock commit on Gantry's branch, and the pull
+    /// request from it (found open, or opened).
+    async fn propose(
+        &self,
+        d: &Deployment,
+        update: &FileUpdate,
+        render: &(dyn for<'a> Fn(Option<&'a str>) -> String + Send + Sync),
+    ) -> Result<Reported, PublishError> {
+        let forge = self.forge.as_ref().ok_or_else(|| {
+            failed(
+                "writeBack: pullRequest needs GitHub access (GANTRY_GITHUB_TOKEN or a GitHub App)",
+            )
+        })?;
+        let sha = match self.writer.prepare(update, render).await.map_err(failed)? {
+            // The branch already has these digests: nothing to propose.
+            Prepared::Unchanged => return Ok(Reported::Done),
+            Prepared::Commit { sha } => sha,
+        };
+        let branch = writeback_branch(&d.app);
+        self.writer
+            .push(update, &sha, &branch, true)
+            .await
+            .map_err(failed)?;
+        let title = update.message.lines().next().unwrap_or_default().to_owned();
+        let body = format!(
+            "Gantry released deployment #{} of `{}`; merging records its image digests in `{}`.\n\n```\n{}```\n\nMerging deploys nothing: a lock file is not a manifest.",
+            d.id, d.app, update.path, update.message
+        );
+        let number = forge
+            .open_pull_request(&update.repo, &branch, &update.branch, &title, &body)
+            .await?;
+        tracing::info!(sha = %sha, pull_request = number, "released digests proposed");
+        Ok(Reported::Done)
     }
 
     /// The source a deployment's manifest came from, and the manifest's file in it.
@@ -76,7 +124,7 @@ impl Reporter for LockWriter {
 
     #[tracing::instrument(skip_all, fields(deployment.id = d.id, app = %d.app))]
     async fn report(&self, d: &Deployment) -> Result<Reported, PublishError> {
-        if d.state != DeploymentState::Succeeded || d.spec.write_back != WriteBack::Commit {
+        if d.state != DeploymentState::Succeeded || d.spec.write_back.is_off() {
             return Ok(Reported::Done);
         }
         let Some((source, file)) = self.source_of(d) else {
@@ -104,6 +152,9 @@ impl Reporter for LockWriter {
             message: commit_message(&d.app, d.id, &release.images),
         };
         let render = |current: Option<&str>| upsert(current, &d.app, &release.images);
+        if d.spec.write_back == WriteBack::PullRequest {
+            return self.propose(d, &update, &render).await;
+        }
         for _ in 0..MAX_REBASES {
             let sha = match self
                 .writer
@@ -127,7 +178,7 @@ impl Reporter for LockWriter {
                 })
                 .await
                 .map_err(failed)?;
-            let pushed = self.writer.push(&update, &sha).await;
+            let pushed = self.writer.push(&update, &sha, &update.branch, false).await;
             if pushed.is_err() {
                 // The commit never reached the branch: nothing is left to decide about it.
                 self.store

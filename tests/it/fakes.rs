@@ -27,6 +27,8 @@ pub struct Request {
 
 /// An issue comment the fake keeps: (id, "owner/repo", issue number, body).
 type Comment = (u64, String, u64, String);
+/// An open pull request: number, repository, head branch, base branch, title.
+type Pull = (u64, String, String, String, String);
 
 #[derive(Clone, Default)]
 struct Shared {
@@ -40,6 +42,8 @@ struct Shared {
     outage: Arc<std::sync::atomic::AtomicBool>,
     /// GitHub issue comments.
     comments: Arc<Mutex<Vec<Comment>>>,
+    /// GitHub pull requests opened through the API.
+    pulls: Arc<Mutex<Vec<Pull>>>,
 }
 
 pub struct Fake {
@@ -158,6 +162,74 @@ fn comment_json(id: u64, repo: &str, number: u64, body: &str) -> Value {
         "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z",
         "author_association": "NONE"
     })
+}
+
+/// A pull request object (docs: "Create a pull request"), the fields Gantry reads and a few more.
+fn pull_json(p: &Pull) -> Value {
+    let (number, repo, head, base, title) = p;
+    json!({
+        "id": 1_000 + number, "node_id": "PR_kwDOA", "number": number, "state": "open",
+        "title": title, "locked": false,
+        "url": format!("https://api.github.com/repos/{repo}/pulls/{number}"),
+        "html_url": format!("https://github.com/{repo}/pull/{number}"),
+        "head": {"ref": head, "label": format!("{}:{head}", repo.split('/').next().unwrap_or(""))},
+        "base": {"ref": base},
+        "user": {"login": "gantry[bot]", "id": 1, "type": "Bot"},
+        "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
+    })
+}
+
+/// GitHub's pull requests, kept: list open ones filtered by `head` (`OWNER:BRANCH`) and
+/// `base`, create (422 when one is open for the same head and base, as GitHub answers).
+fn pulls(s: &Shared, method: &Method, uri: &Uri, body: &Value) -> Option<(u16, Value)> {
+    let parts: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let ["repos", owner, repo, "pulls"] = parts.as_slice() else {
+        return None;
+    };
+    let repo = format!("{owner}/{repo}");
+    let mut all = s.pulls.lock().unwrap();
+    match method.as_str() {
+        "GET" => {
+            let q: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            let list: Vec<Value> = all
+                .iter()
+                .filter(|p| p.1 == repo)
+                .filter(|p| {
+                    q.get("head")
+                        .is_none_or(|h| *h == format!("{owner}:{}", p.2))
+                })
+                .filter(|p| q.get("base").is_none_or(|b| *b == p.3))
+                .map(pull_json)
+                .collect();
+            Some((200, Value::Array(list)))
+        }
+        "POST" => {
+            let head = body["head"].as_str().unwrap_or("").to_owned();
+            let base = body["base"].as_str().unwrap_or("").to_owned();
+            if all
+                .iter()
+                .any(|p| p.1 == repo && p.2 == head && p.3 == base)
+            {
+                return Some((
+                    422,
+                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {owner}:{head}.")}]}),
+                ));
+            }
+            let pull = (
+                all.len() as u64 + 1,
+                repo,
+                head,
+                base,
+                body["title"].as_str().unwrap_or("").to_owned(),
+            );
+            all.push(pull.clone());
+            Some((201, pull_json(&pull)))
+        }
+        _ => None,
+    }
 }
 
 /// GitHub's issue comments, kept: list (one page), create, edit.
@@ -313,6 +385,8 @@ async fn answer(
     let (status, v) = if is_discord {
         discord(&method, &path, &body_json, id)
     } else if let Some(answer) = comments(&s, &method, &path, &body_json, id) {
+        answer
+    } else if let Some(answer) = pulls(&s, &method, &uri, &body_json) {
         answer
     } else {
         github(&method, &path, &body_json, id)

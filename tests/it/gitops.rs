@@ -550,6 +550,102 @@ async fn released_digests_are_written_back_once_and_start_nothing() {
     app.finish().await;
 }
 
+/// `writeBack: pullRequest`: the released digests go to Gantry's branch `gantry/lock/api`,
+/// proposed to the config branch as one pull request (faked at the wire); the config branch
+/// itself is untouched, and the next release moves the branch under the same pull request.
+#[tokio::test]
+async fn released_digests_can_be_proposed_as_one_pull_request() {
+    use crate::images::{base_image, endpoints, unique, ECR};
+    let tmp = tempfile::tempdir().unwrap();
+    let code = GitRepo::new(&tmp.path().join("api"));
+    let code_sha = code.commit(&[("app/main.py", "print('hi')\n")], "init");
+    let image_repo = unique("writeback-pr");
+    let manifest = format!(
+        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  writeBack: pullRequest\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      context: app\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
+        code.path.display(),
+        base_image()
+    );
+    let config = ConfigRepo::new(tmp.path());
+    let first = config.push(&[("apps/api.yaml", &manifest)], "api");
+    let fake = Fake::start().await;
+    let bare = config.bare.display().to_string();
+    let moto = moto_url();
+    let eps = endpoints();
+    let app = TestApp::start_with(
+        &[],
+        &[
+            ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
+            ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
+            ("GANTRY_SOURCE_REPO", "acme/config"),
+            ("GANTRY_SOURCE_URL", bare.as_str()),
+            ("GANTRY_SOURCE_PATH", "apps"),
+            ("GANTRY_POLL_INTERVAL", "200ms"),
+            ("GANTRY_GITHUB_API_URL", fake.url.as_str()),
+            ("GANTRY_GITHUB_TOKEN", "c4n4ry-writeback-github-token"),
+        ],
+    )
+    .await;
+    let released = |sha: String| {
+        let app = &app;
+        async move {
+            crate::support::wait_for(Duration::from_secs(90), "the deployment", || async {
+                app.deployments("api")
+                    .await
+                    .iter()
+                    .any(|d| d["sha"] == sha.as_str() && d["state"] == "succeeded")
+            })
+            .await;
+            let releases = app.api("/api/v1/releases?app=api").await;
+            releases[0]["images"]["api"].as_str().unwrap().to_owned()
+        }
+    };
+    let digest = released(code_sha).await;
+    let opened = || fake.matching("POST", "/repos/acme/config/pulls");
+    crate::support::wait_for(Duration::from_secs(30), "the pull request", || async {
+        !opened().is_empty()
+    })
+    .await;
+    let pr = &opened()[0].body;
+    assert_eq!(pr["head"], "gantry/lock/api", "{pr}");
+    assert_eq!(pr["base"], "main", "{pr}");
+    assert!(
+        pr["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("gantry: api released deployment #"),
+        "{pr}"
+    );
+    let lock = git(
+        &config.bare,
+        &["show", "gantry/lock/api:apps/gantry.lock.yaml"],
+    );
+    assert!(lock.contains(&format!("api: {digest}")), "{lock}");
+    assert_eq!(
+        git(&config.bare, &["rev-parse", "main"]),
+        first,
+        "main is untouched"
+    );
+
+    // The next release (new code, new digest) moves the branch; the pull request stays one.
+    let proposed = git(&config.bare, &["rev-parse", "gantry/lock/api"]);
+    let next_sha = code.commit(&[("app/main.py", "print('hello')\n")], "hello");
+    let next = released(next_sha).await;
+    assert_ne!(next, digest);
+    crate::support::wait_for(Duration::from_secs(30), "the branch to move", || async {
+        git(&config.bare, &["rev-parse", "gantry/lock/api"]) != proposed
+    })
+    .await;
+    let lock = git(
+        &config.bare,
+        &["show", "gantry/lock/api:apps/gantry.lock.yaml"],
+    );
+    assert!(lock.contains(&format!("api: {next}")), "{lock}");
+    assert_eq!(opened().len(), 1, "one pull request, updated");
+    assert!(!fake.matching("GET", "/repos/acme/config/pulls").is_empty());
+    assert_eq!(git(&config.bare, &["rev-parse", "main"]), first);
+    app.finish().await;
+}
+
 /// A pull request on the config repository (payload as GitHub sends it): one comment saying
 /// what merging would do, edited in place on the next push to it, and a commit status on the
 /// head; a broken manifest in it is reported as a refusal.
