@@ -450,39 +450,64 @@ async fn manifests_in_the_app_repository_deploy_with_their_commit_found_by_polli
     app.finish().await;
 }
 
-/// Write-back: after a successful deployment the released digest lands in the bare config
-/// repository as `gantry.lock.yaml` beside the manifest, with trailers naming the deployment;
-/// its push (poll and webhook) starts nothing, and a redeploy with the same digest commits
-/// nothing.
-#[tokio::test]
-async fn released_digests_are_written_back_once_and_start_nothing() {
-    use crate::images::{base_image, endpoints, unique, ECR};
-    let tmp = tempfile::tempdir().unwrap();
-    let code = GitRepo::new(&tmp.path().join("api"));
-    let code_sha = code.commit(&[("app/main.py", "print('hi')\n")], "init");
-    let image_repo = unique("writeback");
-    let manifest = format!(
-        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  writeBack: commit\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      context: app\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
-        code.path.display(),
-        base_image()
-    );
-    let config = ConfigRepo::new(tmp.path());
-    let first = config.push(&[("apps/api.yaml", &manifest)], "api");
-    let bare = config.bare.display().to_string();
-    let moto = moto_url();
-    let eps = endpoints();
-    let app = TestApp::start_with(
-        &[],
-        &[
+/// An app building one image from a code repository, its manifest in a bare config
+/// repository with `writeBack: MODE`, and Gantry polling both.
+struct WriteBackSetup {
+    app: TestApp,
+    code: GitRepo,
+    code_sha: String,
+    config: ConfigRepo,
+    /// The config repository's first commit.
+    first: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl WriteBackSetup {
+    async fn start(mode: &str, env: &[(&str, &str)]) -> Self {
+        use crate::images::{base_image, endpoints, unique, ECR};
+        let tmp = tempfile::tempdir().unwrap();
+        let code = GitRepo::new(&tmp.path().join("api"));
+        let code_sha = code.commit(&[("app/main.py", "print('hi')\n")], "init");
+        let image_repo = unique("writeback");
+        let manifest = format!(
+            "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  writeBack: {mode}\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      context: app\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
+            code.path.display(),
+            base_image()
+        );
+        let config = ConfigRepo::new(tmp.path());
+        let first = config.push(&[("apps/api.yaml", &manifest)], "api");
+        let bare = config.bare.display().to_string();
+        let moto = moto_url();
+        let eps = endpoints();
+        let mut vars = vec![
             ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
             ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
             ("GANTRY_SOURCE_REPO", "acme/config"),
             ("GANTRY_SOURCE_URL", bare.as_str()),
             ("GANTRY_SOURCE_PATH", "apps"),
             ("GANTRY_POLL_INTERVAL", "200ms"),
-        ],
-    )
-    .await;
+        ];
+        vars.extend_from_slice(env);
+        let app = TestApp::start_with(&[], &vars).await;
+        Self {
+            app,
+            code,
+            code_sha,
+            config,
+            first,
+            _tmp: tmp,
+        }
+    }
+}
+
+/// Write-back: after a successful deployment the released digest lands in the bare config
+/// repository as `gantry.lock.yaml` beside the manifest, with trailers naming the deployment;
+/// its push (poll and webhook) starts nothing, and a redeploy with the same digest commits
+/// nothing.
+#[tokio::test]
+async fn released_digests_are_written_back_once_and_start_nothing() {
+    let w = WriteBackSetup::start("commit", &[]).await;
+    let (app, config, first, code_sha) = (&w.app, &w.config, w.first.clone(), w.code_sha.clone());
     // Polling finds the app's branch head (no webhook) and deploys it.
     crate::support::wait_for(Duration::from_secs(60), "the first deployment", || async {
         app.deployments("api")
@@ -547,7 +572,7 @@ async fn released_digests_are_written_back_once_and_start_nothing() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(head(), written, "an unchanged lock makes no commit");
-    app.finish().await;
+    w.app.finish().await;
 }
 
 /// `writeBack: pullRequest`: the released digests go to Gantry's branch `gantry/lock/api`,
@@ -555,36 +580,17 @@ async fn released_digests_are_written_back_once_and_start_nothing() {
 /// itself is untouched, and the next release moves the branch under the same pull request.
 #[tokio::test]
 async fn released_digests_can_be_proposed_as_one_pull_request() {
-    use crate::images::{base_image, endpoints, unique, ECR};
-    let tmp = tempfile::tempdir().unwrap();
-    let code = GitRepo::new(&tmp.path().join("api"));
-    let code_sha = code.commit(&[("app/main.py", "print('hi')\n")], "init");
-    let image_repo = unique("writeback-pr");
-    let manifest = format!(
-        "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: api\nspec:\n  writeBack: pullRequest\n  source:\n    repo: acme/api\n    url: {}\n  images:\n    - name: api\n      repository: {ECR}/{image_repo}\n      context: app\n      base: {}\n      entrypoint: [python3, main.py]\n      createRepository: true\n",
-        code.path.display(),
-        base_image()
-    );
-    let config = ConfigRepo::new(tmp.path());
-    let first = config.push(&[("apps/api.yaml", &manifest)], "api");
     let fake = Fake::start().await;
-    let bare = config.bare.display().to_string();
-    let moto = moto_url();
-    let eps = endpoints();
-    let app = TestApp::start_with(
-        &[],
+    let w = WriteBackSetup::start(
+        "pullRequest",
         &[
-            ("GANTRY_AWS_ENDPOINT_URL", moto.as_str()),
-            ("GANTRY_REGISTRY_ENDPOINTS", eps.as_str()),
-            ("GANTRY_SOURCE_REPO", "acme/config"),
-            ("GANTRY_SOURCE_URL", bare.as_str()),
-            ("GANTRY_SOURCE_PATH", "apps"),
-            ("GANTRY_POLL_INTERVAL", "200ms"),
             ("GANTRY_GITHUB_API_URL", fake.url.as_str()),
             ("GANTRY_GITHUB_TOKEN", "c4n4ry-writeback-github-token"),
         ],
     )
     .await;
+    let (app, code, config, first) = (&w.app, &w.code, &w.config, w.first.clone());
+    let code_sha = w.code_sha.clone();
     let released = |sha: String| {
         let app = &app;
         async move {
@@ -643,7 +649,7 @@ async fn released_digests_can_be_proposed_as_one_pull_request() {
     assert_eq!(opened().len(), 1, "one pull request, updated");
     assert!(!fake.matching("GET", "/repos/acme/config/pulls").is_empty());
     assert_eq!(git(&config.bare, &["rev-parse", "main"]), first);
-    app.finish().await;
+    w.app.finish().await;
 }
 
 /// A pull request on the config repository (payload as GitHub sends it): one comment saying
