@@ -17,8 +17,8 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let (config, loaded) = load_app(app, config, manifests).await?;
     let spec = &loaded.manifest.spec;
-    if spec.services.is_empty() {
-        println!("{app} declares no ECS services");
+    if spec.services.is_empty() && spec.jobs.is_empty() {
+        println!("{app} declares no ECS services or scheduled jobs");
         return Ok(ExitCode::SUCCESS);
     }
     let images = match sha {
@@ -27,9 +27,10 @@ pub async fn run(
     };
     let sdk = aws::load(config.aws_endpoint.as_deref(), config.aws_max_attempts).await;
     let ecs = Ecs::new(&sdk);
+    let rules = crate::adapters::eventbridge::Rules::new(&sdk);
     print!(
         "{}",
-        crate::services::diff::diff(spec, &images, &ecs).await?
+        crate::services::diff::diff(app, spec, &images, &ecs, Some(&rules)).await?
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -587,7 +587,7 @@ impl Control {
             .pop()
             .map(|(_, r)| r.images)
             .unwrap_or_default();
-        crate::services::diff::diff(&manifest.spec, &images, ecs.as_ref())
+        crate::services::diff::diff(app, &manifest.spec, &images, ecs.as_ref(), None)
             .await
             .map_err(|e| ControlError::Unavailable(format!("cannot diff `{app}`: {e}")))
     }

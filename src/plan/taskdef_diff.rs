@@ -124,8 +124,33 @@ pub fn render_service_diff(
     desired_count: Option<i32>,
     settings: &[crate::plan::service_diff::Change],
 ) -> String {
-    let mut out = format!("service {name} (cluster {cluster})\n");
+    render_task_diff(
+        "service",
+        name,
+        cluster,
+        live,
+        desired,
+        desired_count,
+        settings,
+    )
+}
+
+/// [`render_service_diff`] for a service or a scheduled job (`kind`); a job has no count.
+pub fn render_task_diff(
+    kind: &str,
+    name: &str,
+    cluster: &str,
+    live: Option<(&str, &TaskDefinition)>,
+    desired: &TaskDefinition,
+    desired_count: Option<i32>,
+    settings: &[crate::plan::service_diff::Change],
+) -> String {
+    let mut out = format!("{kind} {name} (cluster {cluster})\n");
     match live {
+        None if kind == "job" => {
+            out.push_str("  will be scheduled\n");
+            out.push_str(&render_diff(None, desired));
+        }
         None => {
             out.push_str(&format!(
                 "  will be created with desired count {}\n",

@@ -15,8 +15,8 @@ use crate::domain::{ecr_registry, AppSpec, ImageRef};
 pub enum Origin {
     /// The App manifest; the path starts at the document (`spec.services[0].cluster`).
     Manifest,
-    /// The task definition file of `spec.services[N]`; the path starts at its root
-    /// (`executionRoleArn`, `containerDefinitions[0].secrets[1].valueFrom`).
+    /// The task definition file of `spec.services[N]`, or of `spec.jobs[N - services]`; the
+    /// path starts at its root (`executionRoleArn`, `containerDefinitions[0].secrets[1].valueFrom`).
     TaskDefinition { service: usize },
 }
 
@@ -106,102 +106,44 @@ pub struct Finding {
 /// log group with `awslogs-create-group`.
 pub fn references(spec: &AppSpec, taskdefs: &[Option<TaskDefinition>]) -> Vec<Reference> {
     let mut refs = Vec::new();
-    let mut add = |lookup, at, expect| {
-        refs.push(Reference { lookup, at, expect });
-    };
     for (i, svc) in spec.services.iter().enumerate() {
         let at = format!("spec.services[{i}]");
-        add(
-            Lookup::Cluster {
-                name: svc.cluster.clone(),
-            },
-            Field::manifest(format!("{at}.cluster")),
-            Expect::Exists,
-        );
         let td = taskdefs.get(i).and_then(Option::as_ref);
-        if let Some(td) = td {
-            for (field, arn) in [
-                ("executionRoleArn", &td.execution_role_arn),
-                ("taskRoleArn", &td.task_role_arn),
-            ] {
-                if let Some(name) = arn.as_deref().and_then(role_name) {
-                    add(
-                        Lookup::Role { name },
-                        Field::taskdef(i, field),
-                        Expect::Exists,
-                    );
-                }
-            }
-            for (c, container) in td.container_definitions.iter().enumerate() {
-                for (k, secret) in container.secrets.iter().enumerate() {
-                    if let Some(lookup) = secret_lookup(&secret.value_from) {
-                        add(
-                            lookup,
-                            Field::taskdef(
-                                i,
-                                format!("containerDefinitions[{c}].secrets[{k}].valueFrom"),
-                            ),
-                            Expect::Exists,
-                        );
-                    }
-                }
-                if let Some(log) = &container.log_configuration {
-                    let options = log.other.get("options");
-                    let opt = |k: &str| options.and_then(|o| o.get(k)).and_then(|v| v.as_str());
-                    let creates = opt("awslogs-create-group") == Some("true");
-                    if log.log_driver == "awslogs" && !creates {
-                        if let Some(group) = opt("awslogs-group") {
-                            add(
-                                Lookup::LogGroup {
-                                    name: group.to_owned(),
-                                    region: opt("awslogs-region").map(str::to_owned),
-                                },
-                                Field::taskdef(
-                                    i,
-                                    format!(
-                                        "containerDefinitions[{c}].logConfiguration.options.awslogs-group"
-                                    ),
-                                ),
-                                Expect::Exists,
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(net) = &svc.network {
-            for (j, id) in net.subnets.iter().enumerate() {
-                add(
-                    Lookup::Subnet { id: id.clone() },
-                    Field::manifest(format!("{at}.network.subnets[{j}]")),
-                    Expect::SameVpc { service: i },
-                );
-            }
-            for (j, id) in net.security_groups.iter().enumerate() {
-                add(
-                    Lookup::SecurityGroup { id: id.clone() },
-                    Field::manifest(format!("{at}.network.securityGroups[{j}]")),
-                    Expect::SameVpc { service: i },
-                );
-            }
-        }
+        task_references(&mut refs, &at, i, &svc.cluster, td, svc.network.as_ref());
         if let Some(lb) = &svc.load_balancer {
             let protocol = td
                 .and_then(|td| port_protocol(td, &lb.container_name, lb.container_port))
                 .unwrap_or_else(|| "tcp".into());
-            add(
-                Lookup::TargetGroup {
+            refs.push(Reference {
+                lookup: Lookup::TargetGroup {
                     arn: lb.target_group_arn.clone(),
                 },
-                Field::manifest(format!("{at}.loadBalancer.targetGroupArn")),
-                Expect::TargetGroup {
+                at: Field::manifest(format!("{at}.loadBalancer.targetGroupArn")),
+                expect: Expect::TargetGroup {
                     service: i,
                     container_port: lb.container_port,
                     protocol,
                 },
-            );
+            });
         }
     }
+    // A job's task definition follows the services' in `taskdefs`.
+    for (j, job) in spec.jobs.iter().enumerate() {
+        let k = spec.services.len() + j;
+        let at = format!("spec.jobs[{j}]");
+        let td = taskdefs.get(k).and_then(Option::as_ref);
+        task_references(&mut refs, &at, k, &job.cluster, td, Some(&job.network));
+        if let Some(name) = role_name(&job.role_arn) {
+            refs.push(Reference {
+                lookup: Lookup::Role { name },
+                at: Field::manifest(format!("{at}.roleArn")),
+                expect: Expect::Exists,
+            });
+        }
+    }
+    let mut add = |lookup, at, expect| {
+        refs.push(Reference { lookup, at, expect });
+    };
     for (i, image) in spec.images.iter().enumerate() {
         if image.create_repository {
             continue;
@@ -239,6 +181,94 @@ pub fn references(spec: &AppSpec, taskdefs: &[Option<TaskDefinition>]) -> Vec<Re
         }
     }
     refs
+}
+
+/// What a task runs with: its cluster, the roles, secrets and log groups its task definition
+/// names (task definition `k`), and its network. `at` is the service's or job's field path.
+fn task_references(
+    refs: &mut Vec<Reference>,
+    at: &str,
+    k: usize,
+    cluster: &str,
+    td: Option<&TaskDefinition>,
+    network: Option<&crate::domain::NetworkSpec>,
+) {
+    let mut add = |lookup, at, expect| {
+        refs.push(Reference { lookup, at, expect });
+    };
+    add(
+        Lookup::Cluster {
+            name: cluster.to_owned(),
+        },
+        Field::manifest(format!("{at}.cluster")),
+        Expect::Exists,
+    );
+    if let Some(td) = td {
+        for (field, arn) in [
+            ("executionRoleArn", &td.execution_role_arn),
+            ("taskRoleArn", &td.task_role_arn),
+        ] {
+            if let Some(name) = arn.as_deref().and_then(role_name) {
+                add(
+                    Lookup::Role { name },
+                    Field::taskdef(k, field),
+                    Expect::Exists,
+                );
+            }
+        }
+        for (c, container) in td.container_definitions.iter().enumerate() {
+            for (n, secret) in container.secrets.iter().enumerate() {
+                if let Some(lookup) = secret_lookup(&secret.value_from) {
+                    add(
+                        lookup,
+                        Field::taskdef(
+                            k,
+                            format!("containerDefinitions[{c}].secrets[{n}].valueFrom"),
+                        ),
+                        Expect::Exists,
+                    );
+                }
+            }
+            if let Some(log) = &container.log_configuration {
+                let options = log.other.get("options");
+                let opt = |key: &str| options.and_then(|o| o.get(key)).and_then(|v| v.as_str());
+                let creates = opt("awslogs-create-group") == Some("true");
+                if log.log_driver == "awslogs" && !creates {
+                    if let Some(group) = opt("awslogs-group") {
+                        add(
+                            Lookup::LogGroup {
+                                name: group.to_owned(),
+                                region: opt("awslogs-region").map(str::to_owned),
+                            },
+                            Field::taskdef(
+                                k,
+                                format!(
+                                    "containerDefinitions[{c}].logConfiguration.options.awslogs-group"
+                                ),
+                            ),
+                            Expect::Exists,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if let Some(net) = network {
+        for (j, id) in net.subnets.iter().enumerate() {
+            add(
+                Lookup::Subnet { id: id.clone() },
+                Field::manifest(format!("{at}.network.subnets[{j}]")),
+                Expect::SameVpc { service: k },
+            );
+        }
+        for (j, id) in net.security_groups.iter().enumerate() {
+            add(
+                Lookup::SecurityGroup { id: id.clone() },
+                Field::manifest(format!("{at}.network.securityGroups[{j}]")),
+                Expect::SameVpc { service: k },
+            );
+        }
+    }
 }
 
 /// `arn:aws:iam::123456789012:role/path/name` (or a bare name) -> `name`.
@@ -609,6 +639,46 @@ spec:
                 region: Some("eu-west-1".into())
             }
         );
+    }
+
+    #[test]
+    fn a_job_is_checked_like_a_service_and_its_events_role_too() {
+        let mut spec = spec();
+        spec.jobs = serde_yaml::from_str(
+            "- {name: nightly, cluster: batch, taskDefinition: job.json, schedule: rate(1 day), roleArn: 'arn:aws:iam::1:role/run-tasks', network: {subnets: [subnet-c]}}",
+        )
+        .unwrap();
+        let refs = references(&spec, &[Some(taskdef()), Some(taskdef())]);
+        let at = |path: &str| {
+            refs.iter()
+                .find(|r| r.at.path == path)
+                .map(|r| r.lookup.describe())
+        };
+        assert_eq!(
+            at("spec.jobs[0].cluster").as_deref(),
+            Some("ECS cluster `batch`")
+        );
+        assert_eq!(
+            at("spec.jobs[0].roleArn").as_deref(),
+            Some("IAM role `run-tasks`")
+        );
+        assert!(at("spec.jobs[0].network.subnets[0]").is_some());
+        // Its task definition's references point at the second file.
+        assert!(refs
+            .iter()
+            .any(|r| r.at.origin == Origin::TaskDefinition { service: 1 }
+                && r.at.path == "executionRoleArn"));
+        // Its subnet is judged on its own, not against the service's VPC.
+        let outcomes: Vec<Outcome> = refs
+            .iter()
+            .map(|r| match &r.lookup {
+                Lookup::Subnet { id } if id == "subnet-c" => Outcome::Found(Fact::InVpc {
+                    vpc: "vpc-9".into(),
+                }),
+                _ => outcome_for(r),
+            })
+            .collect();
+        assert_eq!(judge(&refs, &outcomes), vec![]);
     }
 
     #[test]

@@ -109,13 +109,23 @@ pub async fn verify(
 ) -> Result<Report, VerifyError> {
     // Task definitions were checked when the manifests loaded; one that cannot be read now
     // leaves its references unknown (the roll step reports the file itself).
-    let texts: Vec<Option<String>> = spec
+    // The services' task definitions, then the jobs' (`Origin::TaskDefinition` indexes both).
+    let files: Vec<(&Option<String>, &String)> = spec
         .services
         .iter()
-        .map(|s| {
-            s.task_definition_content
+        .map(|s| (&s.task_definition_content, &s.task_definition))
+        .chain(
+            spec.jobs
+                .iter()
+                .map(|j| (&j.task_definition_content, &j.task_definition)),
+        )
+        .collect();
+    let texts: Vec<Option<String>> = files
+        .iter()
+        .map(|(content, file)| {
+            (*content)
                 .clone()
-                .or_else(|| read_small(Path::new(&s.task_definition)))
+                .or_else(|| read_small(Path::new(file.as_str())))
         })
         .collect();
     let taskdefs: Vec<Option<TaskDefinition>> = texts
@@ -176,7 +186,9 @@ pub async fn verify(
                         .and_then(|(m, l)| l.line(m.doc, &finding.at.path)),
                 ),
                 Origin::TaskDefinition { service } => (
-                    Some(PathBuf::from(&spec.services[service].task_definition)),
+                    files
+                        .get(service)
+                        .map(|(_, file)| PathBuf::from(file.as_str())),
                     taskdef_lines
                         .get(service)
                         .and_then(Option::as_ref)

@@ -988,6 +988,15 @@ async fn scheduled_jobs_are_rules_running_the_release_and_follow_the_manifest() 
         task_definition(&job_family, "512", json!([])),
     )
     .unwrap();
+    // The role EventBridge runs the tasks with (verify checks it exists).
+    ensure(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "events-run-task",
+        "--assume-role-policy-document",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"events.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+    ]);
     let role = "arn:aws:iam::123456789012:role/events-run-task";
     let jobs = |nightly: &str, with_hourly: bool| {
         let mut m = format!(
@@ -1007,8 +1016,18 @@ async fn scheduled_jobs_are_rules_running_the_release_and_follow_the_manifest() 
         "      schedule: rate(6 hours)\n      command: [python, -m, reports]\n",
         false,
     );
-    let s = s.reconfigure(first).await;
+    let no_role = first.replace("role/events-run-task", "role/no-such-role");
+    // A job whose role does not exist fails verification before anything changes.
+    let s = s.reconfigure(no_role).await;
     let d = s.push(1).await;
+    assert_eq!(d["state"], "failed", "{d:#}");
+    let reason = d["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("spec.jobs[0].roleArn: IAM role `no-such-role` does not exist"),
+        "{reason}"
+    );
+    let s = s.reconfigure(first).await;
+    let d = s.push(11).await;
     assert_eq!(d["state"], "succeeded", "{d:#}");
     let kinds: Vec<&str> = d["steps"]
         .as_array()
@@ -1085,6 +1104,21 @@ async fn scheduled_jobs_are_rules_running_the_release_and_follow_the_manifest() 
 
     // A new schedule and a command override; the hourly job removed.
     let s = s.reconfigure(changed).await;
+    // gantry diff shows what the next deployment changes on the rule, nothing else.
+    let diff = s.diff().await;
+    assert!(diff.contains("job nightly (cluster "), "{diff}");
+    assert!(
+        diff.contains("  scheduleExpression: cron(0 3 * * ? *) -> rate(6 hours)"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("  command: none -> app: python -m reports"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("task definition: unchanged (arn:aws:ecs:"),
+        "{diff}"
+    );
     let d = s.push(3).await;
     assert_eq!(d["state"], "succeeded", "{d:#}");
     let log = step_log(&d, "schedule_jobs");
