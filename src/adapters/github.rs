@@ -93,6 +93,40 @@ impl GitHub {
 #[async_trait]
 impl Forge for GitHub {
     #[tracing::instrument(skip_all, fields(repo, number))]
+    #[tracing::instrument(skip_all, fields(repo, number))]
+    async fn pull_request_files(
+        &self,
+        repo: &str,
+        number: u64,
+    ) -> Result<Option<Vec<String>>, PublishError> {
+        // GitHub returns at most 3,000 files, 100 a page.
+        let mut files = Vec::new();
+        for page in 1..=30u32 {
+            let got: Vec<Value> = self
+                .octo
+                .get(
+                    format!("/repos/{repo}/pulls/{number}/files?per_page=100&page={page}"),
+                    None::<&()>,
+                )
+                .await
+                .map_err(|e| fail(format!("files of {repo}#{number}: {}", describe(e))))?;
+            let n = got.len();
+            for f in got {
+                if let Some(name) = f["filename"].as_str() {
+                    files.push(name.to_owned());
+                }
+                // A rename changes the old path too.
+                if let Some(old) = f["previous_filename"].as_str() {
+                    files.push(old.to_owned());
+                }
+            }
+            if n < 100 {
+                return Ok(Some(files));
+            }
+        }
+        Ok(None)
+    }
+
     #[tracing::instrument(skip_all, fields(repo, head))]
     async fn open_pull_request(
         &self,

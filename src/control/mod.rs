@@ -311,12 +311,11 @@ impl Control {
             ControlError::Invalid("`pull_request.head.sha` is not a 40-character commit sha".into())
         })?;
         let repo = &pr.repository.full_name;
-        let previews: Vec<crate::domain::PreviewRequest> = if pr.plans() {
+        let base = &pr.pull_request.base.git_ref;
+        let mut previews: Vec<crate::domain::PreviewRequest> = if pr.plans() {
             self.sources
                 .iter()
-                .filter(|s| {
-                    s.repo.eq_ignore_ascii_case(repo) && s.branch == pr.pull_request.base.git_ref
-                })
+                .filter(|s| s.repo.eq_ignore_ascii_case(repo) && &s.branch == base)
                 .map(|s| crate::domain::PreviewRequest {
                     source: s.name.clone(),
                     repo: s.repo.clone(),
@@ -327,6 +326,21 @@ impl Control {
         } else {
             vec![]
         };
+        // The apps built from this repository's branch: what merging would deploy.
+        if pr.plans() {
+            let m = self.manifests.read().expect("manifests lock poisoned");
+            for a in &m.apps {
+                let src = &a.manifest.spec.source;
+                if src.repo.eq_ignore_ascii_case(repo) && &src.branch == base {
+                    previews.push(crate::domain::PreviewRequest {
+                        source: crate::domain::app_preview_source(&a.manifest.metadata.name),
+                        repo: src.repo.clone(),
+                        number: pr.number,
+                        sha: sha.clone(),
+                    });
+                }
+            }
+        }
         let (outcome, reason) = match (pr.plans(), previews.is_empty()) {
             (false, _) => (
                 crate::domain::Intake::Ignored,
@@ -338,7 +352,7 @@ impl Control {
             (true, true) => (
                 crate::domain::Intake::Ignored,
                 format!(
-                    "no manifest source tracks {repo} {}",
+                    "no manifest source or app tracks {repo} {}",
                     pr.pull_request.base.git_ref
                 ),
             ),

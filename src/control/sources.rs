@@ -414,8 +414,11 @@ impl SourceSync {
 
     /// Posts the plan preview of a pull request: what merging its head would do.
     async fn preview(&self, seq: i64, req: crate::domain::PreviewRequest, attempts: u32) {
-        use crate::plan::preview::{plan, refused, AppChange, MARKER};
+        use crate::plan::preview::{plan, refused, AppChange};
         let store = &self.control.store;
+        if let Some(app) = req.source.strip_prefix("app:") {
+            return self.app_preview(seq, &req, app, attempts).await;
+        }
         let (Some(source), Some(forge)) = (
             self.sources.iter().find(|s| s.name == req.source),
             self.forge.as_ref(),
@@ -493,19 +496,72 @@ impl SourceSync {
             ),
         };
         let _ = std::fs::remove_dir_all(&dest);
+        self.post_preview(seq, &req, preview, forge.as_ref(), attempts)
+            .await;
+    }
+
+    /// The preview of a pull request on app `name`'s own repository: what merging it would
+    /// deploy, from the files GitHub says it changes.
+    async fn app_preview(
+        &self,
+        seq: i64,
+        req: &crate::domain::PreviewRequest,
+        name: &str,
+        attempts: u32,
+    ) {
+        let (Ok(app), Some(forge)) = (self.control.manifest(name), self.forge.as_ref()) else {
+            let _ = self
+                .control
+                .store
+                .finish_preview(
+                    seq,
+                    "failed",
+                    Some("no such app, or no GitHub access configured".into()),
+                )
+                .await;
+            return;
+        };
+        let preview = forge
+            .pull_request_files(&req.repo, req.number)
+            .await
+            .map(|files| crate::plan::preview::app_plan(&app, &req.sha, files.as_deref()))
+            .map_err(|e| e.to_string());
+        self.post_preview(seq, req, preview, forge.as_ref(), attempts)
+            .await;
+    }
+
+    /// Posts a preview (status, then the one comment) and records how that went.
+    async fn post_preview(
+        &self,
+        seq: i64,
+        req: &crate::domain::PreviewRequest,
+        preview: Result<crate::plan::preview::Preview, String>,
+        forge: &dyn crate::ports::Forge,
+        attempts: u32,
+    ) {
+        use crate::plan::preview::MARKER;
+        let store = &self.control.store;
+        // An app's preview has its own comment and status beside a source's.
+        let (context, marker) = match req.source.strip_prefix("app:") {
+            Some(app) => (
+                format!("gantry/plan/{app}"),
+                crate::plan::preview::app_marker(app),
+            ),
+            None => ("gantry/plan".to_owned(), MARKER.to_owned()),
+        };
         let posted = match preview {
             Err(e) => Err(e),
             Ok(p) => {
                 let status = crate::ports::CommitStatus {
                     state: p.state.into(),
-                    context: "gantry/plan".into(),
+                    context,
                     description: p.description.clone(),
                     target_url: None,
                 };
-                match forge.commit_status(&source.repo, &req.sha, &status).await {
+                match forge.commit_status(&req.repo, &req.sha, &status).await {
                     Err(e) => Err(e.to_string()),
                     Ok(()) => forge
-                        .upsert_comment(&source.repo, req.number, MARKER, &p.body)
+                        .upsert_comment(&req.repo, req.number, &marker, &p.body)
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string()),
@@ -516,7 +572,7 @@ impl SourceSync {
             Ok(()) => ("done", None),
             Err(e) if attempts + 1 >= MAX_FETCH_ATTEMPTS => ("failed", Some(e)),
             Err(e) => {
-                tracing::warn!(repo = %source.repo, number = req.number, error = %e, "cannot post the plan preview; trying again");
+                tracing::warn!(repo = %req.repo, number = req.number, error = %e, "cannot post the plan preview; trying again");
                 ("pending", Some(e))
             }
         };

@@ -109,3 +109,9 @@ pub struct PreviewRequest {
     /// The pull request's head commit.
     pub sha: String,
 }
+
+/// The `source` of a preview of a pull request on app `name`'s own repository (source names
+/// cannot hold `:`).
+pub fn app_preview_source(name: &str) -> String {
+    format!("app:{name}")
+}

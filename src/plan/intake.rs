@@ -137,10 +137,16 @@ fn glob_or_eq(pattern: &str, value: &str) -> bool {
 }
 
 fn paths_match(filters: &[String], push: &PushEvent) -> bool {
+    any_path_matches(filters, push.changed_paths())
+}
+
+/// Whether a change touching `changed` deploys an app with `source.paths` `filters`: no
+/// filters, or no list of changed paths, deploys; otherwise one path must match.
+pub fn any_path_matches<'a>(filters: &[String], changed: impl Iterator<Item = &'a str>) -> bool {
     if filters.is_empty() {
         return true;
     }
-    let mut changed = push.changed_paths().peekable();
+    let mut changed = changed.peekable();
     if changed.peek().is_none() {
         return true;
     }

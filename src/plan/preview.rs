@@ -1,7 +1,8 @@
 //! What a pull request on a manifest source would do once merged, as a commit status and one
 //! Markdown comment: per app, whether it deploys and how (nothing built, or the whole
 //! pipeline), the rendered desired state's diff, or the validation errors that would refuse
-//! the revision.
+//! the revision. And for a pull request on an app's own repository ([`app_plan`]): whether
+//! merging deploys it, which images its changed files rebuild, what rolls and syncs.
 
 use similar::TextDiff;
 
@@ -10,6 +11,12 @@ use crate::domain::{AppManifest, ManifestRevision};
 
 /// Marks Gantry's comment, so each push to the pull request edits it in place.
 pub const MARKER: &str = "<!-- gantry-plan-preview -->";
+/// Marks Gantry's comment on a pull request of app `name`'s own repository (not containing
+/// [`MARKER`], so neither preview finds the other's comment).
+pub fn app_marker(name: &str) -> String {
+    format!("<!-- gantry-plan-preview app={name} -->")
+}
+
 /// GitHub's limit on a comment is 65,536 characters; stay well under it.
 const MAX_COMMENT: usize = 60_000;
 const MAX_DIFF: usize = 12_000;
@@ -143,6 +150,128 @@ fn clip(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}\n… (cut at {max} characters)\n", &s[..end])
+}
+
+/// Whether `path` (of the repository) lies in `dir` (a context, `.` for the root).
+fn inside(dir: &str, path: &str) -> bool {
+    let dir = dir.trim_start_matches("./").trim_end_matches('/');
+    dir.is_empty() || dir == "." || path == dir || path.starts_with(&format!("{dir}/"))
+}
+
+/// The preview of a pull request on `app`'s own repository into its tracked branch, given
+/// the files it changes (`None`: GitHub listed more than it returns, so "some files").
+pub fn app_plan(app: &AppManifest, head: &str, files: Option<&[String]>) -> Preview {
+    let name = &app.metadata.name;
+    let short = &head[..head.len().min(7)];
+    let mut body = format!(
+        "{}\n### Gantry plan for `{name}` at `{short}`\n\n",
+        app_marker(name)
+    );
+    let spec = &app.spec;
+    let deploys = match files {
+        Some(files) => {
+            super::intake::any_path_matches(&spec.source.paths, files.iter().map(String::as_str))
+        }
+        None => true,
+    };
+    if !deploys {
+        body.push_str(&format!(
+            "Merging deploys nothing: no changed file matches `spec.source.paths` ({}).\n",
+            spec.source.paths.join(", ")
+        ));
+        return Preview {
+            state: "success",
+            description: format!("{name}: merging deploys nothing"),
+            body,
+        };
+    }
+    body.push_str(&format!(
+        "Merging into `{}` deploys **{name}**:\n\n",
+        spec.source.branch
+    ));
+    let touched = |dir: &str, extra: Option<&str>| match files {
+        None => true,
+        Some(files) => files
+            .iter()
+            .any(|f| inside(dir, f) || Some(f.as_str()) == extra),
+    };
+    let mut rebuilt = Vec::new();
+    for image in &spec.images {
+        let dockerfile = image.dockerfile.as_ref().map(|_| image.dockerfile_path());
+        if touched(&image.context, dockerfile) {
+            body.push_str(&format!(
+                "- image `{}`: its context `{}` changed, so it is built again (a new digest unless the content comes out the same)\n",
+                image.name, image.context
+            ));
+            rebuilt.push(image.name.as_str());
+        } else {
+            body.push_str(&format!(
+                "- image `{}`: nothing in `{}` changed: the last digest is reused, nothing uploaded (unless its base image moved)\n",
+                image.name, image.context
+            ));
+        }
+    }
+    for svc in &spec.services {
+        let images: Vec<&str> = svc
+            .containers
+            .values()
+            .map(String::as_str)
+            .filter(|i| rebuilt.contains(i))
+            .collect();
+        if images.is_empty() {
+            body.push_str(&format!(
+                "- service `{}`: unchanged by this pull request (rolled only if its settings differ from the live service)\n",
+                svc.name
+            ));
+        } else {
+            body.push_str(&format!(
+                "- service `{}`: rolls to the new image{} {}\n",
+                svc.name,
+                if images.len() == 1 { "" } else { "s" },
+                images
+                    .iter()
+                    .map(|i| format!("`{i}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    for job in &spec.jobs {
+        let moved = job
+            .containers
+            .values()
+            .any(|i| rebuilt.contains(&i.as_str()));
+        body.push_str(&format!(
+            "- job `{}`: {}\n",
+            job.name,
+            if moved {
+                "its rule runs the new task definition revision"
+            } else {
+                "unchanged by this pull request"
+            }
+        ));
+    }
+    for site in &spec.sites {
+        body.push_str(&format!(
+            "- site `{}`: built again; only files whose content changed are uploaded to `s3://{}/{}`\n",
+            site.name, site.bucket, site.prefix
+        ));
+    }
+    if files.is_none() {
+        body.push_str("\n(GitHub lists at most 3,000 changed files; this pull request has more, so every image is counted as changed.)\n");
+    }
+    Preview {
+        state: "success",
+        description: format!(
+            "{name}: merging deploys it{}",
+            if rebuilt.is_empty() {
+                String::new()
+            } else {
+                format!(", builds {}", rebuilt.join(", "))
+            }
+        ),
+        body,
+    }
 }
 
 #[cfg(test)]

@@ -85,6 +85,13 @@ pub trait Forge: Send + Sync {
         description: &str,
         log_url: Option<&str>,
     ) -> Result<(), PublishError>;
+    /// The paths pull request `number` changes; `None` when GitHub lists more than it
+    /// returns (3,000 files).
+    async fn pull_request_files(
+        &self,
+        repo: &str,
+        number: u64,
+    ) -> Result<Option<Vec<String>>, PublishError>;
     /// The open pull request from `head` (a branch of `repo`) into `base`, opened with
     /// `title` and `body` when there is none. Returns its number.
     async fn open_pull_request(

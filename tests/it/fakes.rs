@@ -27,6 +27,8 @@ pub struct Request {
 
 /// An issue comment the fake keeps: (id, "owner/repo", issue number, body).
 type Comment = (u64, String, u64, String);
+/// The files of pull requests, by repository and number.
+type PullFiles = std::collections::HashMap<(String, u64), Vec<String>>;
 /// An open pull request: number, repository, head branch, base branch, title.
 type Pull = (u64, String, String, String, String);
 
@@ -44,6 +46,8 @@ struct Shared {
     comments: Arc<Mutex<Vec<Comment>>>,
     /// GitHub pull requests opened through the API.
     pulls: Arc<Mutex<Vec<Pull>>>,
+    /// The files of pull requests, by repository and number (set by the test).
+    pull_files: Arc<Mutex<PullFiles>>,
 }
 
 pub struct Fake {
@@ -64,6 +68,14 @@ impl Fake {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, shared }
+    }
+
+    /// What GitHub lists as the files pull request `number` of `repo` changes.
+    pub fn set_pull_files(&self, repo: &str, number: u64, files: &[&str]) {
+        self.shared.pull_files.lock().unwrap().insert(
+            (repo.to_owned(), number),
+            files.iter().map(|f| f.to_string()).collect(),
+        );
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -183,6 +195,40 @@ fn pull_json(p: &Pull) -> Value {
 /// `base`, create (422 when one is open for the same head and base, as GitHub answers).
 fn pulls(s: &Shared, method: &Method, uri: &Uri, body: &Value) -> Option<(u16, Value)> {
     let parts: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let q: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    // docs: "List pull requests files" (paginated, `per_page` at most 100).
+    if let (&"GET", ["repos", owner, repo, "pulls", number, "files"]) =
+        (&method.as_str(), parts.as_slice())
+    {
+        let key = (format!("{owner}/{repo}"), number.parse().ok()?);
+        let files = s
+            .pull_files
+            .lock()
+            .unwrap()
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
+        let per: usize = q
+            .get("per_page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(30)
+            .min(100);
+        let page: usize = q
+            .get("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        let list: Vec<Value> = files
+            .iter()
+            .skip((page - 1) * per)
+            .take(per)
+            .map(|f| json!({"sha": "bbcd538c8e72b8c175046e27cc8f907076331401", "filename": f, "status": "modified", "additions": 1, "deletions": 0, "changes": 1, "patch": "@@ -1 +1 @@"}))
+            .collect();
+        return Some((200, Value::Array(list)));
+    }
     let ["repos", owner, repo, "pulls"] = parts.as_slice() else {
         return None;
     };
@@ -190,10 +236,6 @@ fn pulls(s: &Shared, method: &Method, uri: &Uri, body: &Value) -> Option<(u16, V
     let mut all = s.pulls.lock().unwrap();
     match method.as_str() {
         "GET" => {
-            let q: std::collections::HashMap<String, String> =
-                url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .collect();
             let list: Vec<Value> = all
                 .iter()
                 .filter(|p| p.1 == repo)

@@ -770,3 +770,85 @@ async fn a_pull_request_gets_one_plan_comment_edited_in_place_and_a_status() {
     assert_eq!(status, 200, "{r}");
     app.finish().await;
 }
+
+/// A pull request on an app's own repository (its manifest kept elsewhere): one comment per
+/// app saying what merging deploys, from the files GitHub lists (faked at the wire): the image
+/// whose context changed is built, the other reuses its digest; a change outside
+/// `source.paths` deploys nothing, and the same comment says so.
+#[tokio::test]
+async fn a_pull_request_on_an_app_repository_says_what_merging_builds_and_rolls() {
+    let td = task_definition("shop-preview", "512", json!([]));
+    let manifest = "apiVersion: gantry/v1\nkind: App\nmetadata:\n  name: shop\nspec:\n  source:\n    repo: acme/shop\n    paths: [\"api/**\", \"worker/**\", \"web/**\"]\n  images:\n    - {name: api, repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/api, context: api, base: \"python:3.12\"}\n    - {name: worker, repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/worker, context: worker, base: \"python:3.12\"}\n  services:\n    - name: shop-api\n      cluster: shop\n      taskDefinition: td.json\n      containers: {app: api}\n    - name: shop-worker\n      cluster: shop\n      taskDefinition: td.json\n      containers: {app: worker}\n".to_string();
+    let fake = Fake::start().await;
+    let app = TestApp::start_with(
+        &[("shop.yaml", manifest), ("td.json", td)],
+        &[
+            ("GANTRY_GITHUB_API_URL", fake.url.as_str()),
+            ("GANTRY_GITHUB_TOKEN", "c4n4ry-app-preview-github-token"),
+        ],
+    )
+    .await;
+    let example = crate::webhooks::examples()
+        .into_iter()
+        .find(|(name, ex)| name == "pull_request" && ex["action"] == "opened")
+        .expect("a pull_request opened example")
+        .1;
+    let payload = |action: &str, sha: &str| {
+        let mut p = example.clone();
+        p["action"] = json!(action);
+        p["number"] = json!(9);
+        p["repository"]["full_name"] = json!("acme/shop");
+        p["pull_request"]["number"] = json!(9);
+        p["pull_request"]["head"]["sha"] = json!(sha);
+        p["pull_request"]["base"]["ref"] = json!("main");
+        serde_json::to_vec(&p).unwrap()
+    };
+    let head = "1".repeat(40);
+    fake.set_pull_files("acme/shop", 9, &["api/app/main.py", "README.md"]);
+    let (status, r) = app
+        .hook("pull_request", "app-pr-1", &payload("opened", &head))
+        .await;
+    assert_eq!(status, 202, "{r}");
+    let comments = || fake.matching("POST", "/repos/acme/shop/issues/9/comments");
+    crate::support::wait_for(Duration::from_secs(20), "the plan comment", || async {
+        !comments().is_empty()
+    })
+    .await;
+    let body = comments()[0].body["body"].as_str().unwrap().to_owned();
+    for want in [
+        "Merging into `main` deploys **shop**",
+        "image `api`: its context `api` changed",
+        "image `worker`: nothing in `worker` changed: the last digest is reused",
+        "service `shop-api`: rolls to the new image `api`",
+        "service `shop-worker`: unchanged by this pull request",
+    ] {
+        assert!(body.contains(want), "{want} in {body}");
+    }
+    let st = fake.matching("POST", &format!("/repos/acme/shop/statuses/{head}"));
+    assert_eq!(st[0].body["context"], "gantry/plan/shop", "{st:?}");
+    assert_eq!(st[0].body["state"], "success");
+    assert!(
+        app.deployments("shop").await.is_empty(),
+        "a preview deploys nothing"
+    );
+
+    // Pushed again, now touching only documentation: the same comment, edited.
+    let next = "2".repeat(40);
+    fake.set_pull_files("acme/shop", 9, &["docs/guide.md"]);
+    let (status, _) = app
+        .hook("pull_request", "app-pr-2", &payload("synchronize", &next))
+        .await;
+    assert_eq!(status, 202);
+    let edits = || fake.matching("PATCH", "/repos/acme/shop/issues/comments/");
+    crate::support::wait_for(Duration::from_secs(20), "the edited comment", || async {
+        !edits().is_empty()
+    })
+    .await;
+    assert_eq!(comments().len(), 1, "one comment, edited in place");
+    let edited = edits()[0].body["body"].as_str().unwrap().to_owned();
+    assert!(
+        edited.contains("Merging deploys nothing: no changed file matches `spec.source.paths`"),
+        "{edited}"
+    );
+    app.finish().await;
+}

@@ -74,8 +74,10 @@ async fn every_published_example_gets_the_right_answer() {
                 (200..300).contains(&status),
                 "{event} #{i}: {status} {resp}"
             );
+            // A pull request on the app's repository queues a plan preview, never a deployment.
             assert!(
-                resp.get("deployments").is_none(),
+                resp.get("deployments")
+                    .is_none_or(|d| d.as_array().is_some_and(Vec::is_empty)),
                 "{event} #{i} must not deploy: {resp}"
             );
             let rec = app
@@ -84,7 +86,12 @@ async fn every_published_example_gets_the_right_answer() {
                 .await
                 .unwrap()
                 .expect("delivery recorded");
-            assert_eq!(rec.outcome.as_str(), "ignored", "{event} #{i}");
+            let previewed = event == "pull_request"
+                && resp["manifests"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("plan preview of #"));
+            let want = if previewed { "queued" } else { "ignored" };
+            assert_eq!(rec.outcome.as_str(), want, "{event} #{i}");
             assert!(
                 rec.reason.as_deref().is_some_and(|r| !r.is_empty()),
                 "ignored with a reason"
