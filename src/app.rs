@@ -116,6 +116,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let signals = Arc::new(crate::services::signals::EcsSignals::default());
     let objects: Arc<dyn crate::ports::ObjectStore> = Arc::new(S3Store::new(&aws));
     let ecs: Arc<dyn crate::ports::ServiceDeployer> = Arc::new(Ecs::new(&aws));
+    let rules: Arc<dyn crate::ports::JobScheduler> =
+        Arc::new(crate::adapters::eventbridge::Rules::new(&aws));
     let runner: Arc<dyn crate::ports::CommandRunner> =
         Arc::new(ShellRunner::new(isolation(config.pipeline.isolation)?));
     let images = image_ports(
@@ -135,7 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         runner,
         sites: Some(sites),
         ecs: Some(ecs.clone()),
-        jobs: Some(Arc::new(crate::adapters::eventbridge::Rules::new(&aws))),
+        jobs: Some(rules.clone()),
         images: Some(images),
         signals: Some(signals.clone()),
         inventory: Some(Arc::new(crate::adapters::inventory::AwsInventory::new(
@@ -246,7 +248,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             queue.handle(),
             Some(ecs.clone()),
         )
-        .with_sources(config.sources.clone(), revisions_wake.clone()),
+        .with_sources(config.sources.clone(), revisions_wake.clone())
+        .with_jobs(Some(rules.clone())),
     );
     // Git sources of manifests: the revisions in force are read before intake opens.
     let learn = {

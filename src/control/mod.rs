@@ -67,6 +67,8 @@ pub struct Control {
     manifests: Arc<RwLock<ManifestSet>>,
     queue: QueueHandle,
     ecs: Option<Arc<dyn ServiceDeployer>>,
+    /// Scheduled jobs' rules, for `/diff`.
+    jobs: Option<Arc<dyn crate::ports::JobScheduler>>,
     /// Git sources of manifests: a push of one's branch is a new revision, taken in as
     /// pending and decided by `sources::SourceSync`.
     sources: Vec<ManifestSource>,
@@ -108,9 +110,16 @@ impl Control {
             manifests,
             queue,
             ecs,
+            jobs: None,
             sources: vec![],
             revisions: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Compares scheduled jobs' rules in `diff` through `jobs`.
+    pub fn with_jobs(mut self, jobs: Option<Arc<dyn crate::ports::JobScheduler>>) -> Self {
+        self.jobs = jobs;
+        self
     }
 
     /// Takes pushes of these git sources' branches in as manifest revisions, notifying `wake`.
@@ -587,7 +596,7 @@ impl Control {
         Ok(self.store.deployments(Some(app), limit).await?)
     }
 
-    /// What deploying `app` would change in ECS, per service, with the image digests of its
+    /// What deploying `app` would change in ECS, per service and job, with the image digests of its
     /// newest successful release (what runs now), like `gantry diff --sha`.
     pub async fn diff(&self, app: &str) -> Result<String, ControlError> {
         let manifest = self.manifest(app)?;
@@ -601,9 +610,15 @@ impl Control {
             .pop()
             .map(|(_, r)| r.images)
             .unwrap_or_default();
-        crate::services::diff::diff(app, &manifest.spec, &images, ecs.as_ref(), None)
-            .await
-            .map_err(|e| ControlError::Unavailable(format!("cannot diff `{app}`: {e}")))
+        crate::services::diff::diff(
+            app,
+            &manifest.spec,
+            &images,
+            ecs.as_ref(),
+            self.jobs.as_deref(),
+        )
+        .await
+        .map_err(|e| ControlError::Unavailable(format!("cannot diff `{app}`: {e}")))
     }
 
     /// Claims a chat interaction for handling; `false` when it was handled before (a replay
