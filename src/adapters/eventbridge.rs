@@ -5,6 +5,7 @@ use aws_sdk_eventbridge::error::DisplayErrorContext;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
+use super::aws::{error_chain, transient};
 use crate::domain::{DeploymentEvent, EVENT_DETAIL_TYPE, EVENT_SOURCE};
 use crate::ports::{EventPublisher, PublishError};
 
@@ -249,7 +250,6 @@ impl crate::ports::JobScheduler for Rules {
         &self,
         rule: &str,
     ) -> Result<Option<crate::domain::service::ScheduledTask>, crate::ports::ScheduleError> {
-        use super::aws::{error_chain, transient};
         use aws_sdk_eventbridge::types::{AssignPublicIp, RuleState};
         let described = match self.client.describe_rule().name(rule).send().await {
             Ok(d) => d,
@@ -314,7 +314,6 @@ impl crate::ports::JobScheduler for Rules {
         description: &str,
         task: &crate::domain::service::ScheduledTask,
     ) -> Result<(), crate::ports::ScheduleError> {
-        use super::aws::{error_chain, transient};
         use aws_sdk_eventbridge::types::{
             AssignPublicIp, AwsVpcConfiguration, EcsParameters, LaunchType, NetworkConfiguration,
             RuleState, Target,
@@ -395,7 +394,6 @@ impl crate::ports::JobScheduler for Rules {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, String)>, crate::ports::ScheduleError> {
-        use super::aws::{error_chain, transient};
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -424,7 +422,6 @@ impl crate::ports::JobScheduler for Rules {
     }
 
     async fn unschedule(&self, rule: &str) -> Result<(), crate::ports::ScheduleError> {
-        use super::aws::{error_chain, transient};
         self.client
             .remove_targets()
             .rule(rule)

@@ -416,7 +416,7 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     /// A disabled job keeps its rule, switched off.
-    #[serde(default = "default_true", skip_serializing_if = "Clone::clone")]
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
@@ -429,6 +429,10 @@ pub struct JobSpec {
 
 fn default_true() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// `serviceConnect` of a service.

@@ -49,6 +49,17 @@ pub fn valid_source_path(path: &str) -> Result<(), &'static str> {
 
 /// `owner/name`, each part of letters, digits, `-`, `_` and `.` (GitHub's rules), not
 /// starting with `-` or `.`.
+/// A DNS label: what app, site and discovery names must be (lower-case letters, digits and
+/// `-`, at most 63 characters, no `-` at either end).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 pub fn valid_repo(repo: &str) -> bool {
     let mut parts = repo.split('/');
     let ok = |s: Option<&str>| {

@@ -6,7 +6,7 @@ use std::path::Path;
 use globset::Glob;
 
 use super::{ManifestError, ManifestSet};
-use crate::domain::{AppManifest, API_VERSION};
+use crate::domain::{is_dns_label, AppManifest, API_VERSION};
 
 /// One problem at one field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,42 +436,32 @@ fn jobs(p: &mut Problems, m: &AppManifest, manifest_dir: &Path, image_names: &BT
                 );
             }
         }
-        let as_service = crate::domain::ServiceSpec {
-            name: job.name.clone(),
-            cluster: job.cluster.clone(),
-            task_definition: job.task_definition.clone(),
-            containers: job.containers.clone(),
-            desired_count: None,
-            network: None,
-            load_balancer: None,
-            migration: None,
-            allow_literal_env: job.allow_literal_env.clone(),
-            autoscaled: false,
-            health_check_grace: None,
-            deployment: None,
-            capacity_providers: vec![],
-            platform_version: None,
-            enable_execute_command: false,
-            service_connect: None,
-            service_registries: vec![],
-            task_definition_content: job.task_definition_content.clone(),
-        };
         let text = match &job.task_definition_content {
             Some(text) => Some(text.clone()),
             None => std::fs::read_to_string(manifest_dir.join(&job.task_definition)).ok(),
         };
-        match &text {
-            Some(text) => task_definition_text(p, &at, &job.task_definition, text, &as_service),
-            None => p.add(
-                format!("{at}.taskDefinition"),
-                format!(
-                    "task definition file `{}` does not exist",
-                    job.task_definition
-                ),
-                "give a path relative to this manifest's directory",
+        let td = match &text {
+            Some(text) => checked_task_definition(
+                p,
+                &at,
+                &job.task_definition,
+                text,
+                &job.containers,
+                &job.allow_literal_env,
             ),
-        }
-        if let Some(family) = families(text.as_deref()) {
+            None => {
+                p.add(
+                    format!("{at}.taskDefinition"),
+                    format!(
+                        "task definition file `{}` does not exist",
+                        job.task_definition
+                    ),
+                    "give a path relative to this manifest's directory",
+                );
+                None
+            }
+        };
+        if let Some(family) = td.map(|td| td.family) {
             if service_families.contains(&family) {
                 p.add(
                     format!("{at}.taskDefinition"),
@@ -566,19 +556,22 @@ fn task_definition(p: &mut Problems, svc_at: &str, file: &Path, svc: &crate::dom
     }
 }
 
-fn task_definition_text(
+/// A task definition's own checks, and its containers against the `containers` map of the
+/// service or job at `owner_at`; the parsed definition when it parses.
+fn checked_task_definition(
     p: &mut Problems,
-    svc_at: &str,
+    owner_at: &str,
     file: &str,
     text: &str,
-    svc: &crate::domain::ServiceSpec,
-) {
+    containers: &std::collections::BTreeMap<String, String>,
+    allow_literal_env: &[String],
+) -> Option<crate::domain::taskdef::TaskDefinition> {
     use crate::domain::taskdef::TaskDefinition;
-    let at = &format!("{svc_at}.taskDefinition");
+    let at = &format!("{owner_at}.taskDefinition");
     let td = match TaskDefinition::from_json(text) {
         Ok(td) => td,
         Err(e) => {
-            return p.add(
+            p.add(
                 at,
                 format!(
                     "`{}`:{}:{}: not a task definition: {e}",
@@ -587,16 +580,55 @@ fn task_definition_text(
                     e.column()
                 ),
                 "",
-            )
+            );
+            return None;
         }
     };
-    for problem in crate::plan::taskdef_check::check(&td, &svc.allow_literal_env) {
+    for problem in crate::plan::taskdef_check::check(&td, allow_literal_env) {
         p.add(
             at,
             format!("`{}` {}: {}", file, problem.path, problem.message),
             problem.hint,
         );
     }
+    for container in containers.keys() {
+        if !td
+            .container_definitions
+            .iter()
+            .any(|c| &c.name == container)
+        {
+            p.add(
+                at.to_string(),
+                format!(
+                    "`{}` has no container named `{container}` (named in containers)",
+                    file
+                ),
+                "",
+            );
+        }
+    }
+    Some(td)
+}
+
+/// A service's task definition: its own checks, then the load balancer, Service Connect,
+/// registries and migration against its containers and ports.
+fn task_definition_text(
+    p: &mut Problems,
+    svc_at: &str,
+    file: &str,
+    text: &str,
+    svc: &crate::domain::ServiceSpec,
+) {
+    let Some(td) = checked_task_definition(
+        p,
+        svc_at,
+        file,
+        text,
+        &svc.containers,
+        &svc.allow_literal_env,
+    ) else {
+        return;
+    };
     let names: BTreeSet<&str> = td
         .container_definitions
         .iter()
@@ -688,22 +720,6 @@ fn task_definition_text(
                 format!("{svc_at}.migration.container"),
                 format!("`{}` has no container named `{}`", file, m.container),
                 format!("use one of: {}", join(&names)),
-            );
-        }
-    }
-    for container in svc.containers.keys() {
-        if !td
-            .container_definitions
-            .iter()
-            .any(|c| &c.name == container)
-        {
-            p.add(
-                at.to_string(),
-                format!(
-                    "`{}` has no container named `{container}` (named in containers)",
-                    file
-                ),
-                "",
             );
         }
     }
@@ -814,15 +830,6 @@ pub(super) fn duplicate_names(set: &ManifestSet) -> Vec<ManifestError> {
         }
     }
     errors
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 fn is_env_name(s: &str) -> bool {

@@ -8,11 +8,11 @@
 //! | Load Balanced Web Service | an image + chart `web-service` |
 //! | Backend Service | an image + chart `backend-service` |
 //! | Worker Service | an image + chart `worker` (the SNS/SQS subscriptions are a note) |
+//! | Static Site | chart `static-site` |
+//! | Scheduled Job | an image + chart `scheduled-task` (`on.schedule` as an EventBridge expression) |
 //!
 //! `network.connect` becomes the chart's `serviceConnect` in the namespace given with
 //! `--namespace` (a Backend Service offers its port, a web service joins as a client).
-//! | Static Site | chart `static-site` |
-//! | Scheduled Job | an image + chart `scheduled-task` (`on.schedule` as an EventBridge expression) |
 
 use std::collections::BTreeMap;
 
@@ -125,6 +125,12 @@ pub fn convert(text: &str, o: &Options) -> Result<Imported, String> {
         notes.push(format!("`{key}` has no Gantry equivalent and was left out"));
     }
     let name = c.name.clone();
+    // The name becomes the app's and the output file's (`NAME.yaml`): never a path.
+    if !crate::domain::is_dns_label(&name) {
+        return Err(format!(
+            "`{name}` is not a valid app name (lower-case letters, digits and `-`, at most 63 characters)"
+        ));
+    }
     let chart = match c.kind.as_str() {
         "Load Balanced Web Service" => "web-service",
         "Backend Service" => "backend-service",
@@ -605,6 +611,12 @@ mod tests {
         assert!(v.get("port").is_none());
         assert!(out.notes.is_empty(), "{:?}", out.notes);
         assert!(convert("name: x\ntype: Request-Driven Web Service\n", &opts()).is_err());
+        // A name is never a path.
+        let escape =
+            "name: ../../etc/cron.d/x\ntype: Backend Service\nimage:\n  build: Dockerfile\n";
+        assert!(convert(escape, &opts())
+            .unwrap_err()
+            .contains("not a valid app name"));
     }
 
     #[test]

@@ -114,28 +114,9 @@ pub fn with_images(
     out
 }
 
-/// What `gantry diff` shows for one service: service-level changes, then the task definition
-/// diff. `live` is the running service's desired count and task definition, if it exists.
-pub fn render_service_diff(
-    name: &str,
-    cluster: &str,
-    live: Option<(&str, &TaskDefinition)>,
-    desired: &TaskDefinition,
-    desired_count: Option<i32>,
-    settings: &[crate::plan::service_diff::Change],
-) -> String {
-    render_task_diff(
-        "service",
-        name,
-        cluster,
-        live,
-        desired,
-        desired_count,
-        settings,
-    )
-}
-
-/// [`render_service_diff`] for a service or a scheduled job (`kind`); a job has no count.
+/// What `gantry diff` shows for one service or scheduled job (`kind`): its settings'
+/// changes, then the task definition diff. `live` is what it runs now (the revision and its
+/// task definition), if it exists; a job has no count.
 pub fn render_task_diff(
     kind: &str,
     name: &str,
@@ -224,7 +205,8 @@ mod tests {
         let live = TaskDefinition::from_json(LIVE).unwrap();
         let mut desired = with_images(&TaskDefinition::from_json(FILE).unwrap(), &images("bbb"));
         desired.memory = Some("1024".into());
-        let changed = render_service_diff(
+        let changed = render_task_diff(
+            "service",
             "api",
             "prod",
             Some(("arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),
@@ -237,7 +219,8 @@ mod tests {
             }],
         );
         let same = with_images(&TaskDefinition::from_json(FILE).unwrap(), &images("aaa"));
-        let unchanged = render_service_diff(
+        let unchanged = render_task_diff(
+            "service",
             "api",
             "prod",
             Some(("arn:aws:ecs:us-east-1:1:task-definition/api:7", &live)),

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::domain::taskdef::TaskDefinition;
 use crate::domain::AppSpec;
-use crate::plan::taskdef_diff::{render_service_diff, render_task_diff, with_images};
+use crate::plan::taskdef_diff::render_task_diff;
 use crate::ports::{EcsError, JobScheduler, ScheduleError, ServiceDeployer};
+use crate::services::rollout::{RolloutError, TaskSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
@@ -19,29 +20,18 @@ pub enum DiffError {
     Schedule(#[from] ScheduleError),
 }
 
+/// The task definition to run, as the roll step loads it (`rollout::load`).
 fn load(
-    file: &str,
-    content: Option<&str>,
-    containers: &BTreeMap<String, String>,
+    src: &TaskSource<'_>,
     images: &BTreeMap<String, String>,
 ) -> Result<TaskDefinition, DiffError> {
-    let bad = |message: String| DiffError::TaskDefinition {
-        path: file.to_owned(),
-        message,
-    };
-    let text = match content {
-        Some(text) => text.to_owned(),
-        None => std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?,
-    };
-    let td =
-        TaskDefinition::from_json(&text).map_err(|e| bad(format!("not a task definition: {e}")))?;
-    Ok(with_images(
-        &td,
-        &containers
-            .iter()
-            .filter_map(|(c, image)| images.get(image).map(|r| (c.clone(), r.clone())))
-            .collect(),
-    ))
+    crate::services::rollout::load(src, images).map_err(|e| match e {
+        RolloutError::Ecs(e) => DiffError::Ecs(e),
+        other => DiffError::TaskDefinition {
+            path: src.file.to_owned(),
+            message: other.to_string(),
+        },
+    })
 }
 
 /// The diff of every service and scheduled job of `app`'s `spec`, with `images` (image name
@@ -56,12 +46,7 @@ pub async fn diff(
 ) -> Result<String, DiffError> {
     let mut out = String::new();
     for svc in &spec.services {
-        let desired = load(
-            &svc.task_definition,
-            svc.task_definition_content.as_deref(),
-            &svc.containers,
-            images,
-        )?;
+        let desired = load(&TaskSource::of_service(svc), images)?;
         let state = ecs.describe_service(&svc.cluster, &svc.name).await?;
         let (live, settings) = match &state {
             Some(s) => (
@@ -78,7 +63,8 @@ pub async fn diff(
             None => (None, Vec::new()),
         };
         let live_ref = live.as_ref().map(|(arn, td)| (arn.as_str(), td));
-        out.push_str(&render_service_diff(
+        out.push_str(&render_task_diff(
+            "service",
             &svc.name,
             &svc.cluster,
             live_ref,
@@ -95,12 +81,7 @@ pub async fn diff(
             ));
             continue;
         };
-        let desired = load(
-            &job.task_definition,
-            job.task_definition_content.as_deref(),
-            &job.containers,
-            images,
-        )?;
+        let desired = load(&TaskSource::of_job(job), images)?;
         let rule = crate::plan::jobs::rule_name(app, &job.name);
         let live = rules.scheduled(&rule).await?;
         let live_td = match live.as_ref().filter(|l| !l.task_definition.is_empty()) {

@@ -58,16 +58,7 @@ pub async fn schedule(
                 (pinned.clone(), first_container(&td, &job.name)?)
             }
             None => {
-                let desired = load(
-                    &TaskSource {
-                        name: &job.name,
-                        file: &job.task_definition,
-                        content: job.task_definition_content.as_deref(),
-                        containers: &job.containers,
-                        allow_literal_env: &job.allow_literal_env,
-                    },
-                    images,
-                )?;
+                let desired = load(&TaskSource::of_job(job), images)?;
                 let current = live
                     .as_ref()
                     .map(|l| l.task_definition.as_str())

@@ -102,6 +102,16 @@ impl<'a> TaskSource<'a> {
             allow_literal_env: &svc.allow_literal_env,
         }
     }
+
+    pub fn of_job(job: &'a crate::domain::JobSpec) -> Self {
+        Self {
+            name: &job.name,
+            file: &job.task_definition,
+            content: job.task_definition_content.as_deref(),
+            containers: &job.containers,
+            allow_literal_env: &job.allow_literal_env,
+        }
+    }
 }
 
 /// The task definition to run: the loaded content, checked, with the release's images.

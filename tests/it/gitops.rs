@@ -652,6 +652,26 @@ async fn released_digests_can_be_proposed_as_one_pull_request() {
     w.app.finish().await;
 }
 
+/// GitHub's published `pull_request` example, as a pull request `number` of `repo` into
+/// `main`: `(action, head sha)` -> the delivery body.
+fn pr_payload(repo: &'static str, number: u64) -> impl Fn(&str, &str) -> Vec<u8> {
+    let example = crate::webhooks::examples()
+        .into_iter()
+        .find(|(name, ex)| name == "pull_request" && ex["action"] == "opened")
+        .expect("a pull_request opened example")
+        .1;
+    move |action, sha| {
+        let mut p = example.clone();
+        p["action"] = json!(action);
+        p["number"] = json!(number);
+        p["repository"]["full_name"] = json!(repo);
+        p["pull_request"]["number"] = json!(number);
+        p["pull_request"]["head"]["sha"] = json!(sha);
+        p["pull_request"]["base"]["ref"] = json!("main");
+        serde_json::to_vec(&p).unwrap()
+    }
+}
+
 /// A pull request on the config repository (payload as GitHub sends it): one comment saying
 /// what merging would do, edited in place on the next push to it, and a commit status on the
 /// head; a broken manifest in it is reported as a refusal.
@@ -693,21 +713,7 @@ async fn a_pull_request_gets_one_plan_comment_edited_in_place_and_a_status() {
         &config.work.path,
         &["push", "-q", "origin", "longer-timeout"],
     );
-    let example = crate::webhooks::examples()
-        .into_iter()
-        .find(|(name, ex)| name == "pull_request" && ex["action"] == "opened")
-        .expect("a pull_request opened example")
-        .1;
-    let payload = |action: &str, sha: &str| {
-        let mut p = example.clone();
-        p["action"] = json!(action);
-        p["number"] = json!(7);
-        p["repository"]["full_name"] = json!("acme/config");
-        p["pull_request"]["number"] = json!(7);
-        p["pull_request"]["head"]["sha"] = json!(sha);
-        p["pull_request"]["base"]["ref"] = json!("main");
-        serde_json::to_vec(&p).unwrap()
-    };
+    let payload = pr_payload("acme/config", 7);
     let (status, r) = app
         .hook("pull_request", "pr-1", &payload("opened", &head))
         .await;
@@ -788,21 +794,7 @@ async fn a_pull_request_on_an_app_repository_says_what_merging_builds_and_rolls(
         ],
     )
     .await;
-    let example = crate::webhooks::examples()
-        .into_iter()
-        .find(|(name, ex)| name == "pull_request" && ex["action"] == "opened")
-        .expect("a pull_request opened example")
-        .1;
-    let payload = |action: &str, sha: &str| {
-        let mut p = example.clone();
-        p["action"] = json!(action);
-        p["number"] = json!(9);
-        p["repository"]["full_name"] = json!("acme/shop");
-        p["pull_request"]["number"] = json!(9);
-        p["pull_request"]["head"]["sha"] = json!(sha);
-        p["pull_request"]["base"]["ref"] = json!("main");
-        serde_json::to_vec(&p).unwrap()
-    };
+    let payload = pr_payload("acme/shop", 9);
     let head = "1".repeat(40);
     fake.set_pull_files("acme/shop", 9, &["api/app/main.py", "README.md"]);
     let (status, r) = app

@@ -300,14 +300,18 @@ impl Setup {
     }
 }
 
-fn roll_log(d: &Value) -> String {
+fn step_log(d: &Value, kind: &str) -> String {
     d["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["kind"] == "roll_services")
+        .find(|s| s["kind"] == kind)
         .map(|s| s["log"].as_str().unwrap_or("").to_owned())
         .unwrap_or_default()
+}
+
+fn roll_log(d: &Value) -> String {
+    step_log(d, "roll_services")
 }
 
 #[tokio::test]
@@ -964,16 +968,6 @@ async fn service_connect_and_registries_are_applied_and_read_back_without_a_fals
     assert!(primary.service_connect_configuration().is_none());
     assert!(live.service_registries().is_empty());
     s.app.finish().await;
-}
-
-fn step_log(d: &Value, kind: &str) -> String {
-    d["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == kind)
-        .map(|s| s["log"].as_str().unwrap_or("").to_owned())
-        .unwrap_or_default()
 }
 
 /// Scheduled jobs: each is an EventBridge rule running its task definition revision; an
