@@ -273,7 +273,18 @@ impl ObjectStore for S3Store {
         key: &str,
         headers: &ObjectHeaders,
     ) -> Result<String, ObjectStoreError> {
-        let source = format!("{bucket}/{}", utf8_percent_encode(source, COPY_SOURCE));
+        self.copy_from(bucket, source, bucket, key, headers).await
+    }
+
+    async fn copy_from(
+        &self,
+        from: &str,
+        source: &str,
+        bucket: &str,
+        key: &str,
+        headers: &ObjectHeaders,
+    ) -> Result<String, ObjectStoreError> {
+        let source = format!("{from}/{}", utf8_percent_encode(source, COPY_SOURCE));
         let out = self
             .client
             .copy_object()

@@ -90,23 +90,74 @@ pub async fn rollback(
     args: &ServerArgs,
     app: &str,
     to: Option<i64>,
+    env: Option<&str>,
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
     let c = Client::new(args);
-    let body = json!({ "to": to, "actor": actor() });
+    let body = json!({ "to": to, "env": env, "actor": actor() });
     let (id, out) = c
         .queue(&format!("/api/v1/apps/{app}/rollback"), &body)
         .await?;
+    let app = out["app"].as_str().unwrap_or(app);
     println!(
         "queued rollback deployment #{id} of {app}, restoring deployment #{}",
         out["restores"]
     );
     println!(
-        "automatic deploys of {app} are paused: {} (`gantry resume {app}` lifts it)",
-        out["paused"].as_str().unwrap_or("")
+        "{app} is held: {} (`gantry hold release {app}` releases it)",
+        out["held"].as_str().unwrap_or("")
     );
     if wait {
         return show(args, id, true, false).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn promote(
+    args: &ServerArgs,
+    app: &str,
+    from: &str,
+    to: &str,
+    release: Option<i64>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let body = json!({ "from": from, "to": to, "release": release, "actor": actor() });
+    let (id, out) = c
+        .queue(&format!("/api/v1/apps/{app}/promote"), &body)
+        .await?;
+    println!(
+        "queued promotion #{id} of {app} to {to}: the release of {} deployment #{} ({})",
+        out["from"].as_str().unwrap_or(from),
+        out["release"],
+        short(out["sha"].as_str().unwrap_or("")),
+    );
+    if let Some(held) = out["held"].as_str() {
+        println!("{to} is held: {held}");
+    }
+    if wait {
+        return show(args, id, true, false).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn release_hold(
+    args: &ServerArgs,
+    app: &str,
+    env: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let out = c
+        .post(
+            &format!("/api/v1/apps/{app}/hold/release"),
+            &json!({ "env": env, "actor": actor() }),
+        )
+        .await?;
+    let app = out["app"].as_str().unwrap_or(app);
+    if out["released"].as_bool() == Some(true) {
+        println!("{app}: hold released; automatic deploys resume");
+    } else {
+        println!("{app} was not held");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -138,7 +189,7 @@ pub async fn status(
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|x| app.is_none_or(|n| x["name"] == n))
+                .filter(|x| app.is_none_or(|n| x["name"] == n || x["app"] == n))
                 .collect()
         })
         .unwrap_or_default();
@@ -169,8 +220,43 @@ pub async fn status(
                 .unwrap_or_else(|| "-".into()),
             d["finished_at"].as_str().unwrap_or("-"),
         );
+        if let Some(r) = a["release"].as_object() {
+            let images: Vec<String> = r
+                .get("images")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(name, reference)| {
+                    let digest = reference.as_str().unwrap_or("").rsplit('@').next();
+                    format!("{name}@{}", digest.unwrap_or("").get(..19).unwrap_or(""))
+                })
+                .collect();
+            println!(
+                "{:<24} RUNS: #{} at {}{}",
+                "",
+                r.get("deployment_id").and_then(Value::as_i64).unwrap_or(0),
+                short(r.get("sha").and_then(Value::as_str).unwrap_or("-")),
+                if images.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", images.join(", "))
+                }
+            );
+        }
+        if let Some(p) = a["promotion"].as_object() {
+            println!(
+                "{:<24} RECEIVES: promotions from {}",
+                "",
+                p.get("from").and_then(Value::as_str).unwrap_or("?")
+            );
+        }
         if let Some(reason) = a["paused"]["reason"].as_str() {
-            println!("{:<24} PAUSED: {reason}", "");
+            let what = if a["paused"]["kind"] == "hold" {
+                "HELD"
+            } else {
+                "PAUSED"
+            };
+            println!("{:<24} {what}: {reason}", "");
         }
     }
     let failing = c.get("/api/v1/reports?failing=true").await?;

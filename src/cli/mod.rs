@@ -96,11 +96,39 @@ pub enum Command {
         /// Deployment whose release to restore; default: the one before the current release.
         #[arg(long)]
         to: Option<i64>,
+        /// The environment, for an app with environments.
+        #[arg(long)]
+        env: Option<String>,
         /// Wait for the rollback deployment to finish and exit 1 if it failed.
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Deploy environment FROM's release of APP to environment TO: the same image digests
+    /// and site content with TO's settings, nothing built. Promoting anything but FROM's
+    /// newest release (`--release`) puts a hold on TO.
+    Promote {
+        /// The app, as named in its manifest (the one declaring `environments`).
+        app: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// The deployment of FROM whose release to promote; default: its newest release.
+        #[arg(long)]
+        release: Option<i64>,
+        /// Wait for the deployment to finish and exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Holds: what a rollback (or a promotion of an older release) puts on an environment so
+    /// that automation leaves it alone.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
     },
     /// Let pushes deploy APP again after a rollback paused it.
     Resume {
@@ -264,6 +292,20 @@ pub enum ImageCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Release the hold on APP (an environment's app, or APP with --env): pushes, manifest
+    /// changes, automatic promotion and self-heal deploy it again.
+    Release {
+        app: String,
+        /// The environment, for an app with environments.
+        #[arg(long)]
+        env: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SiteCommand {
     /// Sync a build output directory to S3: content-addressed, assets before pages, stale
     /// objects kept for a grace period, CloudFront invalidated for changed pages only.
@@ -324,9 +366,21 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Rollback {
                 app,
                 to,
+                env,
                 wait,
                 server,
-            } => client::rollback(&server, &app, to, wait).await,
+            } => client::rollback(&server, &app, to, env.as_deref(), wait).await,
+            Command::Promote {
+                app,
+                from,
+                to,
+                release,
+                wait,
+                server,
+            } => client::promote(&server, &app, &from, &to, release, wait).await,
+            Command::Hold {
+                command: HoldCommand::Release { app, env, server },
+            } => client::release_hold(&server, &app, env.as_deref()).await,
             Command::Resume { app, server } => client::resume(&server, &app).await,
             Command::Render {
                 app,

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::domain::{
-    git, AppManifest, AuditRecord, Deployment, DeploymentId, ManifestSource, Paused, PushEvent,
-    Release, RevisionState, SourceRevision, Trigger,
+    git, AppManifest, AuditRecord, Deployment, DeploymentId, ManifestSource, PauseKind, Paused,
+    PushEvent, Release, RevisionState, SourceRevision, Trigger,
 };
 use crate::manifests::ManifestSet;
 use crate::plan::intake::{plan_push, request, restore_request, IntakeDecision};
@@ -53,12 +53,26 @@ pub struct RolledBack {
     pub paused: String,
 }
 
+/// A promotion that was queued.
+#[derive(Debug, Clone)]
+pub struct Promoted {
+    pub id: DeploymentId,
+    /// The environment's app the release came from, and the deployment that made it.
+    pub source: String,
+    pub release: DeploymentId,
+    pub sha: String,
+    /// The hold put on the target (a release older than the source's newest).
+    pub held: Option<String>,
+}
+
 /// One app at a glance.
 #[derive(Debug, Clone)]
 pub struct AppOverview {
     pub manifest: AppManifest,
     pub last: Option<Deployment>,
     pub paused: Option<Paused>,
+    /// What runs: the newest good release.
+    pub release: Option<Release>,
 }
 
 /// The use-cases over one store, manifest set and queue.
@@ -158,6 +172,135 @@ impl Control {
         m.get(app)
             .cloned()
             .ok_or_else(|| ControlError::NotFound(format!("no app named `{app}` in the manifests")))
+    }
+
+    /// The app of environment `env` of `app`. Without `env`: `app` itself when it names one
+    /// app (`APP-ENV`, or an app without environments); an app with environments must say
+    /// which.
+    pub fn instance(&self, app: &str, env: Option<&str>) -> Result<String, ControlError> {
+        let m = self.manifests.read().expect("manifests lock poisoned");
+        let envs: Vec<&crate::domain::AppManifest> = m
+            .manifests()
+            .filter(|a| a.spec.environment_of.as_deref() == Some(app))
+            .collect();
+        let names = || {
+            envs.iter()
+                .map(|a| a.spec.environment.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match env {
+            None if m.get(app).is_some() => Ok(app.to_owned()),
+            None if !envs.is_empty() => Err(ControlError::Invalid(format!(
+                "`{app}` has environments {}: say which (`--env NAME`)",
+                names()
+            ))),
+            None => Err(ControlError::NotFound(format!(
+                "no app named `{app}` in the manifests"
+            ))),
+            Some(e) => {
+                if let Some(a) = envs.iter().find(|a| a.spec.environment == e) {
+                    return Ok(a.metadata.name.clone());
+                }
+                match m.get(app) {
+                    Some(a) if a.manifest.spec.environment == e => Ok(app.to_owned()),
+                    _ if envs.is_empty() => Err(ControlError::NotFound(format!(
+                        "no app named `{app}` with environment `{e}` in the manifests"
+                    ))),
+                    _ => Err(ControlError::NotFound(format!(
+                        "`{app}` has no environment `{e}` (it has {})",
+                        names()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Queues a deployment of environment `to` of `app` with the exact release of
+    /// environment `from` (its newest good release, or deployment `release` of it): the same
+    /// image digests and site content, `to`'s settings, nothing fetched or built. Promoting
+    /// anything but the source's newest release puts a hold on `to`, in the same transaction.
+    pub async fn promote(
+        &self,
+        app: &str,
+        from: &str,
+        to: &str,
+        release: Option<DeploymentId>,
+        actor: &str,
+    ) -> Result<Promoted, ControlError> {
+        let source = self.instance(app, Some(from))?;
+        let target = self.instance(app, Some(to))?;
+        if source == target {
+            return Err(ControlError::Invalid(format!(
+                "`{from}` and `{to}` are the same environment"
+            )));
+        }
+        let loaded = self.loaded(&target)?;
+        let good = self.store.good_releases(&source, ROLLBACK_DEPTH).await?;
+        let newest = good.first().map(|(d, _)| d.id).ok_or_else(|| {
+            ControlError::NotFound(format!("`{source}` has no successful release to promote"))
+        })?;
+        let (_, chosen) = match release {
+            None => good.first(),
+            Some(id) => good.iter().find(|(d, _)| d.id == id),
+        }
+        .cloned()
+        .ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "deployment #{} of `{source}` did not succeed or recorded no release",
+                release.unwrap_or_default()
+            ))
+        })?;
+        let entry =
+            crate::plan::promote::request(&loaded.manifest, &chosen, Trigger::Promotion, actor)
+                .map_err(ControlError::Invalid)?;
+        let mut entry = entry;
+        entry.deployment.manifests = loaded.origin;
+        let short = crate::domain::short_sha(&chosen.sha).to_owned();
+        let held = (chosen.deployment_id != newest).then(|| {
+            format!(
+                "promoted deployment #{} ({short}) of `{from}`, older than its newest #{newest}, by {actor}",
+                chosen.deployment_id
+            )
+        });
+        let hold = held.as_ref().map(|reason| Paused {
+            app: target.clone(),
+            reason: reason.clone(),
+            actor: actor.to_owned(),
+            at: chrono::Utc::now(),
+            kind: PauseKind::Hold,
+        });
+        let audit = audit_record(
+            actor,
+            "promote",
+            &target,
+            "queued",
+            Some(format!(
+                "release of #{} ({short}) from `{source}`{}",
+                chosen.deployment_id,
+                if held.is_some() { "; held" } else { "" }
+            )),
+        );
+        let id = self.store.enqueue_audited(entry, hold, audit).await?;
+        self.queue.wake();
+        Ok(Promoted {
+            id,
+            source,
+            release: chosen.deployment_id,
+            sha: chosen.sha,
+            held,
+        })
+    }
+
+    /// Releases the hold (or pause) on `app`: automation deploys it again. `false` when it
+    /// had none.
+    pub async fn release_hold(&self, app: &str, actor: &str) -> Result<bool, ControlError> {
+        self.manifest(app)?;
+        let released = self.store.resume(app).await?;
+        let outcome = if released { "released" } else { "was not held" };
+        self.audit(actor, "hold.release", app, outcome, None)
+            .await?;
+        Ok(released)
     }
 
     /// Records who asked for what, and what came of it.
@@ -437,6 +580,14 @@ impl Control {
         }
         let loaded = self.loaded(app)?;
         let manifest = loaded.manifest;
+        if let Some(p) = &manifest.spec.promotion {
+            return Err(ControlError::Invalid(format!(
+                "`{app}` takes releases by promotion: `gantry promote {} --from {} --to {}`",
+                manifest.spec.app_name(app),
+                p.from,
+                manifest.spec.environment
+            )));
+        }
         if git_ref.is_none()
             && sha.is_none()
             && manifest.spec.source.branch.contains(['*', '?', '[', '{'])
@@ -489,13 +640,14 @@ impl Control {
             reason: paused.clone(),
             actor: actor.to_owned(),
             at: chrono::Utc::now(),
+            kind: PauseKind::Hold,
         };
         let audit = audit_record(
             actor,
             "rollback",
             app,
             "queued",
-            Some(format!("restores #{}; automatic deploys paused", target.id)),
+            Some(format!("restores #{}; held", target.id)),
         );
         let entry = restore_request(&target, &release, actor.to_owned());
         let id = self
@@ -551,6 +703,7 @@ impl Control {
                 reason: format!("paused by {actor}"),
                 actor: actor.to_owned(),
                 at: chrono::Utc::now(),
+                kind: PauseKind::Pause,
             })
             .await?;
         self.audit(actor, "pause", app, "paused", None).await
@@ -581,10 +734,17 @@ impl Control {
             let name = &manifest.metadata.name;
             let last = self.store.deployments(Some(name), 1).await?.pop();
             let paused = paused.iter().find(|p| &p.app == name).cloned();
+            let release = self
+                .store
+                .good_releases(name, 1)
+                .await?
+                .pop()
+                .map(|(_, r)| r);
             out.push(AppOverview {
                 manifest,
                 last,
                 paused,
+                release,
             });
         }
         Ok(out)

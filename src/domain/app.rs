@@ -65,6 +65,47 @@ pub struct AppSpec {
     /// `gantry.lock.yaml` beside the manifest, committed to the source's branch.
     #[serde(default, skip_serializing_if = "WriteBack::is_off")]
     pub write_back: WriteBack,
+    /// Set by Gantry when it expands `spec.environments`: the app this is one environment of
+    /// (this instance is named `APP-ENV`, and `environment` is ENV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_of: Option<String>,
+    /// Set from `spec.environments[].promotion`: this environment takes releases only by
+    /// promotion from another environment of the app, never from pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionSpec>,
+}
+
+/// How an environment receives releases when it does not follow a branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// The environment whose releases are promoted here.
+    pub from: String,
+    /// Promote automatically once the source environment's newest release has been healthy
+    /// this long (`30m`, `2h`); unset: only on request (`gantry promote`).
+    #[serde(
+        default,
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub after: Option<std::time::Duration>,
+}
+
+impl AppSpec {
+    /// The app this spec belongs to: the app it is an environment of, or `name` itself.
+    pub fn app_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.environment_of.as_deref().unwrap_or(name)
+    }
+
+    /// Whether pushes deploy it (it follows a branch), or only promotions do.
+    pub fn follows_branch(&self) -> bool {
+        self.promotion.is_none()
+    }
+}
+
+/// The name of environment `env` of app `app`: `APP-ENV`.
+pub fn instance_name(app: &str, env: &str) -> String {
+    format!("{app}-{env}")
 }
 
 /// Whether and how a successful deployment's digests are written back to git.

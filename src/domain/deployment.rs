@@ -163,6 +163,8 @@ pub enum Trigger {
     Rollback,
     /// A new revision of the manifests changed the app's desired state (or was refused).
     Manifests,
+    /// Another environment's release, promoted here.
+    Promotion,
 }
 
 impl Trigger {
@@ -174,6 +176,7 @@ impl Trigger {
             Self::Discord => "discord",
             Self::Rollback => "rollback",
             Self::Manifests => "manifests",
+            Self::Promotion => "promotion",
         }
     }
 }
@@ -188,6 +191,7 @@ impl FromStr for Trigger {
             "discord" => Self::Discord,
             "rollback" => Self::Rollback,
             "manifests" => Self::Manifests,
+            "promotion" => Self::Promotion,
             other => return Err(format!("unknown trigger `{other}`")),
         })
     }
@@ -412,13 +416,32 @@ pub struct Release {
     pub created_at: DateTime<Utc>,
 }
 
-/// An app whose automatic deploys are paused.
+/// An app (an environment) whose automatic deploys are paused or held: pushes, manifest
+/// changes, automatic promotion and self-heal leave it alone until it is resumed or released.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Paused {
     pub app: String,
     pub reason: String,
     pub actor: String,
     pub at: DateTime<Utc>,
+    pub kind: PauseKind,
+}
+
+/// Someone's pause, or the hold a rollback or a promotion of an older release puts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseKind {
+    Pause,
+    Hold,
+}
+
+impl PauseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Hold => "hold",
+        }
+    }
 }
 
 /// An audit record: who did what, when, with what outcome.

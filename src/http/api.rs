@@ -42,6 +42,9 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
             json!({
                 "name": a.manifest.metadata.name,
                 "environment": a.manifest.spec.environment,
+                "app": a.manifest.spec.app_name(&a.manifest.metadata.name),
+                "promotion": a.manifest.spec.promotion,
+                "release": a.release,
                 "repo": a.manifest.spec.source.repo,
                 "branch": a.manifest.spec.source.branch,
                 "last_deployment": a.last,
@@ -135,6 +138,8 @@ pub struct DeployBody {
     git_ref: Option<String>,
     sha: Option<String>,
     actor: Option<String>,
+    /// The environment, for an app with environments.
+    env: Option<String>,
 }
 
 pub async fn deploy(
@@ -151,6 +156,7 @@ pub async fn deploy(
         Err(e) => return Err(ApiError::from_rejection(e)),
     };
     let actor = body.actor.clone().unwrap_or_else(|| "api".into());
+    let app = s.control.instance(&app, body.env.as_deref())?;
     let q = s
         .control
         .deploy(&app, body.git_ref, body.sha, Trigger::Api, &actor)
@@ -166,6 +172,7 @@ pub async fn deploy(
 pub struct RollbackBody {
     to: Option<i64>,
     actor: Option<String>,
+    env: Option<String>,
 }
 
 /// Redeploys a recorded release exactly and pauses automatic deploys of the app.
@@ -182,10 +189,13 @@ pub async fn rollback(
         Err(e) => return Err(ApiError::from_rejection(e)),
     };
     let actor = body.actor.unwrap_or_else(|| "api".into());
+    let app = s.control.instance(&app, body.env.as_deref())?;
     let r = s.control.rollback(&app, body.to, &actor).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": r.id, "app": app, "restores": r.restores, "paused": r.paused })),
+        Json(
+            json!({ "id": r.id, "app": app, "restores": r.restores, "paused": r.paused, "held": r.paused }),
+        ),
     ))
 }
 
@@ -193,6 +203,7 @@ pub async fn rollback(
 #[serde(deny_unknown_fields)]
 pub struct ResumeBody {
     actor: Option<String>,
+    env: Option<String>,
 }
 
 /// Lets pushes deploy the app again.
@@ -203,14 +214,72 @@ pub async fn resume(
     body: Result<Json<ResumeBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
-    let actor = match body {
-        Ok(Json(b)) => b.actor,
-        Err(JsonRejection::MissingJsonContentType(_)) => None,
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(JsonRejection::MissingJsonContentType(_)) => ResumeBody::default(),
         Err(e) => return Err(ApiError::from_rejection(e)),
-    }
-    .unwrap_or_else(|| "api".into());
+    };
+    let actor = body.actor.unwrap_or_else(|| "api".into());
+    let app = s.control.instance(&app, body.env.as_deref())?;
     let resumed = s.control.resume(&app, &actor).await?;
     Ok(Json(json!({ "app": app, "resumed": resumed })))
+}
+
+/// Releases an environment's hold (or pause): automation deploys it again.
+pub async fn release_hold(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<ResumeBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(JsonRejection::MissingJsonContentType(_)) => ResumeBody::default(),
+        Err(e) => return Err(ApiError::from_rejection(e)),
+    };
+    let actor = body.actor.unwrap_or_else(|| "api".into());
+    let app = s.control.instance(&app, body.env.as_deref())?;
+    let released = s.control.release_hold(&app, &actor).await?;
+    Ok(Json(json!({ "app": app, "released": released })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    from: String,
+    to: String,
+    /// A deployment of `from` to promote instead of its newest release (holds `to`).
+    release: Option<i64>,
+    actor: Option<String>,
+}
+
+/// Deploys environment `from`'s release to environment `to`: same digests and site content,
+/// `to`'s settings, nothing built.
+pub async fn promote(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<PromoteBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&s, &headers)?;
+    let Json(body) = body.map_err(ApiError::from_rejection)?;
+    let actor = body.actor.unwrap_or_else(|| "api".into());
+    let p = s
+        .control
+        .promote(&app, &body.from, &body.to, body.release, &actor)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": p.id,
+            "app": app,
+            "from": p.source,
+            "release": p.release,
+            "sha": p.sha,
+            "held": p.held,
+        })),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -206,7 +206,12 @@ fn caller(i: &Interaction) -> (Caller, String) {
     (Caller { user_id: id, roles }, actor)
 }
 
+/// The environment a command acts on: a promotion's target, else the app's own.
 fn environment(c: &Control, cmd: &ChatCommand) -> Result<Option<String>, ControlError> {
+    if let ChatCommand::Promote { app, to, .. } = cmd {
+        c.instance(app, Some(to))?;
+        return Ok(Some(to.clone()));
+    }
     match cmd.app() {
         Some(app) => Ok(Some(c.manifest(app)?.spec.environment)),
         None => Ok(None),
@@ -310,9 +315,27 @@ async fn run(
         }
         ChatCommand::Rollback { app, to } => c.rollback(app, *to, actor).await.map(|r| {
             format!(
-                "⏪ Rolling `{app}` back to deployment #{} as #{}; automatic deploys are paused until `/resume {app}`.",
+                "⏪ Rolling `{app}` back to deployment #{} as #{}; `{app}` is held: automatic deploys wait for `/release-hold {app}`.",
                 r.restores, r.id
             )
+        }),
+        ChatCommand::Promote { app, from, to } => c
+            .promote(app, from, to, None, actor)
+            .await
+            .map(|p| {
+                format!(
+                    "⏩ Promoting `{app}` from `{from}` to `{to}` as #{}: the release of #{} ({}), nothing rebuilt.",
+                    p.id,
+                    p.release,
+                    crate::domain::short_sha(&p.sha)
+                )
+            }),
+        ChatCommand::ReleaseHold { app } => c.release_hold(app, actor).await.map(|r| {
+            if r {
+                format!("▶️ `{app}`'s hold is released: automation deploys it again.")
+            } else {
+                format!("`{app}` was not held.")
+            }
         }),
         ChatCommand::Pause { app } => c
             .pause(app, actor)

@@ -51,6 +51,8 @@ pub fn router(state: AppState, limits: serve::Limits) -> Router {
         .route("/api/v1/apps/{app}/deploy", post(api::deploy))
         .route("/api/v1/apps/{app}/rollback", post(api::rollback))
         .route("/api/v1/apps/{app}/resume", post(api::resume))
+        .route("/api/v1/apps/{app}/promote", post(api::promote))
+        .route("/api/v1/apps/{app}/hold/release", post(api::release_hold))
         .route("/api/v1/deployments", get(api::deployments))
         .route("/api/v1/deployments/{id}", get(api::deployment))
         .route("/api/v1/audit", get(api::audit))

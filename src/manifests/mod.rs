@@ -5,6 +5,7 @@
 //! This module reads files but never talks to AWS, git or the store.
 
 pub mod charts;
+pub mod environments;
 mod validate;
 
 use std::fmt;
@@ -463,61 +464,89 @@ pub fn parse_file_with(
         let base = file.parent().unwrap_or(Path::new("."));
         // Durations that do not parse are reported and taken out first, so the rest of the
         // document is still checked and every problem is reported at once.
-        let mut early = validate::take_bad_durations(&mut value);
-        early.extend(expand_charts(&mut value, charts));
-        match parse_document(&value) {
-            Ok(manifest) => {
-                let mut problems = early;
-                problems.extend(validate::app(&manifest, base));
-                if problems.is_empty() {
-                    let mut manifest = manifest;
-                    // A deployment may run long after loading, from another directory.
-                    let spec = &mut manifest.spec;
-                    let held = spec
-                        .services
-                        .iter_mut()
-                        .map(|s| (&mut s.task_definition, &mut s.task_definition_content))
-                        .chain(
-                            spec.jobs
-                                .iter_mut()
-                                .map(|j| (&mut j.task_definition, &mut j.task_definition_content)),
-                        );
-                    for (file, content) in held {
-                        // A chart's task definition is already rendered.
-                        if content.is_some() {
-                            continue;
-                        }
-                        if let Ok(abs) = std::path::absolute(base.join(&*file)) {
-                            *file = abs.display().to_string();
-                        }
-                        // What a deployment queued from these manifests rolls.
-                        *content = read_bounded(Path::new(file.as_str()), MAX_MANIFEST_BYTES).ok();
-                    }
-                    apps.push(LoadedApp {
-                        manifest,
-                        file: file.to_path_buf(),
-                        doc,
-                        origin: ManifestRevision::default(),
-                    });
-                }
-                for p in problems {
-                    errors.push(ManifestError {
-                        file: file.to_path_buf(),
-                        line: locator.line(doc, &p.path),
-                        path: p.path,
-                        message: p.message,
-                        hint: p.hint,
-                    });
-                }
+        let early = validate::take_bad_durations(&mut value);
+        let expanded = match environments::expand(&value) {
+            Ok(docs) => docs,
+            Err(problems) => {
+                errors.extend(problems.into_iter().chain(early).map(|p| ManifestError {
+                    file: file.to_path_buf(),
+                    line: locator.line(doc, &p.path),
+                    path: p.path,
+                    message: p.message,
+                    hint: p.hint,
+                }));
+                continue;
             }
-            Err((path, message, hint)) => errors.push(ManifestError {
-                file: file.to_path_buf(),
-                line: locator.line(doc, &path),
-                path,
-                message,
-                hint,
-            }),
+        };
+        let count = expanded.len();
+        let mut doc_errors: Vec<(String, ManifestError)> = Vec::new();
+        for environments::Expanded {
+            environment,
+            document: mut value,
+        } in expanded
+        {
+            let mut early = early.clone();
+            early.extend(expand_charts(&mut value, charts));
+            match parse_document(&value) {
+                Ok(manifest) => {
+                    let mut problems = early;
+                    problems.extend(validate::app(&manifest, base));
+                    if problems.is_empty() {
+                        let mut manifest = manifest;
+                        // A deployment may run long after loading, from another directory.
+                        let spec = &mut manifest.spec;
+                        let held =
+                            spec.services
+                                .iter_mut()
+                                .map(|s| (&mut s.task_definition, &mut s.task_definition_content))
+                                .chain(spec.jobs.iter_mut().map(|j| {
+                                    (&mut j.task_definition, &mut j.task_definition_content)
+                                }));
+                        for (file, content) in held {
+                            // A chart's task definition is already rendered.
+                            if content.is_some() {
+                                continue;
+                            }
+                            if let Ok(abs) = std::path::absolute(base.join(&*file)) {
+                                *file = abs.display().to_string();
+                            }
+                            // What a deployment queued from these manifests rolls.
+                            *content =
+                                read_bounded(Path::new(file.as_str()), MAX_MANIFEST_BYTES).ok();
+                        }
+                        apps.push(LoadedApp {
+                            manifest,
+                            file: file.to_path_buf(),
+                            doc,
+                            origin: ManifestRevision::default(),
+                        });
+                    }
+                    for p in problems {
+                        doc_errors.push((
+                            environment.clone(),
+                            ManifestError {
+                                file: file.to_path_buf(),
+                                line: locator.line(doc, &p.path),
+                                path: p.path,
+                                message: p.message,
+                                hint: p.hint,
+                            },
+                        ));
+                    }
+                }
+                Err((path, message, hint)) => doc_errors.push((
+                    environment.clone(),
+                    ManifestError {
+                        file: file.to_path_buf(),
+                        line: locator.line(doc, &path),
+                        path,
+                        message,
+                        hint,
+                    },
+                )),
+            }
         }
+        errors.extend(environments::said_once(doc_errors, count));
     }
     if errors.is_empty() {
         Ok(apps)
@@ -612,6 +641,8 @@ pub fn scaffold_app(name: &str, repo: &str, branch: &str) -> AppManifest {
             rollout_timeout: None,
             keep_revisions: None,
             write_back: Default::default(),
+            environment_of: None,
+            promotion: None,
         },
     }
 }

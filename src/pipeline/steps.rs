@@ -720,14 +720,18 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             site: site.name.clone(),
             message,
         };
-        let restore_to = match &restored {
+        // A promotion's release was put in place at another environment's target: its
+        // content is copied from there.
+        let (restore_to, promote_from) = match &restored {
             Some(release) => {
                 let id = release.sites.get(&site.name).ok_or_else(|| {
                     err("the release it starts from recorded no release of this site".into())
                 })?;
-                Some(id.release)
+                let from = crate::sites::S3Target::parse(&id.target).map_err(err)?;
+                let here = crate::sites::S3Target::of(site);
+                (Some(id.release), (from != here).then_some(from))
             }
-            None => None,
+            None => (None, None),
         };
         let dir = checkout_dir(ctx).join(&site.dir);
         if restore_to.is_none() && !dir.is_dir() {
@@ -768,8 +772,24 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         let cdn: Option<&dyn crate::ports::Cdn> =
             site.distribution.as_ref().map(|_| ports.cdn.as_ref());
         let work = async {
-            match restore_to {
-                Some(n) if reheader => {
+            match (restore_to, promote_from.as_ref()) {
+                (Some(n), Some(from)) => {
+                    ctx.log.line(format!(
+                        "{}: release {n} of {from}, copied to {}",
+                        site.name, opts.target
+                    ));
+                    crate::sites::promote(
+                        from,
+                        n,
+                        &opts,
+                        ports.objects.as_ref(),
+                        cdn,
+                        chrono::Utc::now(),
+                        &progress,
+                    )
+                    .await
+                }
+                (Some(n), None) if reheader => {
                     crate::sites::reapply(
                         n,
                         &opts,
@@ -780,7 +800,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
                     )
                     .await
                 }
-                Some(n) => {
+                (Some(n), None) => {
                     crate::sites::rollback(
                         Some(n),
                         &opts,
@@ -791,7 +811,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
                     )
                     .await
                 }
-                None => {
+                (None, _) => {
                     sync(
                         &dir,
                         &opts,

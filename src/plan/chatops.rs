@@ -33,6 +33,16 @@ pub enum ChatCommand {
     Resume {
         app: String,
     },
+    /// Environment `from`'s release of `app` deployed to environment `to`.
+    Promote {
+        app: String,
+        from: String,
+        to: String,
+    },
+    /// An environment's hold released.
+    ReleaseHold {
+        app: String,
+    },
 }
 
 impl ChatCommand {
@@ -67,6 +77,12 @@ impl ChatCommand {
             "diff" => Self::Diff { app: app()? },
             "pause" => Self::Pause { app: app()? },
             "resume" => Self::Resume { app: app()? },
+            "promote" => Self::Promote {
+                app: app()?,
+                from: opt("from").ok_or("/promote needs `from`")?,
+                to: opt("to").ok_or("/promote needs `to`")?,
+            },
+            "release-hold" => Self::ReleaseHold { app: app()? },
             other => return Err(format!("unknown command /{other}")),
         })
     }
@@ -80,6 +96,8 @@ impl ChatCommand {
             Self::Diff { .. } => "diff",
             Self::Pause { .. } => "pause",
             Self::Resume { .. } => "resume",
+            Self::Promote { .. } => "promote",
+            Self::ReleaseHold { .. } => "release-hold",
         }
     }
 
@@ -91,15 +109,17 @@ impl ChatCommand {
             | Self::History { app }
             | Self::Diff { app }
             | Self::Pause { app }
-            | Self::Resume { app } => Some(app),
+            | Self::Resume { app }
+            | Self::Promote { app, .. }
+            | Self::ReleaseHold { app } => Some(app),
         }
     }
 
     /// Changes something (needs a permission).
     pub fn mutating(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Self::Deploy { .. } | Self::Rollback { .. } | Self::Pause { .. } | Self::Resume { .. }
+            Self::Status { .. } | Self::History { .. } | Self::Diff { .. }
         )
     }
 }
@@ -179,7 +199,7 @@ pub fn decide(
     }
     let risky = matches!(
         cmd,
-        ChatCommand::Deploy { .. } | ChatCommand::Rollback { .. }
+        ChatCommand::Deploy { .. } | ChatCommand::Rollback { .. } | ChatCommand::Promote { .. }
     );
     if risky && env == "production" {
         Decision::Confirm
@@ -197,6 +217,7 @@ pub fn confirm_id(cmd: &ChatCommand, at: i64) -> Option<String> {
     let (app, arg) = match cmd {
         ChatCommand::Deploy { app, git_ref } => (app, git_ref.clone().unwrap_or_default()),
         ChatCommand::Rollback { app, to } => (app, to.map(|t| t.to_string()).unwrap_or_default()),
+        ChatCommand::Promote { app, from, to } => (app, format!("{from}>{to}")),
         _ => return None,
     };
     let id = format!("gantry:confirm:{at}:{}:{app}:{arg}", cmd.name());
@@ -223,14 +244,21 @@ pub fn parse_confirm(id: &str, now: i64) -> Result<ChatCommand, String> {
         return Err("this confirmation has expired: run the command again".into());
     }
     let mut options = vec![("app".to_owned(), app.to_owned())];
-    let key = if name == "deploy" { "ref" } else { "to" };
-    if !arg.is_empty() {
-        options.push((key.to_owned(), arg.to_owned()));
+    match (name, arg.split_once('>')) {
+        ("promote", Some((from, to))) => {
+            options.push(("from".to_owned(), from.to_owned()));
+            options.push(("to".to_owned(), to.to_owned()));
+        }
+        _ if !arg.is_empty() => {
+            let key = if name == "deploy" { "ref" } else { "to" };
+            options.push((key.to_owned(), arg.to_owned()));
+        }
+        _ => {}
     }
     let cmd = ChatCommand::parse(name, &options)?;
     matches!(
         cmd,
-        ChatCommand::Deploy { .. } | ChatCommand::Rollback { .. }
+        ChatCommand::Deploy { .. } | ChatCommand::Rollback { .. } | ChatCommand::Promote { .. }
     )
     .then_some(cmd)
     .ok_or_else(|| "malformed confirmation".into())
@@ -274,7 +302,7 @@ pub fn command_set() -> Vec<CommandDef> {
         },
         CommandDef {
             name: "rollback",
-            description: "Redeploy an earlier release exactly and pause automatic deploys",
+            description: "Redeploy an earlier release exactly and hold automatic deploys",
             options: vec![
                 app(true),
                 OptionDef {
@@ -307,6 +335,28 @@ pub fn command_set() -> Vec<CommandDef> {
         CommandDef {
             name: "resume",
             description: "Let pushes deploy an app again",
+            options: vec![app(true)],
+        },
+        CommandDef {
+            name: "promote",
+            description: "Deploy one environment's release to another, exactly, building nothing",
+            options: vec![
+                app(true),
+                OptionDef {
+                    name: "from",
+                    description: "The environment whose release to promote (e.g. staging)",
+                    required: true,
+                },
+                OptionDef {
+                    name: "to",
+                    description: "The environment to deploy it to (e.g. production)",
+                    required: true,
+                },
+            ],
+        },
+        CommandDef {
+            name: "release-hold",
+            description: "Release an environment's hold (its APP-ENV): automation deploys it again",
             options: vec![app(true)],
         },
     ]
@@ -412,6 +462,9 @@ impl Reply {
                 to.map_or("the previous release".to_owned(), |t| format!(
                     "deployment #{t}"
                 ))
+            ),
+            ChatCommand::Promote { app, from, to } => format!(
+                "Promote `{app}` from `{from}` to **{to}** (the same images and site content)?"
             ),
             other => format!("Run `/{}`?", other.name()),
         };
@@ -561,6 +614,35 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn promote_parses_and_its_confirmation_round_trips() {
+        let cmd = ChatCommand::parse(
+            "promote",
+            &opts(&[("app", "shop"), ("from", "staging"), ("to", "production")]),
+        )
+        .unwrap();
+        assert!(cmd.mutating());
+        assert!(ChatCommand::parse("promote", &opts(&[("app", "shop")])).is_err());
+        let id = confirm_id(&cmd, 1_000).unwrap();
+        assert_eq!(parse_confirm(&id, 1_010).unwrap(), cmd);
+        let rules = [Permission {
+            users: vec!["1".into()],
+            ..Default::default()
+        }];
+        let caller = Caller {
+            user_id: "1".into(),
+            roles: vec![],
+        };
+        assert_eq!(
+            decide(&cmd, Some("production"), &caller, &rules),
+            Decision::Confirm
+        );
+        assert_eq!(
+            decide(&cmd, Some("staging"), &caller, &rules),
+            Decision::Allow
+        );
     }
 
     #[test]

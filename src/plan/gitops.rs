@@ -12,7 +12,10 @@
 //!   app has no release yet;
 //! - an app new in the revision deploys its branch head, except when the revision is only
 //!   being adopted (the first one Gantry reads of a source, at start): adopting changes
-//!   nothing that runs.
+//!   nothing that runs;
+//! - an environment that takes releases by promotion gets only changes that build nothing
+//!   (with the images and site content of its own last release); anything else waits for
+//!   its next promotion.
 //!
 //! A refused revision records, for each app it would have touched, a failed deployment that
 //! ran nothing, so the app's history and reports say why its change did not deploy.
@@ -73,9 +76,17 @@ pub fn reconcile(r: &Revision<'_>) -> Vec<Enqueue> {
         match (before, r.releases.get(name)) {
             (Some(old), _) if same_desired(&old.spec, &app.spec) => {}
             (None, _) if r.adopting => {}
-            (Some(old), Some(release)) => out.push(with_revision(change(
-                app, &old.spec, release, r.actor, delivery,
-            ))),
+            // A promoted environment takes new settings with the release it runs, but builds
+            // nothing of its own: a change that needs a build, or a first deployment, waits
+            // for a promotion.
+            (Some(old), Some(release))
+                if app.spec.follows_branch() || same_build(&old.spec, &app.spec) =>
+            {
+                out.push(with_revision(change(
+                    app, &old.spec, release, r.actor, delivery,
+                )))
+            }
+            _ if !app.spec.follows_branch() => {}
             _ => out.push(with_revision(request(
                 app,
                 None,
@@ -221,6 +232,7 @@ pub fn refusals(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AppManifest;
     use crate::manifests::scaffold_app;
 
     fn release(app: &str, id: i64) -> Release {
@@ -293,6 +305,50 @@ mod tests {
         assert_eq!(
             out[0].deployment.sha.as_deref(),
             Some("b".repeat(40).as_str())
+        );
+    }
+
+    #[test]
+    fn a_promoted_environment_takes_settings_but_never_builds_from_a_revision() {
+        let mut prod = scaffold_app("shop-production", "acme/shop", "main");
+        prod.spec.promotion = Some(crate::domain::PromotionSpec {
+            from: "staging".into(),
+            after: None,
+        });
+        let mut settings = prod.clone();
+        settings.spec.rollout_timeout = Some(std::time::Duration::from_secs(90));
+        let mut build = prod.clone();
+        build
+            .spec
+            .build
+            .as_mut()
+            .unwrap()
+            .commands
+            .push("make".into());
+        let releases: BTreeMap<String, Release> =
+            [("shop-production".to_string(), release("shop-production", 9))].into();
+        let run = |next: &AppManifest, releases: &BTreeMap<String, Release>, before: bool| {
+            let next = [(next, rev())];
+            let previous = [&prod];
+            reconcile(&Revision {
+                previous: if before { &previous } else { &[] },
+                next: &next,
+                push: None,
+                releases,
+                adopting: false,
+                actor: "octo",
+            })
+        };
+        let out = run(&settings, &releases, true);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].deployment.images_from, Some(9));
+        assert!(
+            run(&build, &releases, true).is_empty(),
+            "waits for a promotion"
+        );
+        assert!(
+            run(&prod, &BTreeMap::new(), false).is_empty(),
+            "new: nothing yet"
         );
     }
 

@@ -10,7 +10,7 @@
 use globset::Glob;
 
 use crate::domain::{
-    AppManifest, Deployment, Enqueue, NewDeployment, Paused, PushEvent, Release, Trigger,
+    AppManifest, Deployment, Enqueue, NewDeployment, PauseKind, Paused, PushEvent, Release, Trigger,
 };
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -76,8 +76,12 @@ pub fn plan_push<'a>(
     IntakeDecision::Ignore { reason }
 }
 
-/// Whether `app` deploys pushes of `git_ref` (its branch, or a tag its `tags` glob matches).
+/// Whether `app` deploys pushes of `git_ref` (its branch, or a tag its `tags` glob matches);
+/// an environment that takes releases by promotion deploys no push.
 pub fn tracks(app: &AppManifest, git_ref: &str) -> bool {
+    if !app.spec.follows_branch() {
+        return false;
+    }
     let src = &app.spec.source;
     match RefTarget::parse(git_ref) {
         Some(RefTarget::Branch(b)) => glob_or_eq(&src.branch, b),
@@ -219,11 +223,15 @@ pub fn hold_paused(entries: Vec<Enqueue>, paused: &[Paused]) -> (Vec<Enqueue>, O
     let why: Vec<String> = held
         .iter()
         .filter_map(pause_of)
-        .map(|p| {
-            format!(
+        .map(|p| match p.kind {
+            PauseKind::Pause => format!(
                 "app `{}` is paused ({}): run `gantry resume {}` to deploy again",
                 p.app, p.reason, p.app
-            )
+            ),
+            PauseKind::Hold => format!(
+                "app `{}` is held ({}): run `gantry hold release {}` to deploy again",
+                p.app, p.reason, p.app
+            ),
         })
         .collect();
     (go, (!why.is_empty()).then(|| why.join("; ")))
@@ -320,6 +328,17 @@ mod tests {
     }
 
     #[test]
+    fn a_promoted_environment_tracks_no_push() {
+        let mut app = crate::manifests::scaffold_app("shop-production", "o/r", "main");
+        assert!(tracks(&app, "refs/heads/main"));
+        app.spec.promotion = Some(crate::domain::PromotionSpec {
+            from: "staging".into(),
+            after: None,
+        });
+        assert!(!tracks(&app, "refs/heads/main"));
+    }
+
+    #[test]
     fn paused_apps_are_held_with_the_reason() {
         let e = |app: &str| {
             request(
@@ -336,6 +355,7 @@ mod tests {
             reason: "rolled back by mona".into(),
             actor: "mona".into(),
             at: chrono::Utc::now(),
+            kind: PauseKind::Pause,
         }];
         let (go, why) = hold_paused(vec![e("api"), e("web")], &paused);
         assert_eq!(go.len(), 1);

@@ -29,6 +29,7 @@ pub mod notify;
 pub mod oci;
 pub mod poll;
 pub mod preview;
+pub mod promote;
 pub mod render;
 pub mod retry;
 pub mod rollout;

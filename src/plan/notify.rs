@@ -111,10 +111,14 @@ pub fn deployment_embed(d: &Deployment, repo: &str) -> Embed {
             short(msha)
         ));
     }
-    if let Some(from) = d.images_from {
-        description.push_str(&format!(
+    match (d.images_from, d.trigger) {
+        (Some(from), Trigger::Promotion) => description.push_str(&format!(
+            "\nPromotion: the release of deployment #{from} (same images and site content), nothing built"
+        )),
+        (Some(from), _) => description.push_str(&format!(
             "\nManifest change: runs the images of deployment #{from}, nothing built"
-        ));
+        )),
+        (None, _) => {}
     }
     description.push_str(&format!("\nby {} ({})", d.actor, d.trigger.as_str()));
     let steps: Vec<String> = d

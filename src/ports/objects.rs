@@ -81,6 +81,16 @@ pub trait ObjectStore: Send + Sync {
         dest: &str,
         headers: &ObjectHeaders,
     ) -> Result<String, ObjectStoreError>;
+    /// Server-side copy of `source` in bucket `from` to `dest` in `bucket` (another site
+    /// target's object, promoted), with `headers`; returns the ETag.
+    async fn copy_from(
+        &self,
+        from: &str,
+        source: &str,
+        bucket: &str,
+        dest: &str,
+        headers: &ObjectHeaders,
+    ) -> Result<String, ObjectStoreError>;
     async fn delete(&self, bucket: &str, keys: &[String]) -> Result<(), ObjectStoreError>;
 }
 

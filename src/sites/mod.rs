@@ -5,7 +5,7 @@
 pub mod scan;
 pub mod sync;
 
-pub use sync::{reapply, rollback, sync, SiteError, SyncOptions, SyncReport};
+pub use sync::{promote, reapply, rollback, sync, SiteError, SyncOptions, SyncReport};
 
 /// `s3://bucket/prefix` split into its parts; the prefix is empty or ends with `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,11 @@ impl S3Target {
             return Err(format!("`{url}` names no bucket"));
         }
         Ok(Self::new(bucket, prefix))
+    }
+
+    /// The target of a site: `bucket` and `prefix`.
+    pub fn of(site: &crate::domain::SiteSpec) -> Self {
+        Self::new(&site.bucket, &site.prefix)
     }
 
     pub fn new(bucket: &str, prefix: &str) -> Self {

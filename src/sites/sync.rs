@@ -170,7 +170,16 @@ pub async fn sync(
         .into_iter()
         .map(|s: Scanned| (s.file.key, s.path))
         .collect();
-    carry_out(plan, local.len(), &paths, opts, store, cdn, progress).await
+    carry_out(
+        plan,
+        local.len(),
+        &Content::Files(&paths),
+        opts,
+        store,
+        cdn,
+        progress,
+    )
+    .await
 }
 
 /// Puts the site's previous release (or release `to`, which must be the current or the
@@ -236,13 +245,102 @@ async fn restore(
     carry_out(
         plan,
         target.files.len(),
-        &BTreeMap::new(),
+        &Content::Files(&BTreeMap::new()),
         opts,
         store,
         cdn,
         progress,
     )
     .await
+}
+
+/// Where the bytes of the files a plan uploads come from.
+enum Content<'a> {
+    /// The build output: each key's local file.
+    Files(&'a BTreeMap<String, PathBuf>),
+    /// Another site target's objects (a promotion): each key's object in `bucket`.
+    Objects {
+        bucket: &'a str,
+        keys: &'a BTreeMap<String, String>,
+    },
+}
+
+/// Puts release `release` of the site at `from` (another bucket or prefix: the environment
+/// it is promoted from) in place at `opts.target`: the same files, with the headers
+/// `opts.rules` give them here, copied server-side; nothing is uploaded from here and nothing
+/// is built. Each file is read from `from` as it holds it now: at its key while the content
+/// there is the release's (current, or kept stale), else from the copy kept of overwritten
+/// content.
+pub async fn promote(
+    from: &S3Target,
+    release: u64,
+    opts: &SyncOptions,
+    store: &dyn ObjectStore,
+    cdn: Option<&dyn Cdn>,
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Result<SyncReport, SiteError> {
+    if opts.edge.is_some() && opts.distribution.is_none() {
+        return Err(SiteError::EdgeWithoutDistribution);
+    }
+    let (source_listing, source) = read_remote(store, from).await?;
+    let files = if source.release == release {
+        source.files.clone()
+    } else {
+        source
+            .previous
+            .clone()
+            .filter(|p| p.release == release)
+            .ok_or(SiteError::NotRetained(release))?
+            .files
+    };
+    let present: std::collections::BTreeSet<&str> =
+        source_listing.iter().map(|o| o.key.as_str()).collect();
+    let mut keys = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (key, entry) in &files {
+        let at_key = source
+            .files
+            .get(key)
+            .map(|c| c.sha256 == entry.sha256)
+            .or_else(|| {
+                source
+                    .stale
+                    .get(key)
+                    .map(|s| s.sha256.as_deref() == Some(entry.sha256.as_str()))
+            })
+            .unwrap_or(false);
+        let blob = blob_key(&entry.sha256);
+        let origin = if at_key && present.contains(key.as_str()) {
+            key.clone()
+        } else if present.contains(blob.as_str()) {
+            blob
+        } else {
+            missing.push(key.clone());
+            continue;
+        };
+        keys.insert(key.clone(), format!("{}{origin}", from.prefix));
+    }
+    if !missing.is_empty() {
+        return Err(crate::plan::site::Unrestorable { release, missing }.into());
+    }
+    let local: Vec<crate::domain::LocalFile> = files
+        .iter()
+        .map(|(key, e)| crate::domain::LocalFile {
+            key: key.clone(),
+            sha256: e.sha256.clone(),
+            md5: e.etag.clone(),
+            size: e.size,
+            headers: opts.rules.headers(key),
+        })
+        .collect();
+    let (remote, manifest) = read_remote(store, &opts.target).await?;
+    let plan = plan_sync(&local, &remote, &manifest, now, opts.grace);
+    let content = Content::Objects {
+        bucket: &from.bucket,
+        keys: &keys,
+    };
+    carry_out(plan, local.len(), &content, opts, store, cdn, progress).await
 }
 
 /// The listing (keys relative to the prefix) and Gantry's manifest object.
@@ -278,7 +376,7 @@ async fn read_remote(
 async fn carry_out(
     plan: SitePlan,
     files: usize,
-    paths: &BTreeMap<String, PathBuf>,
+    content: &Content<'_>,
     opts: &SyncOptions,
     store: &dyn ObjectStore,
     cdn: Option<&dyn Cdn>,
@@ -342,7 +440,7 @@ async fn carry_out(
         let etags = execute(
             phase,
             actions,
-            paths,
+            content,
             t,
             opts.concurrency,
             store,
@@ -406,6 +504,17 @@ async fn carry_out(
     Ok(report)
 }
 
+/// A plan uploads only keys it was given content for; anything else is a bug, reported as a
+/// failed request rather than a panic.
+fn no_content(key: &str) -> ObjectStoreError {
+    ObjectStoreError::Request {
+        operation: "PutObject",
+        key: key.to_owned(),
+        message: "no content for this key".into(),
+        transient: false,
+    }
+}
+
 async fn put_manifest(
     store: &dyn ObjectStore,
     t: &S3Target,
@@ -431,7 +540,7 @@ async fn put_manifest(
 async fn execute(
     phase: &str,
     actions: &[Action],
-    paths: &BTreeMap<String, PathBuf>,
+    content: &Content<'_>,
     t: &S3Target,
     concurrency: usize,
     store: &dyn ObjectStore,
@@ -446,11 +555,20 @@ async fn execute(
             let f = a.file();
             let key = format!("{}{}", t.prefix, f.key);
             let etag = match a {
-                Action::Upload(_) => {
-                    store
-                        .put_file(&t.bucket, &key, &paths[&f.key], f.size, &f.headers)
-                        .await?
-                }
+                Action::Upload(_) => match content {
+                    Content::Files(paths) => {
+                        let path = paths.get(&f.key).ok_or_else(|| no_content(&key))?;
+                        store
+                            .put_file(&t.bucket, &key, path, f.size, &f.headers)
+                            .await?
+                    }
+                    Content::Objects { bucket, keys } => {
+                        let source = keys.get(&f.key).ok_or_else(|| no_content(&key))?;
+                        store
+                            .copy_from(bucket, source, &t.bucket, &key, &f.headers)
+                            .await?
+                    }
+                },
                 Action::Copy { source, .. } => {
                     store
                         .copy(

@@ -18,8 +18,8 @@ use super::{
     StoreError,
 };
 use crate::domain::{
-    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, Paused, PreviewRequest,
-    Release, RevisionState, SourceRevision, Step,
+    AuditRecord, Deployment, DeploymentId, DeploymentState, Intake, PauseKind, Paused,
+    PreviewRequest, Release, RevisionState, SourceRevision, Step,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_delivery_sha.sql"),
     include_str!("migrations/0008_manifest_revisions.sql"),
     include_str!("migrations/0009_previews.sql"),
+    include_str!("migrations/0010_holds.sql"),
 ];
 /// How long interaction ids are remembered: twice Discord's signature window.
 const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
@@ -234,15 +235,16 @@ fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<Deploym
 
 fn insert_pause(conn: &Connection, p: &Paused) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO paused (app, reason, actor, at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (app) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at",
-        params![p.app, p.reason, p.actor, p.at.timestamp_millis()],
+        "INSERT INTO paused (app, reason, actor, at, kind) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (app) DO UPDATE SET reason = excluded.reason, actor = excluded.actor, at = excluded.at, kind = excluded.kind",
+        params![p.app, p.reason, p.actor, p.at.timestamp_millis(), p.kind.as_str()],
     )?;
     Ok(())
 }
 
 fn paused_apps(conn: &Connection) -> Result<Vec<Paused>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT app, reason, actor, at FROM paused ORDER BY app")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT app, reason, actor, at, kind FROM paused ORDER BY app")?;
     let rows = stmt
         .query_map([], |r| {
             Ok(Paused {
@@ -250,6 +252,11 @@ fn paused_apps(conn: &Connection) -> Result<Vec<Paused>, StoreError> {
                 reason: r.get(1)?,
                 actor: r.get(2)?,
                 at: ts(r.get(3)?).unwrap_or_default(),
+                kind: if r.get::<_, String>(4)? == "hold" {
+                    PauseKind::Hold
+                } else {
+                    PauseKind::Pause
+                },
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

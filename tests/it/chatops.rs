@@ -838,7 +838,7 @@ async fn register_commands_overwrites_the_whole_set_idempotently() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("registered 7 global commands"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("registered 9 global commands"));
     }
     let puts = fake.matching("PUT", "/api/v10/applications/1090000000000000999/commands");
     assert_eq!(puts.len(), 2);
@@ -855,7 +855,17 @@ async fn register_commands_overwrites_the_whole_set_idempotently() {
         .collect();
     assert_eq!(
         names,
-        vec!["deploy", "rollback", "status", "history", "diff", "pause", "resume"]
+        vec![
+            "deploy",
+            "rollback",
+            "status",
+            "history",
+            "diff",
+            "pause",
+            "resume",
+            "promote",
+            "release-hold"
+        ]
     );
     let deploy = &puts[0].body[0];
     let app = &deploy["options"][0];

@@ -11,6 +11,7 @@ mod control;
 mod crash;
 mod ecs;
 mod edge;
+mod environments;
 mod events;
 mod fakes;
 mod fuzz;

@@ -460,7 +460,7 @@ async fn task_definitions_in_every_form_register_and_read_back_unchanged() {
 }
 
 #[tokio::test]
-async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
+async fn rollback_holds_the_app_and_a_push_does_not_undo_it_until_the_hold_is_released() {
     use crate::support::TOKEN;
     let s = Setup::new("rollback", "").await;
     let first = s.push(1).await;
@@ -507,7 +507,8 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
             .contains("rolled back to deployment"),
         "{apps}"
     );
-    // A push while paused deploys nothing, and says why.
+    assert_eq!(apps[0]["paused"]["kind"], "hold", "{apps}");
+    // A push while held deploys nothing, and says why.
     let sha = s.repo.commit(&[("main.py", "print(3)")], "change 3");
     let (status, resp) = s
         .app
@@ -522,19 +523,23 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
         resp["ignored"]
             .as_str()
             .unwrap()
-            .contains("gantry resume api"),
+            .contains("gantry hold release api"),
         "{resp}"
     );
-    // Resume: the next push deploys again.
+    assert!(
+        s.ecs.running(&s.service).await.ends_with(":1"),
+        "not undone"
+    );
+    // Released: the next push deploys again.
     let r = s
         .app
         .http
-        .post(s.app.url("/api/v1/apps/api/resume"))
+        .post(s.app.url("/api/v1/apps/api/hold/release"))
         .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap()["resumed"], true);
+    assert_eq!(r.json::<Value>().await.unwrap()["released"], true);
     let d = s.push(4).await;
     assert_eq!(d["state"], "succeeded", "{d:#}");
     assert!(!s.ecs.running(&s.service).await.ends_with(":1"));
@@ -545,7 +550,7 @@ async fn rollback_restores_the_previous_release_and_pauses_until_resume() {
         .iter()
         .map(|a| a["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["resume", "rollback"]);
+    assert_eq!(actions, ["hold.release", "rollback"]);
     s.app.finish().await;
 }
 
