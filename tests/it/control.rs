@@ -88,7 +88,7 @@ async fn a_rollback_racing_a_push_keeps_its_pause_and_is_never_superseded() {
             assert!(
                 pushed["ignored"]
                     .as_str()
-                    .is_some_and(|r| r.contains("is paused")),
+                    .is_some_and(|r| r.contains("is held")),
                 "round {round}: {pushed}"
             );
         }
