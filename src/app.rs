@@ -36,6 +36,7 @@ const REPORTER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
+    queue: crate::queue::QueueHandle,
     cancel: Cancel,
     task: JoinHandle<()>,
     reload: Box<dyn Fn() -> bool + Send + Sync>,
@@ -46,6 +47,11 @@ impl Running {
     /// previous manifests stay in force) or there is none.
     pub fn reload(&self) -> bool {
         (self.reload)()
+    }
+
+    /// Lets the queue look at its deployments now (after the injected clock moved).
+    pub fn wake_queue(&self) {
+        self.queue.wake();
     }
 
     /// Begins shutdown and waits for it to complete.
@@ -77,6 +83,14 @@ fn build_cache(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::ports::B
 
 /// Builds everything and starts serving. Returns once the listener is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_clock(config, Arc::new(crate::ports::SystemClock)).await
+}
+
+/// [`start`], reading the time deploy windows are judged at from `clock` (tests set it).
+pub async fn start_with_clock(
+    config: Config,
+    clock: Arc<dyn crate::ports::Clock>,
+) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "failed to create the data dir {}",
@@ -129,7 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         vec![config.data_dir.clone()],
     )?;
     let sites = SitePorts {
-        objects,
+        objects: objects.clone(),
         cdn: Arc::new(CloudFront::new(&aws)),
     };
     let ports = Ports {
@@ -236,7 +250,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         engine,
         config.queue.max_concurrent,
         cancel.clone(),
-    );
+    )
+    .with_clock(clock);
+    let queue_handle = queue.handle();
     let manifests_slot = Arc::new(RwLock::new(set));
     let desired = Arc::new(crate::control::sources::Desired::new(
         manifests_slot.clone(),
@@ -269,6 +285,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_forge(forge),
     );
     source_sync.start().await;
+    // Drift checks of live services and sites against their releases; stop with intake.
+    let drift = Arc::new(crate::control::drift::DriftWatcher::new(
+        control.clone(),
+        Some(ecs.clone()),
+        Some(objects.clone()),
+        config.drift,
+        signals.any(),
+    ));
+    let drift_notices = crate::reporting::drift::DriftNotifier::new(
+        discord.clone(),
+        store.clone(),
+        Arc::new(|k: &str| std::env::var(k).ok()),
+    );
+    // Posted until shutdown; what is left stays owed in the store for the next start.
+    let drift_notices_task = tokio::spawn(drift_notices.run(reporters_stop.clone()));
     // Polling remotes for pushes whose webhook never came; stops with intake.
     let poller = crate::control::poll::Poller::new(
         control.clone(),
@@ -306,6 +337,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         eventbridge_key: config.eventbridge_api_key.clone(),
         ecs_signals: signals,
         discord: discord_hook,
+        drift: Some(drift.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -334,6 +366,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let server = crate::http::serve::serve(listener, app, limits, stop);
         let queue_task = tokio::spawn(queue.run());
         let poll_task = tokio::spawn(poller.run(task_cancel.stop.clone()));
+        let drift_task = tokio::spawn(drift.run(task_cancel.stop.clone()));
         let sources_task = tokio::spawn(source_sync.run(revisions_wake, task_cancel.stop.clone()));
         let signals = tokio::spawn(watch_signals(
             task_cancel.clone(),
@@ -343,6 +376,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ));
         server.await;
         let _ = poll_task.await;
+        let _ = drift_task.await;
         let _ = sources_task.await;
         // Intake has stopped. Give running steps the grace period, then abort them.
         let abort = task_cancel.abort.clone();
@@ -354,6 +388,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         // The pipeline has stopped: reporters make a last pass over what it recorded, but a
         // remote that hangs does not hold shutdown up (what is left is reported on restart).
         reporters_stop.cancel();
+        let _ = drift_notices_task.await;
         for mut reporter in reporters {
             if tokio::time::timeout(REPORTER_GRACE, &mut reporter)
                 .await
@@ -382,6 +417,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         store,
+        queue: queue_handle,
         cancel,
         task,
         reload,

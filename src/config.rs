@@ -49,6 +49,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Polling remotes for pushes whose webhook never came (`polling`).
     pub polling: crate::plan::poll::PollSettings,
+    /// Checking live services and sites for drift from their release (`drift`).
+    pub drift: crate::plan::drift::DriftSettings,
 }
 
 /// Discord: notifications (bot token) and the interactions endpoint.
@@ -164,6 +166,8 @@ struct RawConfig {
     #[serde(default)]
     polling: RawPolling,
     #[serde(default)]
+    drift: RawDrift,
+    #[serde(default)]
     sources: Vec<RawSource>,
 }
 
@@ -182,6 +186,12 @@ struct RawSource {
 struct RawPolling {
     interval: Option<String>,
     jitter: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDrift {
+    interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -484,6 +494,7 @@ impl Config {
         )?;
         let images = images_config(raw.images, env, ecs_poll)?;
         let polling = polling_config(raw.polling, env)?;
+        let drift = drift_config(raw.drift, env)?;
         let discord = discord_config(raw.discord, env)?;
         let aws_max_attempts = match number(
             env,
@@ -626,6 +637,7 @@ impl Config {
             eventbridge_api_key: pick("GANTRY_EVENTBRIDGE_API_KEY", raw.event_bridge_api_key)
                 .map(Secret::new),
             polling,
+            drift,
             sources,
         })
     }
@@ -945,6 +957,23 @@ fn polling_config(
         interval.map_or(Duration::ZERO, |i| i / 4),
     )?;
     Ok(crate::plan::poll::PollSettings { interval, jitter })
+}
+
+/// `drift`: every 5 minutes by default; `0` or `off` checks only on demand.
+fn drift_config(
+    raw: RawDrift,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::plan::drift::DriftSettings, ConfigError> {
+    let interval = match pick(env, "GANTRY_DRIFT_INTERVAL", raw.interval) {
+        Some(v) if v.trim() == "off" => None,
+        v => Some(duration(
+            "drift.interval (GANTRY_DRIFT_INTERVAL)",
+            v,
+            Duration::from_secs(300),
+        )?),
+    }
+    .filter(|d| !d.is_zero());
+    Ok(crate::plan::drift::DriftSettings { interval })
 }
 
 fn duration(

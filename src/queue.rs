@@ -4,6 +4,13 @@
 //! tick) it asks the store to claim what may start now — per app at most one running, the
 //! newest queued winning and older queued ones superseded, and at most `max_concurrent`
 //! running in all. On start it first resumes deployments a crash left `running`.
+//!
+//! Before claiming, it gates what has not started (`plan::gate`, from the spec it was queued
+//! with): one still lacking the approvals its environment requires waits in
+//! `awaiting_approval` (a rejection or the timeout ends it), one outside its deploy windows in
+//! `waiting` with the reason, and either goes back to `queued` when approved, when a window
+//! opens or when someone overrides it. A window that closes never stops a deployment that has
+//! started.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +18,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{Deployment, DeploymentState};
+use crate::domain::{Deployment, DeploymentId, DeploymentState};
 use crate::pipeline::{Cancel, Engine, RunOutcome};
+use crate::plan::gate::Decision;
+use crate::ports::{Clock, SystemClock};
 use crate::store::Store;
 
 /// Wakes the queue after something was enqueued.
@@ -34,7 +43,11 @@ pub struct Queue {
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     cancel: Cancel,
+    clock: Arc<dyn Clock>,
 }
+
+/// Longest wait between two looks at the queue when nothing wakes it.
+const TICK: Duration = Duration::from_secs(5);
 
 impl Queue {
     pub fn new(
@@ -50,7 +63,70 @@ impl Queue {
             permits: Arc::new(Semaphore::new(max_concurrent)),
             tracker: TaskTracker::new(),
             cancel,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time for deploy windows from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Moves each deployment that has not started to where its gate (`plan::gate`: approvals,
+    /// then deploy windows) says it is now: `queued`, `awaiting_approval` or `waiting`, or
+    /// ends it when it was rejected or its approvals timed out.
+    /// Returns the highest id it looked at: only those may be claimed in this pass.
+    async fn gate(&self) -> DeploymentId {
+        let pending = match self.store.not_started().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the deployments waiting to start");
+                return 0;
+            }
+        };
+        let seen = pending.iter().map(|d| d.id).max().unwrap_or(0);
+        let now = self.clock.now();
+        for d in pending {
+            let approvals = if crate::plan::gate::needs_approval(&d) {
+                match self.store.approvals(d.id).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Nothing may start unjudged: claim nothing in this pass.
+                        tracing::error!(deployment.id = d.id, error = %e, "cannot read approvals");
+                        return 0;
+                    }
+                }
+            } else {
+                vec![]
+            };
+            let (state, reason) = match crate::plan::gate::decide(&d, &approvals, now) {
+                Decision::Start => (DeploymentState::Queued, None),
+                Decision::Wait { state, reason } => (state, Some(reason)),
+                Decision::Cancel(reason) => {
+                    tracing::info!(deployment.id = d.id, app = %d.app, reason = %reason, "deployment cancelled before it started");
+                    if let Err(e) = self
+                        .store
+                        .finish(d.id, DeploymentState::Failed, Some(reason))
+                        .await
+                    {
+                        tracing::error!(deployment.id = d.id, error = %e, "cannot cancel the deployment");
+                    }
+                    continue;
+                }
+            };
+            if d.state == state && d.reason == reason {
+                continue;
+            }
+            if let Some(r) = &reason {
+                tracing::info!(deployment.id = d.id, app = %d.app, reason = %r, "deployment waits before it starts");
+            }
+            if let Err(e) = self.store.set_gate(d.id, state, reason).await {
+                tracing::error!(deployment.id = d.id, error = %e, "cannot record why the deployment waits");
+                return 0;
+            }
+        }
+        seen
     }
 
     pub fn handle(&self) -> QueueHandle {
@@ -76,9 +152,10 @@ impl Queue {
             Err(e) => tracing::error!(error = %e, "cannot list deployments to resume"),
         }
         loop {
+            let gated = self.gate().await;
             let available = self.permits.available_permits();
-            if available > 0 {
-                match self.store.claim(available).await {
+            if available > 0 && gated > 0 {
+                match self.store.claim_up_to(available, gated).await {
                     Ok(claimed) => {
                         for dep in claimed {
                             let permit = self
@@ -95,7 +172,7 @@ impl Queue {
             }
             tokio::select! {
                 _ = self.handle.notify.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(TICK) => {}
                 _ = self.cancel.stop.cancelled() => break,
             }
         }

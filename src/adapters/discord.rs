@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serenity::builder::{
-    CreateCommand, CreateCommandOption, CreateEmbed, CreateEmbedFooter, CreateMessage,
-    EditInteractionResponse, EditMessage, EditWebhookMessage, ExecuteWebhook,
+    CreateActionRow, CreateButton, CreateCommand, CreateCommandOption, CreateEmbed,
+    CreateEmbedFooter, CreateMessage, EditInteractionResponse, EditMessage, EditWebhookMessage,
+    ExecuteWebhook,
 };
 use serenity::http::{Http, HttpBuilder};
 use serenity::model::application::CommandOptionType;
@@ -165,6 +166,28 @@ impl InteractionReplies for Discord {
     }
 }
 
+/// The embed's buttons as one action row (none: no row, which also clears earlier buttons
+/// on an edit).
+fn components(e: &Embed) -> Vec<CreateActionRow> {
+    if e.buttons.is_empty() {
+        return vec![];
+    }
+    let buttons = e
+        .buttons
+        .iter()
+        .map(|b| {
+            CreateButton::new(&b.custom_id)
+                .label(&b.label)
+                .style(if b.danger {
+                    serenity::model::application::ButtonStyle::Danger
+                } else {
+                    serenity::model::application::ButtonStyle::Success
+                })
+        })
+        .collect();
+    vec![CreateActionRow::Buttons(buttons)]
+}
+
 fn embed(e: &Embed) -> CreateEmbed {
     let mut out = CreateEmbed::new()
         .title(&e.title)
@@ -195,6 +218,7 @@ impl Chat for Discord {
             ChatTarget::Channel(c) => limited(|| {
                 let message = CreateMessage::new()
                     .embed(embed(e))
+                    .components(components(e))
                     .nonce(serenity::model::channel::Nonce::String(nonce.to_owned()))
                     .enforce_nonce(true);
                 ChannelId::new(*c).send_message(&self.http, message)
@@ -234,7 +258,7 @@ impl Chat for Discord {
                 .edit_message(
                     &self.http,
                     MessageId::new(message),
-                    EditMessage::new().embed(embed(e)),
+                    EditMessage::new().embed(embed(e)).components(components(e)),
                 )
                 .await
                 .map(|_| ())

@@ -162,6 +162,89 @@ pub async fn release_hold(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Starts APP's deployment waiting for its window now.
+pub async fn override_window(
+    args: &ServerArgs,
+    app: &str,
+    env: Option<&str>,
+    deployment: Option<i64>,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let out = c
+        .post(
+            &format!("/api/v1/apps/{app}/window/override"),
+            &json!({ "env": env, "actor": actor(), "deployment": deployment }),
+        )
+        .await?;
+    println!(
+        "{}: deployment #{} starts now, outside its deploy windows (audited)",
+        out["app"].as_str().unwrap_or(app),
+        out["started"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Approves or rejects APP's deployment awaiting approval.
+pub async fn judge(
+    args: &ServerArgs,
+    app: &str,
+    env: Option<&str>,
+    deployment: Option<i64>,
+    approve: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let verb = if approve { "approve" } else { "reject" };
+    let out = c
+        .post(
+            &format!("/api/v1/apps/{app}/{verb}"),
+            &json!({ "env": env, "actor": actor(), "deployment": deployment }),
+        )
+        .await?;
+    let app = out["app"].as_str().unwrap_or(app);
+    let id = &out["deployment"];
+    match (approve, out["recorded"].as_bool(), out["counted"].as_bool()) {
+        (_, Some(false), _) => println!("{app}: you had already given your verdict on #{id}"),
+        (false, _, _) => println!("{app}: deployment #{id} rejected; it will not start"),
+        (true, _, Some(false)) => println!(
+            "{app}: approval of #{id} recorded, but it does not count: it is your own change"
+        ),
+        (true, _, _) => println!("{app}: deployment #{id} approved"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks APP's drift now; exit 1 when the live state differs from the release.
+pub async fn drift(args: &ServerArgs, app: &str, env: Option<&str>) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let out = c
+        .post(&format!("/api/v1/apps/{app}/drift"), &json!({ "env": env }))
+        .await?;
+    let app = out["app"].as_str().unwrap_or(app);
+    if out["change"].is_null() {
+        println!(
+            "{app}: not compared: {}",
+            out["note"].as_str().unwrap_or("?")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(diff) = out["drift"]["diff"].as_str() else {
+        println!("{app}: no drift: the live state matches the last release");
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "{app}: drifted from deployment #{} since {}",
+        out["drift"]["release"],
+        out["drift"]["since"].as_str().unwrap_or("?")
+    );
+    print!("{diff}");
+    match (out["healed_by"].as_i64(), out["note"].as_str()) {
+        (Some(id), _) => println!("self-heal: deployment #{id} redeploys the release"),
+        (None, Some(note)) => println!("not healed: {note}"),
+        (None, None) => {}
+    }
+    Ok(ExitCode::from(1))
+}
+
 pub async fn resume(args: &ServerArgs, app: &str) -> anyhow::Result<ExitCode> {
     let c = Client::new(args);
     let out = c
@@ -220,6 +303,9 @@ pub async fn status(
                 .unwrap_or_else(|| "-".into()),
             d["finished_at"].as_str().unwrap_or("-"),
         );
+        if matches!(d["state"].as_str(), Some("waiting" | "awaiting_approval")) {
+            println!("{:<24} WAITS: {}", "", d["reason"].as_str().unwrap_or(""));
+        }
         if let Some(r) = a["release"].as_object() {
             let images: Vec<String> = r
                 .get("images")
@@ -257,6 +343,21 @@ pub async fn status(
                 "PAUSED"
             };
             println!("{:<24} {what}: {reason}", "");
+        }
+        if let Some(diff) = a["drift"]["diff"].as_str() {
+            let heal = if a["self_heal"] == true {
+                "self-heal on"
+            } else {
+                "reported only"
+            };
+            println!(
+                "{:<24} DRIFT since {} ({heal}):",
+                "",
+                a["drift"]["since"].as_str().unwrap_or("?")
+            );
+            for line in diff.lines().take(12) {
+                println!("{:<26}{line}", "");
+            }
         }
     }
     let failing = c.get("/api/v1/reports?failing=true").await?;

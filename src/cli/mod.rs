@@ -130,6 +130,48 @@ pub enum Command {
         #[command(subcommand)]
         command: HoldCommand,
     },
+    /// Compare APP's live services and sites with its last release now (as the daemon does
+    /// every `drift.interval`): print the drift, heal it where `selfHeal` is on; exit 1 when
+    /// the live state has drifted.
+    Drift {
+        /// The app, as named in its manifest.
+        app: String,
+        /// The environment, for an app with environments.
+        #[arg(long)]
+        env: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Approve APP's deployment awaiting approval (you must be in its `spec.approvals.from`;
+    /// the change's author's own approval does not count). Audited.
+    Approve {
+        app: String,
+        /// The environment, for an app with environments.
+        #[arg(long)]
+        env: Option<String>,
+        /// The deployment; default: the app's newest one awaiting approval.
+        #[arg(long)]
+        deployment: Option<i64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Reject APP's deployment awaiting approval: it ends without starting. Audited.
+    Reject {
+        app: String,
+        /// The environment, for an app with environments.
+        #[arg(long)]
+        env: Option<String>,
+        /// The deployment; default: the app's newest one awaiting approval.
+        #[arg(long)]
+        deployment: Option<i64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Deploy windows: start a deployment that waits for its window.
+    Window {
+        #[command(subcommand)]
+        command: WindowCommand,
+    },
     /// Let pushes deploy APP again after a rollback paused it.
     Resume {
         /// The app, as named in its manifest.
@@ -306,6 +348,23 @@ pub enum HoldCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum WindowCommand {
+    /// Start APP's deployment that waits for its deploy window now. Only actors listed in the
+    /// environment's `spec.windows.overrideBy` may; every attempt is audited.
+    Override {
+        app: String,
+        /// The environment, for an app with environments.
+        #[arg(long)]
+        env: Option<String>,
+        /// The waiting deployment; default: the app's newest waiting one.
+        #[arg(long)]
+        deployment: Option<i64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SiteCommand {
     /// Sync a build output directory to S3: content-addressed, assets before pages, stale
     /// objects kept for a grace period, CloudFront invalidated for changed pages only.
@@ -382,6 +441,30 @@ pub fn run(cli: Cli) -> ExitCode {
                 command: HoldCommand::Release { app, env, server },
             } => client::release_hold(&server, &app, env.as_deref()).await,
             Command::Resume { app, server } => client::resume(&server, &app).await,
+            Command::Window {
+                command:
+                    WindowCommand::Override {
+                        app,
+                        env,
+                        deployment,
+                        server,
+                    },
+            } => client::override_window(&server, &app, env.as_deref(), deployment).await,
+            Command::Approve {
+                app,
+                env,
+                deployment,
+                server,
+            } => client::judge(&server, &app, env.as_deref(), deployment, true).await,
+            Command::Reject {
+                app,
+                env,
+                deployment,
+                server,
+            } => client::judge(&server, &app, env.as_deref(), deployment, false).await,
+            Command::Drift { app, env, server } => {
+                client::drift(&server, &app, env.as_deref()).await
+            }
             Command::Render {
                 app,
                 revision,

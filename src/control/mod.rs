@@ -6,6 +6,7 @@
 //! the store, the manifests and the queue handle, asks `plan::*` what to do, and answers with
 //! its own error type: it knows nothing of HTTP status codes or Discord responses.
 
+pub mod drift;
 pub mod poll;
 pub mod sources;
 
@@ -34,6 +35,9 @@ pub enum ControlError {
     /// This Gantry cannot do it (no AWS access for a diff, ...).
     #[error("{0}")]
     Unavailable(String),
+    /// The caller may not do this (audited).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -65,6 +69,16 @@ pub struct Promoted {
     pub held: Option<String>,
 }
 
+/// An approval or rejection that was recorded.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub deployment: DeploymentId,
+    /// Whether it counts towards the required approvals (the author's own does not).
+    pub counted: bool,
+    /// False when this person had already given their verdict (the first stands).
+    pub recorded: bool,
+}
+
 /// One app at a glance.
 #[derive(Debug, Clone)]
 pub struct AppOverview {
@@ -73,6 +87,8 @@ pub struct AppOverview {
     pub paused: Option<Paused>,
     /// What runs: the newest good release.
     pub release: Option<Release>,
+    /// How the live state differs from that release, if it does.
+    pub drift: Option<crate::domain::drift::Drift>,
 }
 
 /// The use-cases over one store, manifest set and queue.
@@ -178,6 +194,18 @@ impl Control {
     /// app (`APP-ENV`, or an app without environments); an app with environments must say
     /// which.
     pub fn instance(&self, app: &str, env: Option<&str>) -> Result<String, ControlError> {
+        // Names come from callers: only a name an app could have is looked up or echoed.
+        if let Some(e) = env.filter(|e| !crate::domain::is_dns_label(e)) {
+            return Err(ControlError::Invalid(format!(
+                "an environment name is a lowercase DNS label, not {} characters of something else",
+                e.len()
+            )));
+        }
+        if !crate::domain::is_dns_label(app) {
+            return Err(ControlError::NotFound(
+                "no app by that name: app names are lowercase DNS labels".into(),
+            ));
+        }
         let m = self.manifests.read().expect("manifests lock poisoned");
         let envs: Vec<&crate::domain::AppManifest> = m
             .manifests()
@@ -251,10 +279,9 @@ impl Control {
                 release.unwrap_or_default()
             ))
         })?;
-        let entry =
+        let mut entry =
             crate::plan::promote::request(&loaded.manifest, &chosen, Trigger::Promotion, actor)
                 .map_err(ControlError::Invalid)?;
-        let mut entry = entry;
         entry.deployment.manifests = loaded.origin;
         let short = crate::domain::short_sha(&chosen.sha).to_owned();
         let held = (chosen.deployment_id != newest).then(|| {
@@ -729,6 +756,7 @@ impl Control {
                 .collect()
         };
         let paused = self.store.paused().await?;
+        let drifts = self.store.drifts().await?;
         let mut out = Vec::with_capacity(apps.len());
         for manifest in apps {
             let name = &manifest.metadata.name;
@@ -740,11 +768,13 @@ impl Control {
                 .await?
                 .pop()
                 .map(|(_, r)| r);
+            let drift = drifts.iter().find(|d| &d.app == name).cloned();
             out.push(AppOverview {
                 manifest,
                 last,
                 paused,
                 release,
+                drift,
             });
         }
         Ok(out)
@@ -798,6 +828,149 @@ impl Control {
             .store
             .pending_reports(None, deployment, failing, 200)
             .await?)
+    }
+
+    /// Starts `app`'s deployment that waits for its deploy window (`deployment`, default the
+    /// newest waiting) now, if `who` (the caller's identities: the actor, and for Discord
+    /// `discord:ID` and `discord-role:ID`) is in its windows' `overrideBy`. Audited either way;
+    /// a refusal changes nothing else.
+    pub async fn override_window(
+        &self,
+        app: &str,
+        deployment: Option<DeploymentId>,
+        actor: &str,
+        who: &[String],
+    ) -> Result<DeploymentId, ControlError> {
+        self.manifest(app)?;
+        let d = self
+            .store
+            .not_started()
+            .await?
+            .into_iter()
+            .filter(|d| d.app == app && deployment.is_none_or(|id| d.id == id))
+            .max_by_key(|d| d.id)
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "no deployment of `{app}` is waiting to start{}",
+                    deployment
+                        .map(|id| format!(" with id #{id}"))
+                        .unwrap_or_default()
+                ))
+            })?;
+        let detail = format!(
+            "deployment #{}: {}",
+            d.id,
+            d.reason.as_deref().unwrap_or("queued")
+        );
+        if !crate::plan::window::granted(&d.spec.windows.override_by, who) {
+            self.audit(actor, "window.override", app, "denied", Some(detail))
+                .await?;
+            return Err(ControlError::Forbidden(format!(
+                "`{actor}` may not start `{app}` outside its deploy windows (spec.windows.overrideBy)"
+            )));
+        }
+        let record = audit_record(actor, "window.override", app, "started", Some(detail));
+        if !self.store.override_window(d.id, record).await? {
+            return Err(ControlError::Invalid(format!(
+                "deployment #{} of `{app}` has already started",
+                d.id
+            )));
+        }
+        self.queue.wake();
+        Ok(d.id)
+    }
+
+    /// Approves (`approve`) or rejects `app`'s deployment awaiting approval (`deployment`,
+    /// default the newest), if `who` (the caller's identities) is in `approvals.from`. The
+    /// author's own approval is recorded but does not count. Audited either way.
+    pub async fn judge(
+        &self,
+        app: &str,
+        deployment: Option<DeploymentId>,
+        approve: bool,
+        actor: &str,
+        who: &[String],
+    ) -> Result<Judged, ControlError> {
+        self.manifest(app)?;
+        let action = if approve { "approve" } else { "reject" };
+        let d = self
+            .store
+            .not_started()
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.app == app
+                    && deployment.is_none_or(|id| d.id == id)
+                    && crate::plan::gate::needs_approval(d)
+            })
+            .max_by_key(|d| d.id)
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "no deployment of `{app}` awaits approval{}",
+                    deployment
+                        .map(|id| format!(" with id #{id}"))
+                        .unwrap_or_default()
+                ))
+            })?;
+        let from = d
+            .spec
+            .approvals
+            .as_ref()
+            .map(|a| a.from.as_slice())
+            .unwrap_or_default();
+        let detail = format!("deployment #{}", d.id);
+        if !crate::plan::window::granted(from, who) {
+            self.audit(actor, action, app, "denied", Some(detail))
+                .await?;
+            return Err(ControlError::Forbidden(format!(
+                "`{actor}` may not {action} deployments of `{app}` (spec.approvals.from)"
+            )));
+        }
+        let counted = !approve || crate::plan::gate::counts(&d.actor, actor);
+        let outcome = match (approve, counted) {
+            (false, _) => "rejected",
+            (true, true) => "approved",
+            (true, false) => "approved by the author: does not count",
+        };
+        let approval = crate::domain::Approval {
+            actor: actor.to_owned(),
+            approve,
+            counted,
+            at: chrono::Utc::now(),
+        };
+        let recorded = self
+            .store
+            .record_approval(
+                d.id,
+                approval,
+                audit_record(actor, action, app, outcome, Some(detail)),
+            )
+            .await?;
+        self.queue.wake();
+        Ok(Judged {
+            deployment: d.id,
+            counted,
+            recorded,
+        })
+    }
+
+    /// The names of every app in the manifests in force.
+    pub fn app_names(&self) -> Vec<String> {
+        let m = self.manifests.read().expect("manifests lock poisoned");
+        m.apps
+            .iter()
+            .map(|a| a.manifest.metadata.name.clone())
+            .collect()
+    }
+
+    /// Lets the queue look for work now (a deployment was queued outside a use-case here).
+    pub fn wake_queue(&self) {
+        self.queue.wake();
+    }
+
+    /// Every app's recorded drift.
+    pub async fn drifts(&self) -> Result<Vec<crate::domain::drift::Drift>, ControlError> {
+        Ok(self.store.drifts().await?)
     }
 
     /// Whether a `/diff` can be answered here.

@@ -73,6 +73,67 @@ pub struct AppSpec {
     /// promotion from another environment of the app, never from pushes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionSpec>,
+    /// Redeploy the last release when the live services or sites drift from it (a held or
+    /// paused app is never healed). Off by default: drift is only reported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub self_heal: bool,
+    /// When deployments may start: allow and deny windows (deny wins). A deployment outside
+    /// them waits, visibly, until one opens or someone permitted overrides it.
+    #[serde(default, skip_serializing_if = "DeployWindows::is_unset")]
+    pub windows: DeployWindows,
+    /// Who must approve a deployment before it starts (rollbacks and self-heals, which put
+    /// back a release that ran, do not wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalSpec>,
+}
+
+/// `spec.approvals`: `required` approvals from the identities `from` names, within
+/// `timeout` (default 24h) of the deployment being queued; the change's author never counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApprovalSpec {
+    pub required: u32,
+    /// `discord:USER_ID`, `discord-role:ROLE_ID`, or an API/CLI actor (`cli:bob`).
+    #[serde(default)]
+    pub from: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Allow and deny windows of an environment (Argo CD's sync windows: cron + duration + time
+/// zone; deny wins over allow; with allow windows, deployments start only inside one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeployWindows {
+    /// The IANA time zone schedules are read in (`Europe/Berlin`); default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<WindowSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<WindowSpec>,
+    /// Who may start a waiting deployment now: `discord:USER_ID`, `discord-role:ROLE_ID`, or
+    /// an API/CLI actor (`cli:alice`). Empty: nobody; the deployment waits for its window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub override_by: Vec<String>,
+}
+
+impl DeployWindows {
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One window: it opens at every time the five-field cron `schedule` names and stays open
+/// for `duration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WindowSpec {
+    pub schedule: String,
+    pub duration: String,
+    /// This window's own time zone; default: the windows' one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// How an environment receives releases when it does not follow a branch.

@@ -16,6 +16,10 @@ pub type DeploymentId = i64;
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentState {
     Queued,
+    /// Queued, but outside its deploy windows: starts when one opens (or on an override).
+    Waiting,
+    /// Queued, but waiting for the approvals its environment requires.
+    AwaitingApproval,
     Running,
     Succeeded,
     Failed,
@@ -26,6 +30,8 @@ impl DeploymentState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
+            Self::Waiting => "waiting",
+            Self::AwaitingApproval => "awaiting_approval",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
@@ -49,6 +55,8 @@ impl FromStr for DeploymentState {
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "queued" => Self::Queued,
+            "waiting" => Self::Waiting,
+            "awaiting_approval" => Self::AwaitingApproval,
             "running" => Self::Running,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
@@ -165,6 +173,9 @@ pub enum Trigger {
     Manifests,
     /// Another environment's release, promoted here.
     Promotion,
+    /// The last release redeployed because the live state drifted from it (`selfHeal`).
+    #[serde(rename = "self-heal")]
+    SelfHeal,
 }
 
 impl Trigger {
@@ -177,6 +188,7 @@ impl Trigger {
             Self::Rollback => "rollback",
             Self::Manifests => "manifests",
             Self::Promotion => "promotion",
+            Self::SelfHeal => "self-heal",
         }
     }
 }
@@ -192,6 +204,7 @@ impl FromStr for Trigger {
             "rollback" => Self::Rollback,
             "manifests" => Self::Manifests,
             "promotion" => Self::Promotion,
+            "self-heal" => Self::SelfHeal,
             other => return Err(format!("unknown trigger `{other}`")),
         })
     }
@@ -371,9 +384,23 @@ pub struct Deployment {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Who started it outside its deploy windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
     #[serde(skip)]
     pub spec: AppSpec,
     pub steps: Vec<Step>,
+}
+
+/// An approval (or rejection) of a deployment by someone its environment's `approvals.from`
+/// names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    pub actor: String,
+    pub approve: bool,
+    /// Whether it counts towards `required`: the change's author's own approval does not.
+    pub counted: bool,
+    pub at: DateTime<Utc>,
 }
 
 /// One step of a deployment as recorded.

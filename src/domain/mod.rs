@@ -5,6 +5,7 @@
 pub mod app;
 pub mod deployment;
 pub mod discord;
+pub mod drift;
 pub mod duration;
 pub mod event;
 pub mod git;

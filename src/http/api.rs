@@ -49,10 +49,21 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
                 "branch": a.manifest.spec.source.branch,
                 "last_deployment": a.last,
                 "paused": a.paused,
+                "drift": a.drift,
+                "self_heal": a.manifest.spec.self_heal,
             })
         })
         .collect();
     Ok(Json(Value::Array(out)))
+}
+
+/// A JSON body that may be left out (no content type): its defaults then.
+fn optional<T: Default>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(b)) => Ok(b),
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
+        Err(e) => Err(ApiError::from_rejection(e)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -149,12 +160,8 @@ pub async fn deploy(
     body: Result<Json<DeployBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&s, &headers)?;
-    let body = match body {
-        Ok(Json(b)) => b,
-        // No body at all means "deploy the tracked branch".
-        Err(JsonRejection::MissingJsonContentType(_)) => DeployBody::default(),
-        Err(e) => return Err(ApiError::from_rejection(e)),
-    };
+    // No body at all means "deploy the tracked branch".
+    let body = optional(body)?;
     let actor = body.actor.clone().unwrap_or_else(|| "api".into());
     let app = s.control.instance(&app, body.env.as_deref())?;
     let q = s
@@ -183,11 +190,7 @@ pub async fn rollback(
     body: Result<Json<RollbackBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&s, &headers)?;
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(JsonRejection::MissingJsonContentType(_)) => RollbackBody::default(),
-        Err(e) => return Err(ApiError::from_rejection(e)),
-    };
+    let body = optional(body)?;
     let actor = body.actor.unwrap_or_else(|| "api".into());
     let app = s.control.instance(&app, body.env.as_deref())?;
     let r = s.control.rollback(&app, body.to, &actor).await?;
@@ -214,11 +217,7 @@ pub async fn resume(
     body: Result<Json<ResumeBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(JsonRejection::MissingJsonContentType(_)) => ResumeBody::default(),
-        Err(e) => return Err(ApiError::from_rejection(e)),
-    };
+    let body = optional(body)?;
     let actor = body.actor.unwrap_or_else(|| "api".into());
     let app = s.control.instance(&app, body.env.as_deref())?;
     let resumed = s.control.resume(&app, &actor).await?;
@@ -233,15 +232,120 @@ pub async fn release_hold(
     body: Result<Json<ResumeBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(JsonRejection::MissingJsonContentType(_)) => ResumeBody::default(),
-        Err(e) => return Err(ApiError::from_rejection(e)),
-    };
+    let body = optional(body)?;
     let actor = body.actor.unwrap_or_else(|| "api".into());
     let app = s.control.instance(&app, body.env.as_deref())?;
     let released = s.control.release_hold(&app, &actor).await?;
     Ok(Json(json!({ "app": app, "released": released })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideBody {
+    actor: Option<String>,
+    env: Option<String>,
+    /// The deployment meant; default: the app's newest one waiting.
+    deployment: Option<i64>,
+}
+
+/// Starts a deployment that waits for its deploy window now (403 unless the actor is in the
+/// windows' `overrideBy`; audited either way).
+pub async fn override_window(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<OverrideBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let body = optional(body)?;
+    let actor = body.actor.unwrap_or_else(|| "api".into());
+    let app = s.control.instance(&app, body.env.as_deref())?;
+    let id = s
+        .control
+        .override_window(&app, body.deployment, &actor, std::slice::from_ref(&actor))
+        .await?;
+    Ok(Json(json!({ "app": app, "started": id })))
+}
+
+/// Approves an app's deployment awaiting approval (403 unless the actor is in
+/// `approvals.from`; the author's own approval is recorded and does not count).
+pub async fn approve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<OverrideBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    judge(s, headers, app, body, true).await
+}
+
+/// Rejects an app's deployment awaiting approval: it ends without starting.
+pub async fn reject(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<OverrideBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    judge(s, headers, app, body, false).await
+}
+
+async fn judge(
+    s: AppState,
+    headers: HeaderMap,
+    app: String,
+    body: Result<Json<OverrideBody>, JsonRejection>,
+    approve: bool,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let body = optional(body)?;
+    let actor = body.actor.unwrap_or_else(|| "api".into());
+    let app = s.control.instance(&app, body.env.as_deref())?;
+    let j = s
+        .control
+        .judge(
+            &app,
+            body.deployment,
+            approve,
+            &actor,
+            std::slice::from_ref(&actor),
+        )
+        .await?;
+    Ok(Json(json!({
+        "app": app,
+        "deployment": j.deployment,
+        "counted": j.counted,
+        "recorded": j.recorded,
+    })))
+}
+
+/// Every app's recorded drift.
+pub async fn drift(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    Ok(Json(json!(s.control.drifts().await?)))
+}
+
+/// Checks one app's drift now (and heals it if it asks for that): what the check found.
+pub async fn check_drift(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Result<Json<ResumeBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let body = optional(body)?;
+    let app = s.control.instance(&app, body.env.as_deref())?;
+    let watcher = s.drift.as_ref().ok_or_else(|| {
+        ApiError::from(crate::control::ControlError::Unavailable(
+            "this Gantry has no AWS access to read live state".into(),
+        ))
+    })?;
+    let c = watcher.check(&app).await?;
+    Ok(Json(json!({
+        "app": c.app,
+        "change": c.change.map(|c| format!("{c:?}").to_lowercase()),
+        "drift": c.drift,
+        "healed_by": c.healed_by,
+        "note": c.note,
+    })))
 }
 
 #[derive(Deserialize)]

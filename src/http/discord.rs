@@ -267,6 +267,9 @@ async fn component(
         .as_ref()
         .and_then(|d| d.custom_id.clone())
         .unwrap_or_default();
+    if let Some((deployment, approve)) = crate::plan::notify::parse_approval_id(&id) {
+        return approval(c, &who, &actor, deployment, approve).await;
+    }
     if id == chatops::CANCEL_ID {
         c.audit(&actor, "confirm", "*", "cancelled", None).await?;
         return Ok(Reply::update("Cancelled. Nothing was changed."));
@@ -282,6 +285,44 @@ async fn component(
         Decision::Deny(reason) => deny(c, &actor, &cmd, &target, reason).await,
         Decision::Allow | Decision::Confirm => run(c, hook, &cmd, &actor, &i.token, true).await,
     }
+}
+
+/// An Approve or Reject button on a deployment's message: the clicker's Discord identities
+/// must be in the environment's `approvals.from` (checked and audited by `control`).
+async fn approval(
+    c: &Control,
+    who: &Caller,
+    actor: &str,
+    deployment: i64,
+    approve: bool,
+) -> Result<Reply, ControlError> {
+    let Some(d) = c.store().deployment(deployment, false).await? else {
+        return Ok(Reply::ephemeral(format!(
+            "deployment #{deployment} does not exist"
+        )));
+    };
+    let mut identities = vec![format!("discord:{}", who.user_id)];
+    identities.extend(who.roles.iter().map(|r| format!("discord-role:{r}")));
+    let text = match c
+        .judge(&d.app, Some(deployment), approve, actor, &identities)
+        .await
+    {
+        Ok(j) if !j.recorded => format!("You had already given your verdict on #{deployment}."),
+        Ok(_) if !approve => format!(
+            "❌ Deployment #{deployment} of `{}` rejected: it will not start.",
+            d.app
+        ),
+        Ok(j) if !j.counted => format!(
+            "Your approval of #{deployment} is recorded but does not count: it is your own change."
+        ),
+        Ok(_) => format!(
+            "✅ Deployment #{deployment} of `{}` approved by {actor}.",
+            d.app
+        ),
+        Err(ControlError::Forbidden(m) | ControlError::NotFound(m)) => m,
+        Err(e) => return Err(e),
+    };
+    Ok(Reply::ephemeral(text))
 }
 
 /// Refuses a command (ephemerally) and audits the refusal.

@@ -13,6 +13,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Unsupported(String),
     /// This Gantry cannot serve the request as configured.
     #[error("{0}")]
@@ -31,6 +33,7 @@ impl From<crate::control::ControlError> for ApiError {
             ControlError::NotFound(m) => Self::NotFound(m),
             ControlError::Invalid(m) => Self::BadRequest(m),
             ControlError::Unavailable(m) => Self::Unavailable(m),
+            ControlError::Forbidden(m) => Self::Forbidden(m),
             ControlError::Store(e) => Self::Store(e),
         }
     }
@@ -51,6 +54,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Rejected { status, .. } => *status,

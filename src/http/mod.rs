@@ -36,6 +36,8 @@ pub struct AppState {
     pub ecs_signals: Arc<crate::services::signals::EcsSignals>,
     /// Discord's interactions endpoint; `None`: `/hooks/discord` answers 401.
     pub discord: Option<Arc<discord::DiscordHook>>,
+    /// Checks drift on demand (`POST /api/v1/apps/{app}/drift`).
+    pub drift: Option<Arc<crate::control::drift::DriftWatcher>>,
 }
 
 pub fn router(state: AppState, limits: serve::Limits) -> Router {
@@ -53,6 +55,14 @@ pub fn router(state: AppState, limits: serve::Limits) -> Router {
         .route("/api/v1/apps/{app}/resume", post(api::resume))
         .route("/api/v1/apps/{app}/promote", post(api::promote))
         .route("/api/v1/apps/{app}/hold/release", post(api::release_hold))
+        .route("/api/v1/apps/{app}/drift", post(api::check_drift))
+        .route(
+            "/api/v1/apps/{app}/window/override",
+            post(api::override_window),
+        )
+        .route("/api/v1/apps/{app}/approve", post(api::approve))
+        .route("/api/v1/apps/{app}/reject", post(api::reject))
+        .route("/api/v1/drift", get(api::drift))
         .route("/api/v1/deployments", get(api::deployments))
         .route("/api/v1/deployments/{id}", get(api::deployment))
         .route("/api/v1/audit", get(api::audit))

@@ -74,6 +74,22 @@ pub fn app(m: &AppManifest, manifest_dir: &Path) -> Vec<Problem> {
         );
     }
     source(&mut p, m);
+    if let Err(problems) = crate::plan::window::parse(&s.windows) {
+        for (path, message) in problems {
+            p.add(
+                path,
+                message,
+                "a window is `{schedule: \"0 9 * * 1-5\", duration: 8h}` (see docs/environments.md)",
+            );
+        }
+    }
+    for (path, message) in s.approvals.iter().flat_map(crate::plan::gate::problems) {
+        p.add(
+            path,
+            message,
+            "e.g. `approvals: {required: 1, from: [\"discord-role:ROLE_ID\"], timeout: 24h}`",
+        );
+    }
     if let Some(b) = &s.build {
         if b.commands.is_empty() || b.commands.iter().any(|c| c.trim().is_empty()) {
             p.add(

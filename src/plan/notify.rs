@@ -21,6 +21,39 @@ pub struct Embed {
     pub color: u32,
     pub fields: Vec<Field>,
     pub footer: String,
+    /// Buttons under the message (Discord components; channel messages only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Button>,
+}
+
+/// A button under a message: clicking it sends an interaction with `custom_id`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Button {
+    pub label: String,
+    pub custom_id: String,
+    /// Green (approve) or red (reject).
+    pub danger: bool,
+}
+
+/// The custom ids of a deployment's approval buttons.
+pub fn approval_ids(id: crate::domain::DeploymentId) -> (String, String) {
+    (
+        format!("gantry:approve:{id}"),
+        format!("gantry:reject:{id}"),
+    )
+}
+
+/// The deployment and verdict an approval button stands for.
+pub fn parse_approval_id(custom_id: &str) -> Option<(crate::domain::DeploymentId, bool)> {
+    let rest = custom_id.strip_prefix("gantry:")?;
+    let (verb, id) = rest.split_once(':')?;
+    let approve = match verb {
+        "approve" => true,
+        "reject" => false,
+        _ => return None,
+    };
+    let id: crate::domain::DeploymentId = id.parse().ok().filter(|i| *i > 0)?;
+    Some((id, approve))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -65,11 +98,54 @@ fn duration(d: &Deployment, i: usize) -> String {
     }
 }
 
+/// The first `max` characters of `s` (a diff reads from its top), marked when cut.
+fn head(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}…\n", &s[..at]),
+    }
+}
+
+/// The chat notice of a drift: detected (with the diff), a self-heal started, or cleared.
+pub fn drift_embed(n: &crate::domain::drift::DriftNotice, environment: &str) -> Embed {
+    let (what, color, description) = match n.kind.as_str() {
+        "detected" => (
+            "drift detected",
+            COLOR_ROLLBACK,
+            format!(
+                "The live state differs from the last release:\n```\n{}```",
+                head(&n.diff, 3900)
+            ),
+        ),
+        "healing" => (
+            "self-heal started",
+            COLOR_RUNNING,
+            format!("Redeploying the last release: {}", clip(&n.diff, 200)),
+        ),
+        _ => (
+            "drift cleared",
+            COLOR_SUCCESS,
+            "The live state matches the last release again.".to_owned(),
+        ),
+    };
+    Embed {
+        title: format!("{} → {environment}: {what}", n.app),
+        url: None,
+        description,
+        color,
+        fields: vec![],
+        footer: format!("gantry drift · notice {}", n.seq),
+        buttons: vec![],
+    }
+}
+
 /// The embed for a deployment as it stands. `repo` is `OWNER/NAME` on GitHub.
 pub fn deployment_embed(d: &Deployment, repo: &str) -> Embed {
     let rollback = d.trigger == Trigger::Rollback || d.restore_from.is_some();
     let (verdict, color) = match d.state {
         DeploymentState::Queued => ("queued", COLOR_NEUTRAL),
+        DeploymentState::Waiting => ("waiting for its window", COLOR_NEUTRAL),
+        DeploymentState::AwaitingApproval => ("awaiting approval", COLOR_ROLLBACK),
         DeploymentState::Running => ("running", COLOR_RUNNING),
         DeploymentState::Succeeded if rollback => ("rolled back", COLOR_ROLLBACK),
         DeploymentState::Succeeded => ("succeeded", COLOR_SUCCESS),
@@ -171,6 +247,23 @@ pub fn deployment_embed(d: &Deployment, repo: &str) -> Embed {
             });
         }
     }
+    let buttons = if d.state == DeploymentState::AwaitingApproval {
+        let (approve, reject) = approval_ids(d.id);
+        vec![
+            Button {
+                label: "Approve".into(),
+                custom_id: approve,
+                danger: false,
+            },
+            Button {
+                label: "Reject".into(),
+                custom_id: reject,
+                danger: true,
+            },
+        ]
+    } else {
+        vec![]
+    };
     Embed {
         title,
         url,
@@ -178,6 +271,7 @@ pub fn deployment_embed(d: &Deployment, repo: &str) -> Embed {
         color,
         fields,
         footer: format!("gantry · {} · {}", d.app, d.git_ref),
+        buttons,
     }
 }
 
@@ -185,6 +279,8 @@ pub fn deployment_embed(d: &Deployment, repo: &str) -> Embed {
 pub fn commit_status(state: DeploymentState) -> Option<(&'static str, &'static str)> {
     Some(match state {
         DeploymentState::Queued => ("pending", "queued"),
+        DeploymentState::Waiting => ("pending", "waiting for its deploy window"),
+        DeploymentState::AwaitingApproval => ("pending", "awaiting approval"),
         DeploymentState::Running => ("pending", "deploying"),
         DeploymentState::Succeeded => ("success", "deployed"),
         DeploymentState::Failed => ("failure", "deployment failed"),
@@ -195,7 +291,9 @@ pub fn commit_status(state: DeploymentState) -> Option<(&'static str, &'static s
 /// GitHub deployment-status state for a deployment.
 pub fn deployment_status(state: DeploymentState) -> &'static str {
     match state {
-        DeploymentState::Queued => "queued",
+        DeploymentState::Queued | DeploymentState::Waiting | DeploymentState::AwaitingApproval => {
+            "queued"
+        }
         DeploymentState::Running => "in_progress",
         DeploymentState::Succeeded => "success",
         DeploymentState::Failed => "failure",
@@ -338,6 +436,7 @@ mod tests {
             created_at: at(0),
             started_at: Some(at(0)),
             finished_at: None,
+            window_override: None,
             spec,
             steps,
         }

@@ -4,6 +4,7 @@
 //! [`StepLog`] is an in-memory, bounded, secret-scrubbed buffer that steps write to).
 
 mod cache;
+mod clock;
 mod ecs;
 mod inventory;
 mod objects;
@@ -14,6 +15,7 @@ mod source;
 mod step_log;
 
 pub use cache::*;
+pub use clock::*;
 pub use ecs::*;
 pub use inventory::*;
 pub use objects::*;

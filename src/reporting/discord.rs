@@ -46,32 +46,37 @@ impl DiscordReporter {
         self.edit_interval = interval;
         self
     }
+}
 
-    fn target(&self, d: &Deployment) -> Result<Option<ChatTarget>, PublishError> {
-        let Some(t) = &d.spec.notifications.discord else {
-            return Ok(None);
-        };
-        if let Some(var) = &t.webhook_env {
-            let url = (self.env)(var)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| PublishError {
-                    target: "discord",
-                    message: format!(
-                        "notifications.discord.webhookEnv names `{var}`, which is not set"
-                    ),
-                })?;
-            return Ok(Some(ChatTarget::Webhook(Secret::new(url))));
-        }
-        match &t.channel {
-            Some(c) => c
-                .parse()
-                .map(|id| Some(ChatTarget::Channel(id)))
-                .map_err(|_| PublishError {
-                    target: "discord",
-                    message: format!("notifications.discord.channel `{c}` is not a channel id"),
-                }),
-            None => Ok(None),
-        }
+/// Where an app's chat reports go (`notifications.discord`): a webhook whose URL the named
+/// variable holds, or a channel; `None` when the app asks for none.
+pub fn target_of(
+    spec: &crate::domain::AppSpec,
+    env: &EnvLookup,
+) -> Result<Option<ChatTarget>, PublishError> {
+    let Some(t) = &spec.notifications.discord else {
+        return Ok(None);
+    };
+    if let Some(var) = &t.webhook_env {
+        let url = env(var)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| PublishError {
+                target: "discord",
+                message: format!(
+                    "notifications.discord.webhookEnv names `{var}`, which is not set"
+                ),
+            })?;
+        return Ok(Some(ChatTarget::Webhook(Secret::new(url))));
+    }
+    match &t.channel {
+        Some(c) => c
+            .parse()
+            .map(|id| Some(ChatTarget::Channel(id)))
+            .map_err(|_| PublishError {
+                target: "discord",
+                message: format!("notifications.discord.channel `{c}` is not a channel id"),
+            }),
+        None => Ok(None),
     }
 }
 
@@ -90,7 +95,7 @@ impl Reporter for DiscordReporter {
 
     #[tracing::instrument(skip_all, fields(deployment.id = d.id, app = %d.app))]
     async fn report(&self, d: &Deployment) -> Result<Reported, PublishError> {
-        let Some(target) = self.target(d)? else {
+        let Some(target) = target_of(&d.spec, &self.env)? else {
             return Ok(Reported::Done);
         };
         let embed = deployment_embed(d, &d.spec.source.repo);
@@ -112,7 +117,15 @@ impl Reporter for DiscordReporter {
             }
             // A deployment that never started (queued, then superseded) gets no message; one
             // that failed without starting (a refused manifest revision) does.
-            None if d.started_at.is_none() && d.state != DeploymentState::Failed => {
+            // One waiting for approval or its window does, so people see it and can act.
+            None if d.started_at.is_none()
+                && !matches!(
+                    d.state,
+                    DeploymentState::Failed
+                        | DeploymentState::Waiting
+                        | DeploymentState::AwaitingApproval
+                ) =>
+            {
                 return Ok(Reported::Done)
             }
             None => self.chat.post(&target, &embed, &nonce(d)).await?,

@@ -8,6 +8,7 @@
 //! record what they last told the outside world, so a report done twice changes nothing.
 
 pub mod discord;
+pub mod drift;
 pub mod eventbridge;
 pub mod github;
 pub mod writeback;

@@ -4,6 +4,7 @@
 //! scheduled jobs' EventBridge rules pointed at a release (`jobs`).
 
 pub mod diff;
+pub mod drift;
 pub mod jobs;
 pub mod rollout;
 pub mod signals;

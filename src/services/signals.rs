@@ -10,6 +10,8 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub struct EcsSignals {
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Woken by an event about any service (the drift worker checks soon after).
+    any: Arc<Notify>,
 }
 
 /// `cluster/service`, as both the watcher and ECS service ARNs name a service.
@@ -19,6 +21,11 @@ pub fn key(cluster: &str, service: &str) -> String {
 }
 
 impl EcsSignals {
+    /// The notifier woken by an event about any service.
+    pub fn any(&self) -> Arc<Notify> {
+        self.any.clone()
+    }
+
     /// The notifier a watcher of `key` waits on.
     pub fn waiter(&self, key: &str) -> Arc<Notify> {
         self.waiters
@@ -40,6 +47,7 @@ impl EcsSignals {
         };
         // notify_one keeps a permit, so an event between two polls is not lost.
         self.waiter(&key(cluster, service)).notify_one();
+        self.any.notify_one();
         true
     }
 }

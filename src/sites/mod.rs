@@ -2,6 +2,7 @@
 //! the plan out through the `ObjectStore` and `Cdn` ports in a safe order. Used by both
 //! `gantry site sync` and the `sync_sites` pipeline step.
 
+pub mod drift;
 pub mod scan;
 pub mod sync;
 

@@ -344,7 +344,7 @@ pub async fn promote(
 }
 
 /// The listing (keys relative to the prefix) and Gantry's manifest object.
-async fn read_remote(
+pub(super) async fn read_remote(
     store: &dyn ObjectStore,
     t: &S3Target,
 ) -> Result<(Vec<RemoteObject>, SiteManifest), SiteError> {

@@ -190,7 +190,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` deployments to start: for each app with nothing running, its
     /// newest queued deployment becomes `running` and older queued ones `superseded`.
-    async fn claim(&self, limit: usize) -> Result<Vec<Deployment>, StoreError>;
+    async fn claim(&self, limit: usize) -> Result<Vec<Deployment>, StoreError> {
+        self.claim_up_to(limit, DeploymentId::MAX).await
+    }
+
+    /// [`Store::claim`] among deployments with ids up to `up_to`: those the queue's gate has
+    /// looked at (one queued after that look waits for the next).
+    async fn claim_up_to(
+        &self,
+        limit: usize,
+        up_to: DeploymentId,
+    ) -> Result<Vec<Deployment>, StoreError>;
 
     /// Deployments left `running` (by a crash or a shutdown), oldest first.
     async fn running(&self) -> Result<Vec<Deployment>, StoreError>;
@@ -317,6 +327,80 @@ pub trait Store: Send + Sync + 'static {
     async fn record_report_pass(&self, reporter: &str, pass: ReportPass) -> Result<(), StoreError>;
 
     async fn audit(&self, record: AuditRecord) -> Result<(), StoreError>;
+
+    /// Deployments that have not started: queued, or waiting for their deploy window.
+    async fn not_started(&self) -> Result<Vec<Deployment>, StoreError>;
+
+    /// Moves a deployment that has not started to `state` (`queued`, `waiting` or
+    /// `awaiting_approval`) with `reason`; a no-op when it is already so, or has started or
+    /// ended.
+    async fn set_gate(
+        &self,
+        id: DeploymentId,
+        state: DeploymentState,
+        reason: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// The approvals and rejections recorded for a deployment, oldest first.
+    async fn approvals(&self, id: DeploymentId)
+        -> Result<Vec<crate::domain::Approval>, StoreError>;
+
+    /// Records one person's verdict on a deployment that has not started, with the audit
+    /// record, in one transaction; `false` when that person had already given one (the first
+    /// stands) or the deployment had started or ended.
+    async fn record_approval(
+        &self,
+        id: DeploymentId,
+        approval: crate::domain::Approval,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// Lets a deployment that has not started begin outside its windows (`actor` recorded on
+    /// it), with the audit record, in one transaction; `false` when it had started or ended.
+    async fn override_window(
+        &self,
+        id: DeploymentId,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// Records what a drift check of `app` found against the release of deployment
+    /// `release` (`found`: its fingerprint and readable diff; `None`: no drift). A new (or
+    /// different) drift and a cleared one are audited and owe a chat notice, in the same
+    /// transaction; the same drift seen again changes nothing. `None`, recording nothing, when
+    /// a deployment of the app was queued, running, created or finished since `read_since`
+    /// (what was read may be a deployment's passing state).
+    async fn record_drift(
+        &self,
+        app: &str,
+        release: DeploymentId,
+        found: Option<(String, String)>,
+        read_since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::domain::drift::DriftChange>, StoreError>;
+
+    /// Every app's recorded drift, by app.
+    async fn drifts(&self) -> Result<Vec<crate::domain::drift::Drift>, StoreError>;
+
+    /// Queues a self-heal of a drifted app, unless by then the app is paused or held or has a
+    /// deployment queued or running (`None`); records the attempt, when the next may start,
+    /// the audit record and a notice, in one transaction.
+    async fn enqueue_heal(
+        &self,
+        e: Enqueue,
+        next_heal_at: chrono::DateTime<chrono::Utc>,
+        audit: AuditRecord,
+    ) -> Result<Option<DeploymentId>, StoreError>;
+
+    /// Whether a deployment of `app` is queued or running.
+    async fn active(&self, app: &str) -> Result<bool, StoreError>;
+
+    /// Drift notices not yet posted, oldest first.
+    async fn drift_notices(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::drift::DriftNotice>, StoreError>;
+
+    /// Marks a drift notice posted.
+    async fn drift_notice_posted(&self, seq: i64) -> Result<(), StoreError>;
 
     /// Newest first.
     async fn audits(

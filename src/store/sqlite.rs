@@ -33,6 +33,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_manifest_revisions.sql"),
     include_str!("migrations/0009_previews.sql"),
     include_str!("migrations/0010_holds.sql"),
+    include_str!("migrations/0011_drift.sql"),
+    include_str!("migrations/0012_windows.sql"),
+    include_str!("migrations/0013_approvals.sql"),
 ];
 /// How long interaction ids are remembered: twice Discord's signature window.
 const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
@@ -227,7 +230,7 @@ fn insert_deployment(conn: &Connection, e: &Enqueue, now: i64) -> Result<Deploym
     }
     conn.execute(
         "UPDATE deployments SET state = 'superseded', reason = ?1, finished_at = ?2
-         WHERE app = ?3 AND state = 'queued' AND id < ?4",
+         WHERE app = ?3 AND state IN ('queued', 'waiting', 'awaiting_approval') AND id < ?4",
         params![format!("superseded by #{id}"), now, d.app, id],
     )?;
     Ok(id)
@@ -276,6 +279,35 @@ fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<(), StoreErro
         ],
     )?;
     Ok(())
+}
+
+fn insert_notice(conn: &Connection, app: &str, kind: &str, diff: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO drift_notices (app, kind, diff, at) VALUES (?1, ?2, ?3, ?4)",
+        params![app, kind, diff, now_ms()],
+    )?;
+    Ok(())
+}
+
+fn is_active(conn: &Connection, app: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM deployments WHERE app = ?1 AND state IN ('queued', 'waiting', 'awaiting_approval', 'running') LIMIT 1",
+        )?
+        .exists([app])?)
+}
+
+fn drift_row(r: &Row<'_>) -> rusqlite::Result<crate::domain::drift::Drift> {
+    Ok(crate::domain::drift::Drift {
+        app: r.get(0)?,
+        release: r.get(1)?,
+        fingerprint: r.get(2)?,
+        diff: r.get(3)?,
+        since: ts(r.get(4)?).unwrap_or_default(),
+        heal_attempts: r.get::<_, i64>(5)?.clamp(0, u32::MAX as i64) as u32,
+        next_heal_at: ts(r.get(6)?),
+        heal_deployment: r.get(7)?,
+    })
 }
 
 fn parse_releases(rows: Vec<String>) -> Result<Vec<Release>, StoreError> {
@@ -418,7 +450,7 @@ fn record_delivery(
     })
 }
 
-const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from, manifests, images_from";
+const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from, manifests, images_from, window_override";
 
 /// A column that holds something Gantry cannot read back is a corrupt record, not a default.
 fn pending_row(r: &Row<'_>) -> rusqlite::Result<PendingReport> {
@@ -468,6 +500,7 @@ fn deployment_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
         created_at: ts(r.get(10)?).unwrap_or_default(),
         started_at: ts(r.get(11)?),
         finished_at: ts(r.get(12)?),
+        window_override: r.get(16)?,
         spec: serde_json::from_str(&spec).map_err(|e| bad_column(9, e.to_string()))?,
         steps: vec![],
     })
@@ -756,16 +789,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<Deployment>, StoreError> {
+    async fn claim_up_to(
+        &self,
+        limit: usize,
+        up_to: DeploymentId,
+    ) -> Result<Vec<Deployment>, StoreError> {
         self.write(move |conn| {
             let now = now_ms();
             let mut stmt = conn.prepare_cached(
-                "SELECT app, MAX(id) FROM deployments d WHERE state = 'queued'
+                "SELECT app, MAX(id) FROM deployments d WHERE state = 'queued' AND id <= ?2
                  AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.app = d.app AND r.state = 'running')
                  GROUP BY app ORDER BY MIN(id) LIMIT ?1",
             )?;
             let picks = stmt
-                .query_map([limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .query_map(params![limit as i64, up_to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             let mut claimed = Vec::new();
             for (app, id) in picks {
@@ -903,7 +940,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE deployments SET state = ?1, reason = ?2, finished_at = ?3
-                 WHERE id = ?4 AND state IN ('queued', 'running')",
+                 WHERE id = ?4 AND state IN ('queued', 'waiting', 'awaiting_approval', 'running')",
                 params![state.as_str(), reason, now_ms(), id],
             )?;
             Ok(())
@@ -1049,6 +1086,290 @@ impl Store for SqliteStore {
             Ok(c.query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
                 r.get::<_, i64>(0)
             })? as u64)
+        })
+        .await
+    }
+
+    async fn not_started(&self) -> Result<Vec<Deployment>, StoreError> {
+        self.read(|c| {
+            load_deployments(
+                c,
+                "WHERE state IN ('queued', 'waiting', 'awaiting_approval') ORDER BY id",
+                &[],
+                false,
+            )
+        })
+        .await
+    }
+
+    async fn set_gate(
+        &self,
+        id: DeploymentId,
+        state: DeploymentState,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE deployments SET state = ?1, reason = ?2
+                 WHERE id = ?3 AND state IN ('queued', 'waiting', 'awaiting_approval')
+                 AND (state != ?1 OR reason IS NOT ?2)",
+                params![state.as_str(), reason, id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn approvals(
+        &self,
+        id: DeploymentId,
+    ) -> Result<Vec<crate::domain::Approval>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT actor, approve, counted, at FROM approvals WHERE deployment_id = ?1 ORDER BY at, actor",
+            )?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok(crate::domain::Approval {
+                        actor: r.get(0)?,
+                        approve: r.get(1)?,
+                        counted: r.get(2)?,
+                        at: ts(r.get(3)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn record_approval(
+        &self,
+        id: DeploymentId,
+        approval: crate::domain::Approval,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let waiting = conn
+                .prepare_cached(
+                    "SELECT 1 FROM deployments WHERE id = ?1 AND state IN ('queued', 'waiting', 'awaiting_approval')",
+                )?
+                .exists([id])?;
+            let new = waiting
+                && conn.execute(
+                    "INSERT INTO approvals (deployment_id, actor, approve, counted, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (deployment_id, actor) DO NOTHING",
+                    params![
+                        id,
+                        approval.actor,
+                        approval.approve,
+                        approval.counted,
+                        approval.at.timestamp_millis()
+                    ],
+                )? > 0;
+            insert_audit(
+                conn,
+                &AuditRecord {
+                    outcome: match (waiting, new) {
+                        (false, _) => "had already started or ended".into(),
+                        (true, false) => "already recorded".into(),
+                        (true, true) => audit.outcome.clone(),
+                    },
+                    ..audit
+                },
+            )?;
+            // A change of approvals moves the deployment's rev, so reporters redraw it.
+            if new {
+                conn.execute("UPDATE deployments SET reason = reason WHERE id = ?1", [id])?;
+            }
+            Ok(new)
+        })
+        .await
+    }
+
+    async fn override_window(
+        &self,
+        id: DeploymentId,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let changed = conn.execute(
+                "UPDATE deployments SET window_override = ?1, state = 'queued', reason = NULL
+                 WHERE id = ?2 AND state IN ('queued', 'waiting', 'awaiting_approval')",
+                params![audit.actor, id],
+            )? > 0;
+            insert_audit(
+                conn,
+                &AuditRecord {
+                    outcome: if changed {
+                        audit.outcome.clone()
+                    } else {
+                        "had already started".into()
+                    },
+                    ..audit
+                },
+            )?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn record_drift(
+        &self,
+        app: &str,
+        release: DeploymentId,
+        found: Option<(String, String)>,
+        read_since: DateTime<Utc>,
+    ) -> Result<Option<crate::domain::drift::DriftChange>, StoreError> {
+        use crate::domain::drift::DriftChange;
+        let app = app.to_owned();
+        self.write(move |conn| {
+            // What was read is only true if no deployment of the app moved meanwhile.
+            let moved = conn
+                .prepare_cached(
+                    "SELECT 1 FROM deployments WHERE app = ?1 AND id >= ?2
+                     AND (state IN ('queued', 'waiting', 'awaiting_approval', 'running') OR created_at >= ?3 OR finished_at >= ?3)
+                     LIMIT 1",
+                )?
+                .exists(params![app, release, read_since.timestamp_millis()])?;
+            if moved {
+                return Ok(None);
+            }
+            let recorded: Option<String> = conn
+                .query_row(
+                    "SELECT fingerprint FROM drift WHERE app = ?1",
+                    [&app],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let audit = |outcome: &str, detail: String| {
+                insert_audit(
+                    conn,
+                    &AuditRecord {
+                        at: Utc::now(),
+                        actor: "gantry".into(),
+                        action: "drift".into(),
+                        target: app.clone(),
+                        outcome: outcome.into(),
+                        detail: Some(detail),
+                    },
+                )
+            };
+            match (found, recorded) {
+                (None, None) => Ok(Some(DriftChange::None)),
+                (None, Some(_)) => {
+                    conn.execute("DELETE FROM drift WHERE app = ?1", [&app])?;
+                    audit("cleared", format!("live state matches deployment #{release}"))?;
+                    insert_notice(conn, &app, "cleared", "")?;
+                    Ok(Some(DriftChange::Cleared))
+                }
+                (Some((fp, _)), Some(old)) if fp == old => Ok(Some(DriftChange::Unchanged)),
+                (Some((fp, diff)), old) => {
+                    // A different drift keeps the heal count: healing did not fix it.
+                    conn.execute(
+                        "INSERT INTO drift (app, release_id, fingerprint, diff, since) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (app) DO UPDATE SET release_id = excluded.release_id,
+                           fingerprint = excluded.fingerprint, diff = excluded.diff, since = excluded.since",
+                        params![app, release, fp, diff, now_ms()],
+                    )?;
+                    let what = if old.is_some() { "changed" } else { "detected" };
+                    audit(what, format!("against deployment #{release}"))?;
+                    insert_notice(conn, &app, "detected", &diff)?;
+                    Ok(Some(DriftChange::Detected))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn drifts(&self) -> Result<Vec<crate::domain::drift::Drift>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT app, release_id, fingerprint, diff, since, heal_attempts, next_heal_at, heal_deployment
+                 FROM drift ORDER BY app",
+            )?;
+            let rows = stmt
+                .query_map([], drift_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn enqueue_heal(
+        &self,
+        e: Enqueue,
+        next_heal_at: DateTime<Utc>,
+        audit: AuditRecord,
+    ) -> Result<Option<DeploymentId>, StoreError> {
+        self.write(move |conn| {
+            let app = e.deployment.app.clone();
+            let paused = conn
+                .prepare_cached("SELECT 1 FROM paused WHERE app = ?1")?
+                .exists([&app])?;
+            if paused || is_active(conn, &app)? {
+                return Ok(None);
+            }
+            let id = insert_deployment(conn, &e, now_ms())?;
+            conn.execute(
+                "UPDATE drift SET heal_attempts = heal_attempts + 1, next_heal_at = ?2, heal_deployment = ?3
+                 WHERE app = ?1",
+                params![app, next_heal_at.timestamp_millis(), id],
+            )?;
+            insert_audit(
+                conn,
+                &AuditRecord {
+                    detail: Some(match &audit.detail {
+                        Some(d) => format!("deployment #{id} {d}"),
+                        None => format!("deployment #{id}"),
+                    }),
+                    ..audit
+                },
+            )?;
+            insert_notice(conn, &app, "healing", &format!("deployment #{id}"))?;
+            Ok(Some(id))
+        })
+        .await
+    }
+
+    async fn active(&self, app: &str) -> Result<bool, StoreError> {
+        let app = app.to_owned();
+        self.read(move |c| is_active(c, &app)).await
+    }
+
+    async fn drift_notices(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::drift::DriftNotice>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, app, kind, diff, at FROM drift_notices WHERE posted = 0 ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok(crate::domain::drift::DriftNotice {
+                        seq: r.get(0)?,
+                        app: r.get(1)?,
+                        kind: r.get(2)?,
+                        diff: r.get(3)?,
+                        at: ts(r.get(4)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn drift_notice_posted(&self, seq: i64) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute("UPDATE drift_notices SET posted = 1 WHERE seq = ?1", [seq])?;
+            // Posted notices are history the audit log keeps: the outbox stays small.
+            conn.execute(
+                "DELETE FROM drift_notices WHERE posted = 1 AND at < ?1",
+                [now_ms() - 7 * 24 * 3600 * 1000],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -467,22 +467,22 @@ async fn github_statuses_and_deployments_transition_in_order() {
 }
 
 /// Discord's signing: Ed25519 over `timestamp + body`, hex in `X-Signature-Ed25519`.
-struct Signer2 {
+pub(crate) struct Signer2 {
     key: SigningKey,
 }
 
 impl Signer2 {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             key: SigningKey::from_bytes(&[7u8; 32]),
         }
     }
 
-    fn public_hex(&self) -> String {
+    pub(crate) fn public_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
     }
 
-    fn sign(&self, timestamp: &str, body: &[u8]) -> String {
+    pub(crate) fn sign(&self, timestamp: &str, body: &[u8]) -> String {
         let mut msg = timestamp.as_bytes().to_vec();
         msg.extend_from_slice(body);
         hex::encode(self.key.sign(&msg).to_bytes())
@@ -520,7 +520,7 @@ fn command(name: &str, options: &[(&str, &str)], user: &str, roles: &[&str]) -> 
     })
 }
 
-fn button(custom_id: &str, user: &str, roles: &[&str]) -> Value {
+pub(crate) fn button(custom_id: &str, user: &str, roles: &[&str]) -> Value {
     let mut v = command("x", &[], user, roles);
     v["type"] = json!(3);
     v["data"] = json!({"custom_id": custom_id, "component_type": 2});

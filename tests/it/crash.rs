@@ -47,6 +47,7 @@ pub fn spawn_with(
         .env("GANTRY_DATA_DIR", data)
         .env("GANTRY_MANIFESTS", manifests)
         .env("GANTRY_POLL_INTERVAL", "0")
+        .env("GANTRY_DRIFT_INTERVAL", "0")
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_API_TOKEN", TOKEN)
         .envs(env.iter().copied())

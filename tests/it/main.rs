@@ -4,11 +4,13 @@
 
 mod support;
 
+mod approvals;
 mod caches;
 mod chatops;
 mod cli;
 mod control;
 mod crash;
+mod drift;
 mod ecs;
 mod edge;
 mod environments;
@@ -28,3 +30,4 @@ mod sites;
 mod tidy;
 mod verify;
 mod webhooks;
+mod windows;

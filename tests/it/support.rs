@@ -121,6 +121,22 @@ impl TestApp {
         manifests: &[(&str, String)],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_with_clock(
+            dir,
+            manifests,
+            env,
+            std::sync::Arc::new(gantry::ports::SystemClock),
+        )
+        .await
+    }
+
+    /// Starts a daemon whose deploy windows are judged at `clock`'s time.
+    pub async fn start_with_clock(
+        dir: tempfile::TempDir,
+        manifests: &[(&str, String)],
+        env: &[(&str, &str)],
+        clock: std::sync::Arc<dyn gantry::ports::Clock>,
+    ) -> Self {
         let mdir = dir.path().join("manifests");
         std::fs::create_dir_all(&mdir).unwrap();
         for (name, text) in manifests {
@@ -138,6 +154,8 @@ impl TestApp {
             ("GANTRY_SHUTDOWN_GRACE", "1s".to_string()),
             // Deployments come from the pushes a test delivers; tests of polling turn it on.
             ("GANTRY_POLL_INTERVAL", "0".to_string()),
+            // Drift is checked when a test asks (`POST /apps/APP/drift`) or turns it on.
+            ("GANTRY_DRIFT_INTERVAL", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -148,13 +166,20 @@ impl TestApp {
         crate::leaks::scan_logs();
         let config =
             Config::load_with(None, &|k| vars.get(k).cloned()).expect("test config is valid");
-        let running = gantry::app::start(config).await.expect("daemon starts");
+        let running = gantry::app::start_with_clock(config, clock)
+            .await
+            .expect("daemon starts");
         Self {
             addr: running.addr,
             dir,
             http: reqwest::Client::new(),
             running: Some(running),
         }
+    }
+
+    /// Lets the queue look at its deployments now (after a test moved its clock).
+    pub fn wake_queue(&self) {
+        self.running.as_ref().expect("daemon running").wake_queue();
     }
 
     /// Reloads the manifests directory, as SIGHUP does; true when the reload took.
@@ -333,8 +358,28 @@ pub fn gantry_cli() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
     cmd.env_remove("GANTRY_CONFIG")
         .env("GANTRY_POLL_INTERVAL", "0")
+        .env("GANTRY_DRIFT_INTERVAL", "0")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "c4n4ry-aws-secret")
         .env("AWS_REGION", "us-east-1");
     cmd
+}
+
+/// A clock a test sets: deploy windows are judged at its time.
+pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    pub fn at(t: chrono::DateTime<chrono::Utc>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self(std::sync::Mutex::new(t)))
+    }
+
+    pub fn set(&self, t: chrono::DateTime<chrono::Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+impl gantry::ports::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
 }

@@ -33,7 +33,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "domain", "plan", "ports", "secret", "store", "images", "services", "sites", "verify",
         ],
     ),
-    ("queue", &["domain", "plan", "pipeline", "store", "secret"]),
+    (
+        "queue",
+        &["domain", "plan", "ports", "pipeline", "store", "secret"],
+    ),
     (
         "control",
         &[
@@ -45,6 +48,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "queue",
             "manifests",
             "services",
+            "sites",
         ],
     ),
     (
