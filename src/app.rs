@@ -37,6 +37,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
     queue: crate::queue::QueueHandle,
+    promoter: Arc<tokio::sync::Notify>,
     cancel: Cancel,
     task: JoinHandle<()>,
     reload: Box<dyn Fn() -> bool + Send + Sync>,
@@ -49,9 +50,10 @@ impl Running {
         (self.reload)()
     }
 
-    /// Lets the queue look at its deployments now (after the injected clock moved).
+    /// Lets the queue and the automatic promoter look now (after the injected clock moved).
     pub fn wake_queue(&self) {
         self.queue.wake();
+        self.promoter.notify_one();
     }
 
     /// Begins shutdown and waits for it to complete.
@@ -251,7 +253,7 @@ pub async fn start_with_clock(
         config.queue.max_concurrent,
         cancel.clone(),
     )
-    .with_clock(clock);
+    .with_clock(clock.clone());
     let queue_handle = queue.handle();
     let manifests_slot = Arc::new(RwLock::new(set));
     let desired = Arc::new(crate::control::sources::Desired::new(
@@ -297,6 +299,13 @@ pub async fn start_with_clock(
         discord.clone(),
         store.clone(),
         Arc::new(|k: &str| std::env::var(k).ok()),
+    );
+    // Environments promoted automatically after a soak (`promotion.after`).
+    let promoter_wake = Arc::new(tokio::sync::Notify::new());
+    let promoter = crate::control::autopromote::AutoPromoter::new(
+        control.clone(),
+        clock,
+        promoter_wake.clone(),
     );
     // Posted until shutdown; what is left stays owed in the store for the next start.
     let drift_notices_task = tokio::spawn(drift_notices.run(reporters_stop.clone()));
@@ -367,6 +376,7 @@ pub async fn start_with_clock(
         let queue_task = tokio::spawn(queue.run());
         let poll_task = tokio::spawn(poller.run(task_cancel.stop.clone()));
         let drift_task = tokio::spawn(drift.run(task_cancel.stop.clone()));
+        let promoter_task = tokio::spawn(promoter.run(task_cancel.stop.clone()));
         let sources_task = tokio::spawn(source_sync.run(revisions_wake, task_cancel.stop.clone()));
         let signals = tokio::spawn(watch_signals(
             task_cancel.clone(),
@@ -377,6 +387,7 @@ pub async fn start_with_clock(
         server.await;
         let _ = poll_task.await;
         let _ = drift_task.await;
+        let _ = promoter_task.await;
         let _ = sources_task.await;
         // Intake has stopped. Give running steps the grace period, then abort them.
         let abort = task_cancel.abort.clone();
@@ -418,6 +429,7 @@ pub async fn start_with_clock(
         addr,
         store,
         queue: queue_handle,
+        promoter: promoter_wake,
         cancel,
         task,
         reload,

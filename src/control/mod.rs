@@ -6,6 +6,7 @@
 //! the store, the manifests and the queue handle, asks `plan::*` what to do, and answers with
 //! its own error type: it knows nothing of HTTP status codes or Discord responses.
 
+pub mod autopromote;
 pub mod drift;
 pub mod poll;
 pub mod sources;

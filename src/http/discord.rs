@@ -398,6 +398,8 @@ async fn run(
                     environment: &a.manifest.spec.environment,
                     last: a.last.as_ref(),
                     paused: a.paused.as_ref(),
+                    release: a.release.as_ref(),
+                    drifted: a.drift.is_some(),
                 })
                 .collect();
             let text = chatops::status_text(&lines, app.as_deref());

@@ -552,7 +552,33 @@ pub fn status_text(apps: &[AppLine<'_>], only: Option<&str>) -> String {
                 None => format!("**{}** ({}): never deployed", a.name, a.environment),
             };
             if let Some(p) = a.paused {
-                line.push_str(&format!(" — paused: {}", p.reason));
+                let what = match p.kind {
+                    crate::domain::PauseKind::Hold => "held",
+                    crate::domain::PauseKind::Pause => "paused",
+                };
+                line.push_str(&format!(" — {what}: {}", p.reason));
+            }
+            if let Some(d) = a.last.filter(|d| {
+                matches!(
+                    d.state,
+                    crate::domain::DeploymentState::Waiting
+                        | crate::domain::DeploymentState::AwaitingApproval
+                )
+            }) {
+                line.push_str(&format!(" — {}", d.reason.as_deref().unwrap_or("waiting")));
+            }
+            if let Some(r) = a
+                .release
+                .filter(|r| a.last.is_none_or(|d| d.id != r.deployment_id))
+            {
+                line.push_str(&format!(
+                    " — runs #{} `{}`",
+                    r.deployment_id,
+                    short_sha(&r.sha)
+                ));
+            }
+            if a.drifted {
+                line.push_str(" — ⚠️ drifted from its release (`gantry drift`)");
             }
             line
         })
@@ -566,6 +592,9 @@ pub struct AppLine<'a> {
     pub environment: &'a str,
     pub last: Option<&'a Deployment>,
     pub paused: Option<&'a Paused>,
+    /// What runs (the newest good release), shown when it is not the last deployment's.
+    pub release: Option<&'a crate::domain::Release>,
+    pub drifted: bool,
 }
 
 /// `/history`: the newest deployments, one line each.

@@ -259,3 +259,101 @@ async fn promotion_deploys_stagings_digests_and_site_content_with_productions_va
     assert_eq!(status, 404);
     app.finish().await;
 }
+
+/// Production takes staging's release by itself once it has soaked (an injected clock), once;
+/// not while production is held.
+#[tokio::test]
+async fn a_release_that_soaked_in_staging_is_promoted_once_and_never_into_a_hold() {
+    use chrono::Utc;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&tmp.path().join("shop"));
+    let first = repo.commit(&[("a", "1")], "first");
+    let m = format!(
+        "{}  environments:\n    - name: staging\n    - name: production\n      promotion: {{from: staging, after: 30m}}\n",
+        crate::support::app_manifest("shop", "acme/shop", &repo.path, "main", &["true"])
+    );
+    let clock = crate::support::ManualClock::at(Utc::now());
+    let app = TestApp::start_with_clock(
+        tempfile::tempdir().unwrap(),
+        &[("shop.yaml", m)],
+        &[],
+        clock.clone(),
+    )
+    .await;
+    let staged = app.push_and_wait("auto-1", "acme/shop", &first).await;
+    assert_eq!(staged["state"], "succeeded", "{staged:#}");
+    app.wake_queue();
+    // Not soaked yet: a few rounds (woken, 20 ms apart) promote nothing.
+    for _ in 0..10 {
+        app.wake_queue();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.deployments("shop-production").await.is_empty());
+
+    clock.set(Utc::now() + chrono::Duration::minutes(31));
+    app.wake_queue();
+    crate::support::wait_for(
+        Duration::from_secs(20),
+        "the automatic promotion",
+        || async { !app.deployments("shop-production").await.is_empty() },
+    )
+    .await;
+    app.wait_idle(Duration::from_secs(30)).await;
+    let promoted = app.deployments("shop-production").await;
+    assert_eq!(promoted.len(), 1, "{promoted:#?}");
+    assert_eq!(promoted[0]["trigger"], "promotion");
+    assert_eq!(promoted[0]["actor"], "gantry (auto-promotion)");
+    assert_eq!(promoted[0]["images_from"], staged["id"]);
+    assert_eq!(promoted[0]["state"], "succeeded", "{:#}", promoted[0]);
+    for _ in 0..10 {
+        app.wake_queue();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.deployments("shop-production").await.len(),
+        1,
+        "promoted once"
+    );
+
+    // A rollback holds production: the next soaked staging release waits for the release.
+    let (status, r) = post(
+        &app,
+        "/api/v1/apps/shop/rollback",
+        json!({"env": "production", "to": promoted[0]["id"]}),
+    )
+    .await;
+    assert_eq!(status, 202, "{r}");
+    app.wait_idle(Duration::from_secs(30)).await;
+    let second = repo.commit(&[("a", "2")], "second");
+    let staged2 = app.push_and_wait("auto-2", "acme/shop", &second).await;
+    assert_eq!(staged2["state"], "succeeded");
+    clock.set(Utc::now() + chrono::Duration::hours(2));
+    for _ in 0..10 {
+        app.wake_queue();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = app.deployments("shop-production").await.len();
+    assert!(app
+        .deployments("shop-production")
+        .await
+        .iter()
+        .all(|d| d["images_from"] != staged2["id"]));
+    let (status, _) = post(
+        &app,
+        "/api/v1/apps/shop/hold/release",
+        json!({"env": "production"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.wake_queue();
+    crate::support::wait_for(
+        Duration::from_secs(20),
+        "the promotion after the release",
+        || async { app.deployments("shop-production").await.len() > before },
+    )
+    .await;
+    app.wait_idle(Duration::from_secs(30)).await;
+    let newest = &app.deployments("shop-production").await[0];
+    assert_eq!(newest["images_from"], staged2["id"], "{newest:#}");
+    app.finish().await;
+}
