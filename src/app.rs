@@ -161,13 +161,18 @@ pub async fn start_with_clock(
         ))),
         build_cache: build_cache(&config)?,
     };
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        ports,
-        config.data_dir.join("work"),
-        config.pipeline.clone(),
-        redactor.clone(),
-    ));
+    let metrics: Arc<dyn crate::ports::Metrics> =
+        Arc::new(crate::adapters::prometheus::Prometheus::default());
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            ports,
+            config.data_dir.join("work"),
+            config.pipeline.clone(),
+            redactor.clone(),
+        )
+        .with_metrics(metrics.clone()),
+    );
     // Reporters follow the store; each runs until shutdown, after the queue has stopped.
     let mut live: Vec<Arc<dyn crate::reporting::Reporter>> = Vec::new();
     if let Some(bus) = config.eventbridge_bus.as_deref() {
@@ -347,6 +352,7 @@ pub async fn start_with_clock(
         ecs_signals: signals,
         discord: discord_hook,
         drift: Some(drift.clone()),
+        metrics,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -15,5 +15,6 @@ pub mod github;
 pub mod inventory;
 pub mod lockfile;
 pub mod process;
+pub mod prometheus;
 pub mod registry;
 pub mod s3;

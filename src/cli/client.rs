@@ -213,6 +213,51 @@ pub async fn judge(
     Ok(ExitCode::SUCCESS)
 }
 
+/// DORA's four keys per app and environment.
+pub async fn dora(
+    args: &ServerArgs,
+    app: Option<&str>,
+    as_json: bool,
+    days: u32,
+) -> anyhow::Result<ExitCode> {
+    let c = Client::new(args);
+    let mut path = format!("/api/v1/dora?days={days}");
+    if let Some(a) = app {
+        path.push_str(&format!("&app={a}"));
+    }
+    let out = c.get(&path).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let hours = |v: &Value| {
+        v.as_i64()
+            .map(|s| format!("{:.1}h", s as f64 / 3600.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("DORA over the last {days} days");
+    println!(
+        "{:<24} {:<12} {:>8} {:>9} {:>10} {:>8} {:>10}",
+        "APP", "ENV", "DEPLOYS", "PER DAY", "LEAD TIME", "FAILURE", "RESTORE"
+    );
+    for a in out["apps"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:<12} {:>8} {:>9.2} {:>10} {:>8} {:>10}",
+            a["app"].as_str().unwrap_or(""),
+            a["environment"].as_str().unwrap_or(""),
+            a["deployments"],
+            a["deployments_per_day"].as_f64().unwrap_or(0.0),
+            hours(&a["lead_time_seconds"]),
+            a["change_failure_rate"]
+                .as_f64()
+                .map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            hours(&a["time_to_restore_seconds"]),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Checks APP's drift now; exit 1 when the live state differs from the release.
 pub async fn drift(args: &ServerArgs, app: &str, env: Option<&str>) -> anyhow::Result<ExitCode> {
     let c = Client::new(args);

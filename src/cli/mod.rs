@@ -233,6 +233,13 @@ pub enum Command {
         /// Print the daemon's JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Show DORA's four keys per app and environment instead: deployment frequency, lead
+        /// time for changes, change failure rate, time to restore.
+        #[arg(long)]
+        dora: bool,
+        /// The window of --dora, in days.
+        #[arg(long, default_value_t = 30, requires = "dora")]
+        days: u32,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -413,9 +420,16 @@ pub fn run(cli: Cli) -> ExitCode {
                 wait,
                 server,
             } => client::deploy(&server, &app, git_ref, sha, wait).await,
-            Command::Status { app, json, server } => {
-                client::status(&server, app.as_deref(), json).await
-            }
+            Command::Status {
+                app,
+                json,
+                dora: true,
+                days,
+                server,
+            } => client::dora(&server, app.as_deref(), json, days).await,
+            Command::Status {
+                app, json, server, ..
+            } => client::status(&server, app.as_deref(), json).await,
             Command::History {
                 app,
                 json,

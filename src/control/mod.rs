@@ -955,6 +955,85 @@ impl Control {
         })
     }
 
+    /// DORA's four keys per app (environment) over the `days` before `now`: only apps in the
+    /// manifests (or `only`), with their environment.
+    pub async fn dora(
+        &self,
+        only: Option<&str>,
+        days: u32,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, crate::plan::dora::Figures)>, ControlError> {
+        if !(1..=366).contains(&days) {
+            return Err(ControlError::Invalid(format!(
+                "`days` must be 1 to 366, not {days}"
+            )));
+        }
+        let envs: BTreeMap<String, String> = {
+            let m = self.manifests.read().expect("manifests lock poisoned");
+            m.apps
+                .iter()
+                .map(|a| {
+                    (
+                        a.manifest.metadata.name.clone(),
+                        a.manifest.spec.environment.clone(),
+                    )
+                })
+                .collect()
+        };
+        let since = now - chrono::Duration::days(i64::from(days));
+        let rows = self.store.dora_rows(since).await?;
+        Ok(crate::plan::dora::figures(&rows, since, now)
+            .into_iter()
+            .filter(|f| only.is_none_or(|o| o == f.app))
+            .filter_map(|f| envs.get(&f.app).map(|e| (e.clone(), f)))
+            .collect())
+    }
+
+    /// The gauges `/metrics` shows, read from the store now: deployments not ended by app and
+    /// state, drifted apps, and every app in the manifests.
+    pub async fn gauges(&self) -> Result<crate::ports::Gauges, ControlError> {
+        let envs: BTreeMap<String, String> = {
+            let m = self.manifests.read().expect("manifests lock poisoned");
+            m.apps
+                .iter()
+                .map(|a| {
+                    (
+                        a.manifest.metadata.name.clone(),
+                        a.manifest.spec.environment.clone(),
+                    )
+                })
+                .collect()
+        };
+        let env_of = |app: &str| envs.get(app).cloned().unwrap_or_default();
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let pending = self.store.not_started().await?;
+        let running = self.store.running().await?;
+        for d in pending.iter().chain(running.iter()) {
+            *counts
+                .entry((d.app.clone(), d.state.as_str().to_owned()))
+                .or_default() += 1;
+        }
+        Ok(crate::ports::Gauges {
+            deployments: counts
+                .into_iter()
+                .map(|((app, state), n)| (app.clone(), env_of(&app), state, n))
+                .collect(),
+            drifted: self
+                .store
+                .drifts()
+                .await?
+                .into_iter()
+                .map(|d| {
+                    let env = env_of(&d.app);
+                    (d.app, env)
+                })
+                .collect(),
+            apps: envs.into_iter().collect(),
+            // One replica runs everything until leader election lands (issue 15).
+            leader: true,
+        })
+    }
+
     /// The names of every app in the manifests in force.
     pub fn app_names(&self) -> Vec<String> {
         let m = self.manifests.read().expect("manifests lock poisoned");

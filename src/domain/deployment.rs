@@ -387,6 +387,9 @@ pub struct Deployment {
     /// Who started it outside its deploy windows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_override: Option<String>,
+    /// When its commit was made (the fetch step reads it), for lead time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub spec: AppSpec,
     pub steps: Vec<Step>,

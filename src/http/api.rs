@@ -317,6 +317,35 @@ async fn judge(
     })))
 }
 
+#[derive(Deserialize)]
+pub struct DoraQuery {
+    app: Option<String>,
+    days: Option<u32>,
+}
+
+/// DORA's four keys per app and environment over the last `days` (default 30).
+pub async fn dora(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DoraQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let days = q.days.unwrap_or(30);
+    let figures = s
+        .control
+        .dora(q.app.as_deref(), days, chrono::Utc::now())
+        .await?;
+    let out: Vec<Value> = figures
+        .into_iter()
+        .map(|(environment, f)| {
+            let mut v = json!(f);
+            v["environment"] = json!(environment);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "days": days, "apps": out })))
+}
+
 /// Every app's recorded drift.
 pub async fn drift(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&s, &headers)?;

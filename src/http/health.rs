@@ -1,5 +1,6 @@
-//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the store answers and
-//! shutdown has not begun).
+//! Liveness (`/healthz`: the process answers), readiness (`/readyz`: the store answers and
+//! shutdown has not begun) and `/metrics` (Prometheus' text format; app names and counts
+//! only, so like the health routes it needs no token).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,5 +29,21 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
                 Json(json!({ "status": "store unreachable" })),
             )
         }
+    }
+}
+
+/// `GET /metrics`: counters and histograms as recorded, gauges read from the store now.
+pub async fn metrics(State(s): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match s.control.gauges().await {
+        Ok(g) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.metrics.render(&g),
+        )
+            .into_response(),
+        Err(e) => super::error::ApiError::from(e).into_response(),
     }
 }

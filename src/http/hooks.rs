@@ -51,9 +51,32 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-#[tracing::instrument(skip_all, fields(delivery = tracing::field::Empty, event = tracing::field::Empty))]
+/// `POST /hooks/github`, counted by event and outcome.
 pub async fn github(
     State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let event = header(&headers, "x-github-event")
+        .unwrap_or("none")
+        .to_owned();
+    let answer = delivery(&s, headers, body).await;
+    let outcome = match &answer {
+        Ok((_, Json(v))) if v.get("duplicate").is_some() => "duplicate",
+        Ok((_, Json(v))) if v.get("pong").is_some() => "ping",
+        Ok((StatusCode::ACCEPTED, _)) => "accepted",
+        Ok(_) => "ignored",
+        Err(ApiError::Unauthorized(_)) => "unauthorized",
+        Err(ApiError::Store(_)) => "error",
+        Err(_) => "malformed",
+    };
+    s.metrics.delivery(&event, outcome);
+    answer
+}
+
+#[tracing::instrument(skip_all, fields(delivery = tracing::field::Empty, event = tracing::field::Empty))]
+async fn delivery(
+    s: &AppState,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

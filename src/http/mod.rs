@@ -36,6 +36,8 @@ pub struct AppState {
     pub ecs_signals: Arc<crate::services::signals::EcsSignals>,
     /// Discord's interactions endpoint; `None`: `/hooks/discord` answers 401.
     pub discord: Option<Arc<discord::DiscordHook>>,
+    /// What `/metrics` renders, and the webhook intake counts into.
+    pub metrics: Arc<dyn crate::ports::Metrics>,
     /// Checks drift on demand (`POST /api/v1/apps/{app}/drift`).
     pub drift: Option<Arc<crate::control::drift::DriftWatcher>>,
 }
@@ -63,6 +65,7 @@ pub fn router(state: AppState, limits: serve::Limits) -> Router {
         .route("/api/v1/apps/{app}/approve", post(api::approve))
         .route("/api/v1/apps/{app}/reject", post(api::reject))
         .route("/api/v1/drift", get(api::drift))
+        .route("/api/v1/dora", get(api::dora))
         .route("/api/v1/deployments", get(api::deployments))
         .route("/api/v1/deployments/{id}", get(api::deployment))
         .route("/api/v1/audit", get(api::audit))
@@ -70,6 +73,7 @@ pub fn router(state: AppState, limits: serve::Limits) -> Router {
         .route("/api/v1/releases", get(api::releases))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(
             serve::BodyBudget::new(limits),

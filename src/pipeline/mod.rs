@@ -132,6 +132,7 @@ pub struct Engine {
     work_dir: PathBuf,
     config: PipelineConfig,
     redactor: Redactor,
+    metrics: Arc<dyn crate::ports::Metrics>,
 }
 
 impl Engine {
@@ -148,7 +149,23 @@ impl Engine {
             work_dir,
             config,
             redactor,
+            metrics: Arc::new(crate::ports::NoMetrics),
         }
+    }
+
+    /// Counts deployments and steps into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn crate::ports::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    fn count_end(&self, dep: &Deployment, state: DeploymentState) {
+        let seconds = dep
+            .started_at
+            .map(|s| (chrono::Utc::now() - s).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or_default();
+        self.metrics
+            .deployment_finished(&dep.app, &dep.spec.environment, state.as_str(), seconds);
     }
 
     /// Runs (or resumes) a deployment that the store has marked `running`.
@@ -231,10 +248,16 @@ impl Engine {
             match result {
                 Ok(out) => {
                     if let Some(sha) = out.sha {
-                        self.store.set_sha(dep.id, &sha).await?;
+                        self.store.set_sha(dep.id, &sha, out.committed_at).await?;
                         dep.sha = Some(sha);
+                        dep.committed_at = out.committed_at;
                     }
                     tracing::info!(step = %step.kind, duration_ms, outcome = %out.summary, "step succeeded");
+                    self.metrics.step_finished(
+                        step.kind.as_str(),
+                        "succeeded",
+                        duration_ms as f64 / 1000.0,
+                    );
                     self.store
                         .step_finished(
                             dep.id,
@@ -268,6 +291,11 @@ impl Engine {
                         reason.push_str(&self.redactor.redact(&note));
                     }
                     tracing::warn!(step = %step.kind, duration_ms, error = %reason, "step failed");
+                    self.metrics.step_finished(
+                        step.kind.as_str(),
+                        "failed",
+                        duration_ms as f64 / 1000.0,
+                    );
                     self.store
                         .step_finished(
                             dep.id,
@@ -282,6 +310,7 @@ impl Engine {
                     self.store
                         .finish(dep.id, DeploymentState::Failed, Some(reason.clone()))
                         .await?;
+                    self.count_end(&dep, DeploymentState::Failed);
                     self.cleanup(&workspace).await;
                     return Ok(RunOutcome::Failed(reason));
                 }
@@ -290,6 +319,7 @@ impl Engine {
         self.store
             .finish(dep.id, DeploymentState::Succeeded, None)
             .await?;
+        self.count_end(&dep, DeploymentState::Succeeded);
         tracing::info!(
             duration_ms = started.elapsed().as_millis() as u64,
             "deployment succeeded"

@@ -94,6 +94,8 @@ pub struct StepOutput {
     pub summary: String,
     /// The commit the step resolved, when it resolved one.
     pub sha: Option<String>,
+    /// When that commit was made (its committer time), for lead time.
+    pub committed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub async fn run(kind: StepKind, ctx: StepContext<'_>) -> Result<StepOutput, StepError> {
@@ -115,6 +117,7 @@ async fn verify(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     let skipped = |why: &str| StepOutput {
         summary: format!("skipped: {why}"),
         sha: None,
+        committed_at: None,
     };
     if !ctx.config.verify {
         ctx.log
@@ -150,6 +153,7 @@ async fn verify(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     Ok(StepOutput {
         summary: format!("{} resource(s) checked", report.checked),
         sha: None,
+        committed_at: None,
     })
 }
 
@@ -193,6 +197,7 @@ async fn fetch(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
             commit.author
         ),
         sha: Some(commit.sha),
+        committed_at: chrono::DateTime::from_timestamp(commit.time, 0),
     })
 }
 
@@ -201,6 +206,7 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         return Ok(StepOutput {
             summary: "nothing to build".into(),
             sha: None,
+            committed_at: None,
         });
     };
     // The checkout may be gone (a restart on a fresh disk) or dirty (an interrupted build):
@@ -301,7 +307,11 @@ async fn build(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
         summary.push_str("; caches: ");
         summary.push_str(&outcomes.join(", "));
     }
-    Ok(StepOutput { summary, sha: None })
+    Ok(StepOutput {
+        summary,
+        sha: None,
+        committed_at: None,
+    })
 }
 
 /// A declared cache this build uses: where it is, its key, how its restore went.
@@ -559,6 +569,7 @@ async fn publish_images(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> 
             published.len() - built
         ),
         sha: None,
+        committed_at: None,
     })
 }
 
@@ -576,6 +587,7 @@ async fn report(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     Ok(StepOutput {
         summary: format!("release recorded at {}", short_sha(&sha)),
         sha: None,
+        committed_at: None,
     })
 }
 
@@ -850,6 +862,7 @@ async fn sync_sites(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     Ok(StepOutput {
         summary: summaries.join(", "),
         sha: None,
+        committed_at: None,
     })
 }
 
@@ -908,6 +921,7 @@ async fn roll_services(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     Ok(StepOutput {
         summary: format!("{} service(s), {changed} rolled", results.len()),
         sha: None,
+        committed_at: None,
     })
 }
 
@@ -942,5 +956,6 @@ async fn schedule_jobs(ctx: &StepContext<'_>) -> Result<StepOutput, StepError> {
     Ok(StepOutput {
         summary: format!("{n} job(s) scheduled"),
         sha: None,
+        committed_at: None,
     })
 }

@@ -147,6 +147,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             window_override: None,
+            committed_at: None,
             spec,
             steps: vec![],
         }

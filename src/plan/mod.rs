@@ -16,6 +16,7 @@ pub mod cache;
 pub mod chatops;
 pub mod copilot;
 pub mod dockerfile;
+pub mod dora;
 pub mod drift;
 pub mod edge;
 pub mod gate;

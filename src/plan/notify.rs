@@ -437,6 +437,7 @@ mod tests {
             started_at: Some(at(0)),
             finished_at: None,
             window_override: None,
+            committed_at: None,
             spec,
             steps,
         }

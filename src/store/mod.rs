@@ -231,7 +231,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records the exact commit a ref resolved to.
-    async fn set_sha(&self, id: DeploymentId, sha: &str) -> Result<(), StoreError>;
+    /// Records the commit a deployment resolved, and when it was made (lead time).
+    async fn set_sha(
+        &self,
+        id: DeploymentId,
+        sha: &str,
+        committed_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError>;
 
     /// Ends a deployment. Only a non-terminal deployment changes.
     async fn finish(
@@ -362,6 +368,13 @@ pub trait Store: Send + Sync + 'static {
         id: DeploymentId,
         audit: AuditRecord,
     ) -> Result<bool, StoreError>;
+
+    /// What DORA's figures need of every deployment that ended at or after `since`, plus the
+    /// promotion sources they name.
+    async fn dora_rows(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::plan::dora::Row>, StoreError>;
 
     /// Records what a drift check of `app` found against the release of deployment
     /// `release` (`found`: its fingerprint and readable diff; `None`: no drift). A new (or

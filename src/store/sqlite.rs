@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_drift.sql"),
     include_str!("migrations/0012_windows.sql"),
     include_str!("migrations/0013_approvals.sql"),
+    include_str!("migrations/0014_commit_time.sql"),
 ];
 /// How long interaction ids are remembered: twice Discord's signature window.
 const INTERACTION_MEMORY_MS: i64 = 10 * 60 * 1000;
@@ -450,7 +451,7 @@ fn record_delivery(
     })
 }
 
-const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from, manifests, images_from, window_override";
+const DEPLOYMENT_COLUMNS: &str = "id, app, sha, git_ref, trigger, actor, delivery_id, state, reason, spec, created_at, started_at, finished_at, restore_from, manifests, images_from, window_override, committed_at";
 
 /// A column that holds something Gantry cannot read back is a corrupt record, not a default.
 fn pending_row(r: &Row<'_>) -> rusqlite::Result<PendingReport> {
@@ -501,6 +502,7 @@ fn deployment_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
         started_at: ts(r.get(11)?),
         finished_at: ts(r.get(12)?),
         window_override: r.get(16)?,
+        committed_at: ts(r.get(17)?),
         spec: serde_json::from_str(&spec).map_err(|e| bad_column(9, e.to_string()))?,
         steps: vec![],
     })
@@ -919,12 +921,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_sha(&self, id: DeploymentId, sha: &str) -> Result<(), StoreError> {
+    async fn set_sha(
+        &self,
+        id: DeploymentId,
+        sha: &str,
+        committed_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let sha = sha.to_owned();
         self.write(move |conn| {
             conn.execute(
-                "UPDATE deployments SET sha = ?1 WHERE id = ?2",
-                params![sha, id],
+                "UPDATE deployments SET sha = ?1, committed_at = ?3 WHERE id = ?2",
+                params![sha, id, committed_at.map(|t| t.timestamp_millis())],
             )?;
             Ok(())
         })
@@ -1210,6 +1217,36 @@ impl Store for SqliteStore {
                 },
             )?;
             Ok(changed)
+        })
+        .await
+    }
+
+    async fn dora_rows(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::plan::dora::Row>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, app, trigger, state, finished_at, committed_at, images_from FROM deployments
+                 WHERE finished_at >= ?1
+                    OR id IN (SELECT images_from FROM deployments WHERE finished_at >= ?1 AND images_from IS NOT NULL)",
+            )?;
+            let rows = stmt
+                .query_map([since.timestamp_millis()], |r| {
+                    let trigger: String = r.get(2)?;
+                    let state: String = r.get(3)?;
+                    Ok(crate::plan::dora::Row {
+                        id: r.get(0)?,
+                        app: r.get(1)?,
+                        trigger: trigger.parse().map_err(|e: String| bad_column(2, e))?,
+                        state: state.parse().map_err(|e: String| bad_column(3, e))?,
+                        finished_at: ts(r.get(4)?),
+                        committed_at: ts(r.get(5)?),
+                        images_from: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }
