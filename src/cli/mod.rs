@@ -6,6 +6,7 @@ mod diff;
 mod discord;
 mod ecs;
 mod eventbridge;
+mod iam;
 mod image;
 mod import;
 mod local;
@@ -166,6 +167,23 @@ pub enum Command {
         deployment: Option<i64>,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Print the least-privilege IAM policy Gantry needs for the manifests: write actions only
+    /// on the clusters, services, task definition families, repositories, bucket prefixes,
+    /// distributions, edge functions and rules they name; iam:PassRole only for their roles.
+    IamPolicy {
+        /// The account; default: the one the manifests' ECR repositories or roles name.
+        #[arg(long)]
+        account: Option<String>,
+        /// The region; default: the one the manifests' ECR repositories name, else AWS_REGION.
+        #[arg(long)]
+        region: Option<String>,
+        /// Configuration file (also GANTRY_CONFIG).
+        #[arg(long, env = "GANTRY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Manifests directory; overrides the configuration's.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
     },
     /// Deploy windows: start a deployment that waits for its window.
     Window {
@@ -455,6 +473,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 command: HoldCommand::Release { app, env, server },
             } => client::release_hold(&server, &app, env.as_deref()).await,
             Command::Resume { app, server } => client::resume(&server, &app).await,
+            Command::IamPolicy {
+                account,
+                region,
+                config,
+                manifests,
+            } => iam::run(config, manifests, account, region),
             Command::Window {
                 command:
                     WindowCommand::Override {

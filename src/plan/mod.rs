@@ -22,6 +22,7 @@ pub mod edge;
 pub mod gate;
 pub mod gitops;
 pub mod headers;
+pub mod iam;
 pub mod import;
 pub mod intake;
 pub mod invalidation;

@@ -261,6 +261,55 @@ fn render_prints_each_example_app_the_same_way_every_time() {
     }
 }
 
+/// `gantry iam-policy` of each example: scoped to what the manifests name; no write action on
+/// `*` but those AWS offers no resource scoping for; the portfolio's policy snapshotted.
+#[test]
+fn iam_policy_scopes_every_write_to_what_the_manifests_name() {
+    let root = crate::support::root();
+    for app in ["portfolio", "startup-expo"] {
+        let out = gantry()
+            .current_dir(&root)
+            .args(["iam-policy", "--manifests"])
+            .arg(format!("manifests/examples/{app}"))
+            .env_remove("GANTRY_CONFIG")
+            .env_remove("GANTRY_MANIFESTS")
+            .env_remove("GANTRY_SOURCE_REPO")
+            .env_remove("GANTRY_EVENTBRIDGE_BUS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            gantry::plan::iam::unscoped_writes(&policy),
+            Vec::<String>::new(),
+            "{text}"
+        );
+        let statements = policy["Statement"].as_array().unwrap();
+        let star: Vec<&serde_json::Value> = statements
+            .iter()
+            .filter(|s| s["Resource"].as_array().unwrap().iter().any(|r| r == "*"))
+            .collect();
+        assert_eq!(star.len(), 1, "one statement on *: {text}");
+        assert_eq!(star[0]["Sid"], "NoResourceScopingOfferedByAws");
+        let pass = statements
+            .iter()
+            .find(|s| s["Sid"] == "PassTaskRolesToEcs")
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(
+            pass["Condition"]["StringEquals"]["iam:PassedToService"],
+            "ecs-tasks.amazonaws.com"
+        );
+        if app == "portfolio" {
+            insta::assert_snapshot!("iam_policy_portfolio", text);
+        }
+    }
+}
+
 /// A chart's values that break its schema are refused at file:line with the field path.
 #[test]
 fn broken_chart_values_are_rejected_with_the_field_path() {
