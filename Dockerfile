@@ -44,6 +44,7 @@ ENV GANTRY_LISTEN=0.0.0.0:8080 \
 USER gantry
 WORKDIR /var/lib/gantry
 EXPOSE 8080
-# No HEALTHCHECK: ECS ignores it; the task's load balancer checks GET /readyz instead.
+# No HEALTHCHECK: ECS ignores it. The task definition's healthCheck runs `gantry health`
+# (deploy/gantry.yaml); the load balancer checks GET /readyz.
 ENTRYPOINT ["gantry"]
 CMD ["serve"]

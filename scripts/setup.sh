@@ -7,8 +7,8 @@
 #      apache2-utils wrk curl ca-certificates (+ python3/python3-venv/npm only
 #      when those tools are missing). `apt-get update` runs only if something
 #      has to be installed.
-#   2. A Python venv at .stack/venv (system python3) with moto[server]==5.2.5
-#      and awscli from PyPI.
+#   2. A Python venv at .stack/venv (system python3) with moto[server]==5.2.5,
+#      awscli and cfn-lint (the bootstrap template's linter) from PyPI.
 #   3. npm packages under .stack/node: @octokit/webhooks-examples@7 (real
 #      GitHub webhook payloads, used by the tests).
 #
@@ -68,7 +68,7 @@ fi
 # Use the distribution's python3 (not a pyenv/asdf shim) when there is one.
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY="$(command -v python3)"; fi
 VENV="$STACK/venv"
-PIP_SPEC=("moto[server]==5.2.5" "awscli")
+PIP_SPEC=("moto[server]==5.2.5" "awscli" "cfn-lint")
 PIP_STAMP="$VENV/.gantry-requirements"
 want_stamp="$PY ${PIP_SPEC[*]}"
 

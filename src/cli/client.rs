@@ -162,6 +162,26 @@ pub async fn release_hold(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the daemon at `server` answers `/healthz` within 5 s.
+pub async fn health(server: &str) -> ExitCode {
+    let c = crate::adapters::api_client::ApiClient::new(server, None);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), c.get("/healthz")).await {
+        Ok(Ok(v)) if v["status"] == "ok" => ExitCode::SUCCESS,
+        Ok(Ok(v)) => {
+            eprintln!("{server}/healthz answered {v}");
+            ExitCode::from(1)
+        }
+        Ok(Err(e)) => {
+            eprintln!("{server}/healthz: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("{server}/healthz did not answer within 5 s");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Starts APP's deployment waiting for its window now.
 pub async fn override_window(
     args: &ServerArgs,

@@ -168,6 +168,13 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Exit 0 when the daemon at --server answers /healthz within 5 s, else 1: the container
+    /// health check of Gantry's own task definition (no curl needed in the image).
+    Health {
+        /// The daemon's base URL.
+        #[arg(long, env = "GANTRY_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
     /// Print the least-privilege IAM policy Gantry needs for the manifests: write actions only
     /// on the clusters, services, task definition families, repositories, bucket prefixes,
     /// distributions, edge functions and rules they name; iam:PassRole only for their roles.
@@ -473,6 +480,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 command: HoldCommand::Release { app, env, server },
             } => client::release_hold(&server, &app, env.as_deref()).await,
             Command::Resume { app, server } => client::resume(&server, &app).await,
+            Command::Health { server } => Ok(client::health(&server).await),
             Command::IamPolicy {
                 account,
                 region,

@@ -310,6 +310,56 @@ fn iam_policy_scopes_every_write_to_what_the_manifests_name() {
     }
 }
 
+/// The bootstrap template (deploy/gantry.yaml) is clean under cfn-lint (installed into the
+/// test venv by scripts/setup.sh).
+#[test]
+fn the_bootstrap_template_passes_cfn_lint() {
+    let root = crate::support::root();
+    let lint = root.join(".stack/venv/bin/cfn-lint");
+    let out = std::process::Command::new(&lint)
+        .arg("deploy/gantry.yaml")
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} not runnable ({e}): run scripts/setup.sh",
+                lint.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "cfn-lint deploy/gantry.yaml:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `gantry health` (the task definition's health check) exits 0 against a daemon, 1 without.
+#[tokio::test]
+async fn health_exits_zero_only_when_the_daemon_answers() {
+    let app = crate::support::TestApp::start(&[]).await;
+    let ok = crate::support::gantry_cli()
+        .args(["health", "--server", &app.url("")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let down = crate::support::gantry_cli()
+        .args(["health", "--server", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    app.finish().await;
+}
+
 /// A chart's values that break its schema are refused at file:line with the field path.
 #[test]
 fn broken_chart_values_are_rejected_with_the_field_path() {
