@@ -145,29 +145,9 @@ pub enum Command {
     },
     /// Approve APP's deployment awaiting approval (you must be in its `spec.approvals.from`;
     /// the change's author's own approval does not count). Audited.
-    Approve {
-        app: String,
-        /// The environment, for an app with environments.
-        #[arg(long)]
-        env: Option<String>,
-        /// The deployment; default: the app's newest one awaiting approval.
-        #[arg(long)]
-        deployment: Option<i64>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
+    Approve(WaitingArgs),
     /// Reject APP's deployment awaiting approval: it ends without starting. Audited.
-    Reject {
-        app: String,
-        /// The environment, for an app with environments.
-        #[arg(long)]
-        env: Option<String>,
-        /// The deployment; default: the app's newest one awaiting approval.
-        #[arg(long)]
-        deployment: Option<i64>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
+    Reject(WaitingArgs),
     /// Exit 0 when the daemon at --server answers /healthz within 5 s, else 1: the container
     /// health check of Gantry's own task definition (no curl needed in the image).
     Health {
@@ -379,21 +359,25 @@ pub enum HoldCommand {
     },
 }
 
+/// A deployment that has not started yet, of APP.
+#[derive(Debug, clap::Args)]
+pub struct WaitingArgs {
+    app: String,
+    /// The environment, for an app with environments.
+    #[arg(long)]
+    env: Option<String>,
+    /// The deployment; default: the app's newest one waiting.
+    #[arg(long)]
+    deployment: Option<i64>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum WindowCommand {
     /// Start APP's deployment that waits for its deploy window now. Only actors listed in the
     /// environment's `spec.windows.overrideBy` may; every attempt is audited.
-    Override {
-        app: String,
-        /// The environment, for an app with environments.
-        #[arg(long)]
-        env: Option<String>,
-        /// The waiting deployment; default: the app's newest waiting one.
-        #[arg(long)]
-        deployment: Option<i64>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
+    Override(WaitingArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -488,26 +472,14 @@ pub fn run(cli: Cli) -> ExitCode {
                 manifests,
             } => iam::run(config, manifests, account, region),
             Command::Window {
-                command:
-                    WindowCommand::Override {
-                        app,
-                        env,
-                        deployment,
-                        server,
-                    },
-            } => client::override_window(&server, &app, env.as_deref(), deployment).await,
-            Command::Approve {
-                app,
-                env,
-                deployment,
-                server,
-            } => client::judge(&server, &app, env.as_deref(), deployment, true).await,
-            Command::Reject {
-                app,
-                env,
-                deployment,
-                server,
-            } => client::judge(&server, &app, env.as_deref(), deployment, false).await,
+                command: WindowCommand::Override(w),
+            } => client::override_window(&w.server, &w.app, w.env.as_deref(), w.deployment).await,
+            Command::Approve(w) => {
+                client::judge(&w.server, &w.app, w.env.as_deref(), w.deployment, true).await
+            }
+            Command::Reject(w) => {
+                client::judge(&w.server, &w.app, w.env.as_deref(), w.deployment, false).await
+            }
             Command::Drift { app, env, server } => {
                 client::drift(&server, &app, env.as_deref()).await
             }

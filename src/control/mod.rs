@@ -968,18 +968,7 @@ impl Control {
                 "`days` must be 1 to 366, not {days}"
             )));
         }
-        let envs: BTreeMap<String, String> = {
-            let m = self.manifests.read().expect("manifests lock poisoned");
-            m.apps
-                .iter()
-                .map(|a| {
-                    (
-                        a.manifest.metadata.name.clone(),
-                        a.manifest.spec.environment.clone(),
-                    )
-                })
-                .collect()
-        };
+        let envs = self.environments();
         let since = now - chrono::Duration::days(i64::from(days));
         let rows = self.store.dora_rows(since).await?;
         Ok(crate::plan::dora::figures(&rows, since, now)
@@ -992,18 +981,7 @@ impl Control {
     /// The gauges `/metrics` shows, read from the store now: deployments not ended by app and
     /// state, drifted apps, and every app in the manifests.
     pub async fn gauges(&self) -> Result<crate::ports::Gauges, ControlError> {
-        let envs: BTreeMap<String, String> = {
-            let m = self.manifests.read().expect("manifests lock poisoned");
-            m.apps
-                .iter()
-                .map(|a| {
-                    (
-                        a.manifest.metadata.name.clone(),
-                        a.manifest.spec.environment.clone(),
-                    )
-                })
-                .collect()
-        };
+        let envs = self.environments();
         let env_of = |app: &str| envs.get(app).cloned().unwrap_or_default();
         let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
         let pending = self.store.not_started().await?;
@@ -1032,6 +1010,20 @@ impl Control {
             // One replica runs everything until leader election lands (issue 15).
             leader: true,
         })
+    }
+
+    /// Every app in the manifests in force, with its environment.
+    fn environments(&self) -> BTreeMap<String, String> {
+        let m = self.manifests.read().expect("manifests lock poisoned");
+        m.apps
+            .iter()
+            .map(|a| {
+                (
+                    a.manifest.metadata.name.clone(),
+                    a.manifest.spec.environment.clone(),
+                )
+            })
+            .collect()
     }
 
     /// The names of every app in the manifests in force.

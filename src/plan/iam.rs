@@ -3,7 +3,7 @@
 //! repositories, buckets and prefixes, distributions, edge functions and rules the manifests
 //! name, and `iam:PassRole` to their task, execution and events roles; the few actions AWS
 //! offers no resource scoping for are granted on `*` in statements whose `Sid` says so
-//! ([`UNSCOPED`]). Pure: manifests in, a deterministic JSON document out.
+//! (`UNSCOPED_IMAGES`, `UNSCOPED_ECS`). Pure: manifests in, a deterministic JSON document out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,10 +12,12 @@ use serde_json::{json, Value};
 use crate::domain::taskdef::TaskDefinition;
 use crate::domain::AppSpec;
 
+/// What pushing images needs that AWS authorises only on `*`.
+const UNSCOPED_IMAGES: &[&str] = &["ecr:GetAuthorizationToken"];
+
 /// Actions that AWS authorises only on `Resource: "*"` (no resource-level permissions), and
-/// read-only lookups `verify` makes that AWS does not scope either.
-pub const UNSCOPED: &[&str] = &[
-    "ecr:GetAuthorizationToken",
+/// read-only lookups `verify` makes that AWS does not scope either: what ECS work needs.
+const UNSCOPED_ECS: &[&str] = &[
     "ecs:DeregisterTaskDefinition",
     "ecs:DescribeTaskDefinition",
     "ecs:ListTaskDefinitions",
@@ -332,20 +334,10 @@ pub fn policy(apps: &[(&str, &AppSpec)], scope: &Scope, bus: Option<&str>) -> Va
     let any_image = apps.iter().any(|(_, s)| !s.images.is_empty());
     let mut unscoped: Vec<&str> = Vec::new();
     if any_image {
-        unscoped.push("ecr:GetAuthorizationToken");
+        unscoped.extend(UNSCOPED_IMAGES);
     }
     if any_ecs {
-        unscoped.extend([
-            "ecs:DeregisterTaskDefinition",
-            "ecs:DescribeTaskDefinition",
-            "ecs:ListTaskDefinitions",
-            "ecs:RegisterTaskDefinition",
-            "ec2:DescribeSecurityGroups",
-            "ec2:DescribeSubnets",
-            "elasticloadbalancing:DescribeTargetGroups",
-            "logs:DescribeLogGroups",
-            "ssm:DescribeParameters",
-        ]);
+        unscoped.extend(UNSCOPED_ECS);
     }
     p.allow(
         "NoResourceScopingOfferedByAws",
@@ -367,7 +359,7 @@ pub fn unscoped_writes(document: &Value) -> Vec<String> {
         }
         for a in s["Action"].as_array().into_iter().flatten() {
             let a = a.as_str().unwrap_or("");
-            if !UNSCOPED.contains(&a) {
+            if !UNSCOPED_IMAGES.contains(&a) && !UNSCOPED_ECS.contains(&a) {
                 out.push(a.to_owned());
             }
         }

@@ -11,20 +11,7 @@ use serde_json::{json, Value};
 
 use crate::chatops::{button, Signer2};
 use crate::fakes::Fake;
-use crate::support::{app_manifest, wait_for, GitRepo, ManualClock, TestApp, TOKEN};
-
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+use crate::support::{app_manifest, wait_for, GitRepo, ManualClock, TestApp};
 
 async fn wait_state(app: &TestApp, id: &Value, want: &str) -> Value {
     let path = format!("/api/v1/deployments/{id}");
@@ -38,7 +25,9 @@ async fn wait_state(app: &TestApp, id: &Value, want: &str) -> Value {
 }
 
 async fn deploy(app: &TestApp, actor: &str) -> Value {
-    let (status, r) = post(app, "/api/v1/apps/web/deploy", json!({"actor": actor})).await;
+    let (status, r) = app
+        .post("/api/v1/apps/web/deploy", json!({"actor": actor}))
+        .await;
     assert_eq!(status, 202, "{r}");
     r["id"].clone()
 }
@@ -74,12 +63,9 @@ async fn a_production_deployment_waits_for_an_approval_that_is_not_its_authors()
     let id = deploy(&app, "cli:alice").await;
     let d = wait_state(&app, &id, "awaiting_approval").await;
     assert!(d["reason"].as_str().unwrap().contains("0 of 1"), "{d:#}");
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/web/approve",
-        json!({"actor": "cli:alice"}),
-    )
-    .await;
+    let (status, r) = app
+        .post("/api/v1/apps/web/approve", json!({"actor": "cli:alice"}))
+        .await;
     assert_eq!((status, r["counted"].clone()), (200, json!(false)), "{r}");
     app.wake_queue();
     wait_for(Duration::from_secs(10), "the reason to say why", || async {
@@ -94,12 +80,9 @@ async fn a_production_deployment_waits_for_an_approval_that_is_not_its_authors()
         app.api(&format!("/api/v1/deployments/{id}")).await["state"],
         "awaiting_approval"
     );
-    let (status, _) = post(
-        &app,
-        "/api/v1/apps/web/approve",
-        json!({"actor": "cli:mallory"}),
-    )
-    .await;
+    let (status, _) = app
+        .post("/api/v1/apps/web/approve", json!({"actor": "cli:mallory"}))
+        .await;
     assert_eq!(status, 403);
 
     // The deployment's Discord message carries the buttons; a named user's click approves.
@@ -167,7 +150,9 @@ async fn a_production_deployment_waits_for_an_approval_that_is_not_its_authors()
     // A rejection ends the next one without starting it.
     let id = deploy(&app, "cli:alice").await;
     wait_state(&app, &id, "awaiting_approval").await;
-    let (status, _) = post(&app, "/api/v1/apps/web/reject", json!({"actor": "cli:bob"})).await;
+    let (status, _) = app
+        .post("/api/v1/apps/web/reject", json!({"actor": "cli:bob"}))
+        .await;
     assert_eq!(status, 200);
     let d = wait_state(&app, &id, "failed").await;
     assert_eq!(d["reason"], "rejected by cli:bob", "{d:#}");

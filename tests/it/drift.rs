@@ -9,20 +9,7 @@ use serde_json::{json, Value};
 use crate::fakes::Fake;
 use crate::services::{task_definition, Ecs};
 use crate::sites::{aws_config, moto_url};
-use crate::support::{push_body, wait_for, GitRepo, TestApp, TOKEN};
-
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+use crate::support::{push_body, wait_for, GitRepo, TestApp};
 
 /// What someone does in the console: another revision of the family, and another count.
 async fn change_by_hand(ecs: &Ecs, service: &str, family: &str, count: i32) -> String {
@@ -153,7 +140,9 @@ async fn drift_is_reported_once_healed_only_where_asked_and_never_when_held() {
     assert_eq!(r["deployments"].as_array().unwrap().len(), 2, "{r}");
     app.wait_idle(Duration::from_secs(60)).await;
     for env in ["staging", "production"] {
-        let (status, c) = post(&app, "/api/v1/apps/shop/drift", json!({"env": env})).await;
+        let (status, c) = app
+            .post("/api/v1/apps/shop/drift", json!({"env": env}))
+            .await;
         assert_eq!(status, 200, "{c}");
         assert_eq!(c["change"], "none", "a fresh release has no drift: {c}");
     }
@@ -200,7 +189,9 @@ async fn drift_is_reported_once_healed_only_where_asked_and_never_when_held() {
     );
     assert!(diff.contains("DEBUG"), "the task definition diff: {diff}");
     for _ in 0..3 {
-        let (_, c) = post(&app, "/api/v1/apps/shop-production/drift", json!({})).await;
+        let (_, c) = app
+            .post("/api/v1/apps/shop-production/drift", json!({}))
+            .await;
         assert_eq!(c["change"], "unchanged", "{c}");
         assert!(c["healed_by"].is_null(), "{c}");
         assert_eq!(c["note"], "selfHeal is off", "{c}");
@@ -284,7 +275,9 @@ async fn drift_is_reported_once_healed_only_where_asked_and_never_when_held() {
         .send()
         .await
         .unwrap();
-    let (_, c) = post(&app, "/api/v1/apps/shop-production/drift", json!({})).await;
+    let (_, c) = app
+        .post("/api/v1/apps/shop-production/drift", json!({}))
+        .await;
     // The periodic check may have seen it first.
     assert!(
         c["change"] == "detected" || c["change"] == "unchanged",
@@ -298,17 +291,14 @@ async fn drift_is_reported_once_healed_only_where_asked_and_never_when_held() {
     );
 
     // A rollback holds staging: drift is reported, never healed, until the hold is released.
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/shop/rollback",
-        json!({"env": "staging"}),
-    )
-    .await;
+    let (status, r) = app
+        .post("/api/v1/apps/shop/rollback", json!({"env": "staging"}))
+        .await;
     assert_eq!(status, 202, "{r}");
     app.wait_idle(Duration::from_secs(60)).await;
     let deployments_before = app.deployments("shop-staging").await.len();
     change_by_hand(&stg, &service, &stg_family, 2).await;
-    let (_, c) = post(&app, "/api/v1/apps/shop-staging/drift", json!({})).await;
+    let (_, c) = app.post("/api/v1/apps/shop-staging/drift", json!({})).await;
     assert!(
         c["change"] == "detected" || c["change"] == "unchanged",
         "the periodic check may have seen it first: {c}"
@@ -316,7 +306,7 @@ async fn drift_is_reported_once_healed_only_where_asked_and_never_when_held() {
     assert!(c["healed_by"].is_null(), "{c}");
     assert!(c["note"].as_str().unwrap().starts_with("hold"), "{c}");
     for _ in 0..3 {
-        let (_, c) = post(&app, "/api/v1/apps/shop-staging/drift", json!({})).await;
+        let (_, c) = app.post("/api/v1/apps/shop-staging/drift", json!({})).await;
         assert!(c["healed_by"].is_null(), "{c}");
     }
     assert_eq!(

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::images::{
     base_image, blob_uploads, endpoints, registry_log_len, registry_requests, unique, ECR,
 };
 use crate::services::{task_definition, Ecs};
 use crate::sites::{aws_config, moto_url};
-use crate::support::{push_body, GitRepo, TestApp, TOKEN};
+use crate::support::{push_body, GitRepo, TestApp};
 
 async fn s3() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
@@ -56,19 +56,6 @@ async fn running(ecs: &Ecs, service: &str) -> (String, Vec<(String, String)>, i3
         })
         .collect();
     (c.image().unwrap_or("").to_owned(), env, svc.desired_count())
-}
-
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -157,17 +144,19 @@ async fn promotion_deploys_stagings_digests_and_site_content_with_productions_va
     assert_eq!(stg_count, 1);
 
     // Production cannot be deployed from a branch.
-    let (status, r) = post(&app, "/api/v1/apps/shop-production/deploy", json!({})).await;
+    let (status, r) = app
+        .post("/api/v1/apps/shop-production/deploy", json!({}))
+        .await;
     assert_eq!(status, 400, "{r}");
 
     // Promote: same digest and content, production's values, nothing built or uploaded.
     let before = registry_log_len();
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/shop/promote",
-        json!({"from": "staging", "to": "production", "actor": "cli:alice"}),
-    )
-    .await;
+    let (status, r) = app
+        .post(
+            "/api/v1/apps/shop/promote",
+            json!({"from": "staging", "to": "production", "actor": "cli:alice"}),
+        )
+        .await;
     assert_eq!(status, 202, "{r}");
     assert_eq!(r["release"], staged["id"]);
     assert!(r["held"].is_null(), "the newest release holds nothing: {r}");
@@ -216,9 +205,7 @@ async fn promotion_deploys_stagings_digests_and_site_content_with_productions_va
     let staged2 = app.push_and_wait("shop-2", "acme/shop", &second).await;
     assert_eq!(staged2["state"], "succeeded", "{staged2:#}");
     assert_ne!(running(&stg, &service).await.0, stg_image);
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/shop/promote",
+    let (status, r) = app.post("/api/v1/apps/shop/promote",
         json!({"from": "staging", "to": "production", "release": staged["id"], "actor": "cli:bob"}),
     )
     .await;
@@ -234,12 +221,12 @@ async fn promotion_deploys_stagings_digests_and_site_content_with_productions_va
     let apps = app.api("/api/v1/apps").await;
     assert_eq!(apps[1]["paused"]["kind"], "hold", "{apps:#}");
     assert_eq!(running(&prd, &service).await.0, stg_image);
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/shop/hold/release",
-        json!({"env": "production", "actor": "cli:bob"}),
-    )
-    .await;
+    let (status, r) = app
+        .post(
+            "/api/v1/apps/shop/hold/release",
+            json!({"env": "production", "actor": "cli:bob"}),
+        )
+        .await;
     assert_eq!((status, r["released"].clone()), (200, json!(true)), "{r}");
     let audit = app.api("/api/v1/audit?target=shop-production").await;
     let actions: Vec<&str> = audit
@@ -250,12 +237,12 @@ async fn promotion_deploys_stagings_digests_and_site_content_with_productions_va
         .collect();
     assert_eq!(actions, ["hold.release", "promote", "promote"], "{audit:#}");
     // Unknown environments and apps are the caller's to fix.
-    let (status, _) = post(
-        &app,
-        "/api/v1/apps/shop/promote",
-        json!({"from": "staging", "to": "qa"}),
-    )
-    .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/apps/shop/promote",
+            json!({"from": "staging", "to": "qa"}),
+        )
+        .await;
     assert_eq!(status, 404);
     app.finish().await;
 }
@@ -316,12 +303,12 @@ async fn a_release_that_soaked_in_staging_is_promoted_once_and_never_into_a_hold
     );
 
     // A rollback holds production: the next soaked staging release waits for the release.
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/shop/rollback",
-        json!({"env": "production", "to": promoted[0]["id"]}),
-    )
-    .await;
+    let (status, r) = app
+        .post(
+            "/api/v1/apps/shop/rollback",
+            json!({"env": "production", "to": promoted[0]["id"]}),
+        )
+        .await;
     assert_eq!(status, 202, "{r}");
     app.wait_idle(Duration::from_secs(30)).await;
     let second = repo.commit(&[("a", "2")], "second");
@@ -338,12 +325,12 @@ async fn a_release_that_soaked_in_staging_is_promoted_once_and_never_into_a_hold
         .await
         .iter()
         .all(|d| d["images_from"] != staged2["id"]));
-    let (status, _) = post(
-        &app,
-        "/api/v1/apps/shop/hold/release",
-        json!({"env": "production"}),
-    )
-    .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/apps/shop/hold/release",
+            json!({"env": "production"}),
+        )
+        .await;
     assert_eq!(status, 200);
     app.wake_queue();
     crate::support::wait_for(

@@ -177,6 +177,20 @@ impl TestApp {
         }
     }
 
+    /// POSTs `body` as JSON to the API with the token; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Lets the queue look at its deployments now (after a test moved its clock).
     pub fn wake_queue(&self) {
         self.running.as_ref().expect("daemon running").wake_queue();

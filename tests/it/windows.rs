@@ -7,20 +7,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::support::{app_manifest, push_body, wait_for, GitRepo, ManualClock, TestApp, TOKEN};
-
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+use crate::support::{app_manifest, push_body, wait_for, GitRepo, ManualClock, TestApp};
 
 async fn state_of(app: &TestApp, id: &Value) -> Value {
     app.api(&format!("/api/v1/deployments/{id}")).await
@@ -77,12 +64,12 @@ async fn a_push_in_a_deny_window_waits_until_it_ends_or_an_allowed_override() {
     assert_eq!(apps[0]["last_deployment"]["state"], "waiting", "{apps:#}");
 
     // Someone the windows do not name: refused, audited, nothing moves.
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/web/window/override",
-        json!({"actor": "cli:mallory"}),
-    )
-    .await;
+    let (status, r) = app
+        .post(
+            "/api/v1/apps/web/window/override",
+            json!({"actor": "cli:mallory"}),
+        )
+        .await;
     assert_eq!(status, 403, "{r}");
     app.wake_queue();
     assert_eq!(state_of(&app, &id).await["state"], "waiting");
@@ -110,12 +97,12 @@ async fn a_push_in_a_deny_window_waits_until_it_ends_or_an_allowed_override() {
         .await;
     let id = r["deployments"][0].clone();
     wait_state(&app, &id, "waiting").await;
-    let (status, r) = post(
-        &app,
-        "/api/v1/apps/web/window/override",
-        json!({"actor": "cli:alice"}),
-    )
-    .await;
+    let (status, r) = app
+        .post(
+            "/api/v1/apps/web/window/override",
+            json!({"actor": "cli:alice"}),
+        )
+        .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["started"], id);
     let d = wait_state(&app, &id, "succeeded").await;
@@ -127,12 +114,12 @@ async fn a_push_in_a_deny_window_waits_until_it_ends_or_an_allowed_override() {
         "{audit:#}"
     );
     // Nothing left to override.
-    let (status, _) = post(
-        &app,
-        "/api/v1/apps/web/window/override",
-        json!({"actor": "cli:alice"}),
-    )
-    .await;
+    let (status, _) = app
+        .post(
+            "/api/v1/apps/web/window/override",
+            json!({"actor": "cli:alice"}),
+        )
+        .await;
     assert_eq!(status, 404);
     app.finish().await;
 }
