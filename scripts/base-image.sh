@@ -89,7 +89,9 @@ build_busybox() {
     return 0
   fi
   s=$SECONDS
-  version=$("$BUSYBOX" 2>&1 | head -n 1 | sed -n 's/^BusyBox \(v[^ ]*\).*/\1/p')
+  # sed reads all of busybox's help (no early close: `head` here made busybox die of SIGPIPE,
+  # which pipefail turned into a failed start).
+  version=$("$BUSYBOX" 2>&1 | sed -n '1s/^BusyBox \(v[^ ]*\).*/\1/p' || true)
   log "building $BUSYBOX_IMAGE from scratch with $BUSYBOX (BusyBox ${version:-?})"
   # A working container left by an interrupted run has the same name: remove it first.
   buildah rm "$WORKING_CONTAINER" >/dev/null 2>&1 || true
