@@ -199,7 +199,8 @@ phase "follow deployment #$ID"
 
 phase "the site in S3 (moto), checked with HEAD requests"
 check_site
-"${AWS[@]}" s3 cp "s3://$BUCKET/index.html" - | grep -q "Hello from Gantry" || { echo "index.html does not hold the new headline"; exit 1; }
+INDEX=$("${AWS[@]}" s3 cp "s3://$BUCKET/index.html" -)
+grep -q "Hello from Gantry" <<<"$INDEX" || { echo "index.html does not hold the new headline"; exit 1; }
 
 phase "the backend image, pulled back from the registry with skopeo"
 IMAGE=$(curl -fsS -H "Authorization: Bearer $GANTRY_API_TOKEN" "$GANTRY_SERVER/api/v1/releases?app=demo" \
