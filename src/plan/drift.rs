@@ -167,10 +167,18 @@ pub fn site(
     items
 }
 
-/// The readable diff of an app's drift: a line per item, its detail indented under it.
+/// The readable diff is cut after this many bytes (the store keeps it; chat shows less).
+const MAX_RENDERED: usize = 64 * 1024;
+
+/// The readable diff of an app's drift: a line per item, its detail indented under it; cut
+/// after [`MAX_RENDERED`] bytes with a count of the items left out.
 pub fn render(items: &[DriftItem]) -> String {
     let mut out = String::new();
-    for i in items {
+    for (n, i) in items.iter().enumerate() {
+        if out.len() > MAX_RENDERED {
+            out.push_str(&format!("... and {} more differences\n", items.len() - n));
+            break;
+        }
         out.push_str(&format!(
             "{}: {}: live {}, released {}\n",
             i.resource, i.field, i.live, i.released

@@ -98,13 +98,24 @@ pub fn problems(spec: &ApprovalSpec) -> Vec<(String, String)> {
             format!("must be 1 to {MAX_REQUIRED} (leave `approvals` out to require none)"),
         ));
     }
+    if spec.from.len() > super::window::MAX_IDENTITIES {
+        out.push((
+            "spec.approvals.from".to_owned(),
+            format!("at most {} identities", super::window::MAX_IDENTITIES),
+        ));
+    }
     if spec.from.is_empty() {
         out.push((
             "spec.approvals.from".to_owned(),
             "names nobody: no deployment could ever be approved".to_owned(),
         ));
     }
-    for (i, who) in spec.from.iter().enumerate() {
+    for (i, who) in spec
+        .from
+        .iter()
+        .take(super::window::MAX_IDENTITIES)
+        .enumerate()
+    {
         if let Err(e) = super::window::identity(who) {
             out.push((format!("spec.approvals.from[{i}]"), e));
         }

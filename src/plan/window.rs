@@ -14,6 +14,12 @@ use crate::domain::{DeployWindows, WindowSpec};
 /// How many times `next_open` moves forward (past a deny window, to an allow window's start)
 /// before it gives up: windows that never open leave a deployment waiting for an override.
 const MAX_STEPS: usize = 256;
+/// At most this many allow (and as many deny) windows per environment.
+pub const MAX_WINDOWS: usize = 8;
+/// A schedule is at most this long.
+const MAX_SCHEDULE: usize = 100;
+/// At most this many identities may override (or, for approvals, approve).
+pub const MAX_IDENTITIES: usize = 32;
 
 /// One parsed window.
 #[derive(Debug, Clone)]
@@ -76,14 +82,43 @@ fn window(w: &WindowSpec, default_tz: Option<&str>) -> Result<Window, (&'static 
     })
 }
 
-/// A five-field cron schedule (minute hour day-of-month month day-of-week).
+/// A five-field cron schedule (minute hour day-of-month month day-of-week) that occurs.
 pub fn parse_schedule(s: &str) -> Result<Cron, String> {
-    if s.split_whitespace().count() != 5 {
+    if s.len() > MAX_SCHEDULE || s.split_whitespace().count() != 5 {
         return Err(format!(
-            "`{s}` is not a five-field cron schedule (minute hour day-of-month month day-of-week)"
+            "`{}` is not a five-field cron schedule of at most {MAX_SCHEDULE} characters (minute hour day-of-month month day-of-week)",
+            s.chars().take(MAX_SCHEDULE).collect::<String>()
         ));
     }
-    Cron::from_str(s).map_err(|e| format!("`{s}`: {e}"))
+    let cron = Cron::from_str(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if !occurs(&cron) {
+        return Err(format!(
+            "`{s}` names no day that exists (e.g. the 31st of February)"
+        ));
+    }
+    Ok(cron)
+}
+
+/// Whether `cron` names at least one day of a 28-year span (every weekday falls on every date
+/// of the calendar in it, leap days included). A schedule that never occurs would make the
+/// cron library search thousands of years on every look, in the queue's loop.
+fn occurs(cron: &Cron) -> bool {
+    let p = &cron.pattern;
+    let Some(mut day) = chrono::NaiveDate::from_ymd_opt(2001, 1, 1) else {
+        return false;
+    };
+    let Some(end) = chrono::NaiveDate::from_ymd_opt(2029, 1, 1) else {
+        return false;
+    };
+    use chrono::Datelike;
+    while day < end {
+        let (y, m, d) = (day.year(), day.month(), day.day());
+        if p.month_match(m).unwrap_or(false) && p.day_match(y, m, d).unwrap_or(false) {
+            return true;
+        }
+        day = day.succ_opt().unwrap_or(end);
+    }
+    false
 }
 
 /// Parses an environment's windows; every problem with its field path under `spec.windows`.
@@ -98,6 +133,13 @@ pub fn parse(spec: &DeployWindows) -> Result<Windows, Vec<(String, String)>> {
         ("allow", &spec.allow, &mut out.allow),
         ("deny", &spec.deny, &mut out.deny),
     ] {
+        if list.len() > MAX_WINDOWS {
+            problems.push((
+                format!("spec.windows.{kind}"),
+                format!("at most {MAX_WINDOWS} windows"),
+            ));
+            continue;
+        }
         for (i, w) in list.iter().enumerate() {
             match window(w, tz) {
                 Ok(w) => into.push(w),
@@ -105,7 +147,13 @@ pub fn parse(spec: &DeployWindows) -> Result<Windows, Vec<(String, String)>> {
             }
         }
     }
-    for (i, who) in spec.override_by.iter().enumerate() {
+    if spec.override_by.len() > MAX_IDENTITIES {
+        problems.push((
+            "spec.windows.overrideBy".to_owned(),
+            format!("at most {MAX_IDENTITIES} identities"),
+        ));
+    }
+    for (i, who) in spec.override_by.iter().take(MAX_IDENTITIES).enumerate() {
         if let Err(e) = identity(who) {
             problems.push((format!("spec.windows.overrideBy[{i}]"), e));
         }
@@ -327,6 +375,22 @@ mod tests {
             }
             g => panic!("{g:?}"),
         }
+    }
+
+    #[test]
+    fn a_schedule_that_never_occurs_is_refused_quickly() {
+        let t = std::time::Instant::now();
+        let e = parse(&spec(&[("0 0 31 2 *", "1h")], &[], None)).unwrap_err();
+        assert!(e[0].1.contains("names no day that exists"), "{e:?}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        // Feb 29 happens, and so does a Monday the 29th.
+        assert!(parse(&spec(&[("0 0 29 2 *", "1h")], &[], None)).is_ok());
+        let many: Vec<(&str, &str)> = vec![("0 9 * * *", "1h"); MAX_WINDOWS + 1];
+        assert!(parse(&spec(&many, &[], None)).is_err());
     }
 
     #[test]

@@ -48,6 +48,19 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    // An unsigned sender's made-up event names all share one label (bounded label set).
+    for name in ["made_up_one", "made_up_two"] {
+        let r = app
+            .http
+            .post(app.url("/hooks/github"))
+            .header("x-github-event", name)
+            .header("x-github-delivery", name)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+    }
 
     let r = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "no token needed");
@@ -94,6 +107,16 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         Some(1.0),
         "{text}"
     );
+    assert_eq!(
+        sample(
+            &scrape,
+            "gantry_webhook_deliveries_total",
+            &[("event", "other"), ("outcome", "unauthorized")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(!text.contains("made_up"), "{text}");
     assert!(
         sample(
             &scrape,
