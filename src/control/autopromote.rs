@@ -106,7 +106,7 @@ impl AutoPromoter {
             .await?
             .pop()
             .map(|d| d.id);
-        let source_drifted = store.drifts().await?.iter().any(|d| d.app == source);
+        let source_drifted = store.drift_of(&source).await?.is_some();
         let paused = store.paused().await?.into_iter().find(|p| p.app == target);
         let already = match release {
             Some((id, _)) => store

@@ -152,7 +152,7 @@ impl DriftWatcher {
             DriftChange::Cleared => tracing::info!("drift cleared"),
             DriftChange::Unchanged | DriftChange::None => {}
         }
-        let drift = store.drifts().await?.into_iter().find(|d| d.app == app);
+        let drift = store.drift_of(app).await?;
         let mut checked = Checked {
             app: app.to_owned(),
             change: Some(change),

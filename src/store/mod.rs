@@ -393,6 +393,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every app's recorded drift, by app.
     async fn drifts(&self) -> Result<Vec<crate::domain::drift::Drift>, StoreError>;
 
+    /// One app's recorded drift.
+    async fn drift_of(&self, app: &str) -> Result<Option<crate::domain::drift::Drift>, StoreError>;
+
     /// Queues a self-heal of a drifted app, unless by then the app is paused or held or has a
     /// deployment queued or running (`None`); records the attempt, when the next may start,
     /// the audit record and a notice, in one transaction.

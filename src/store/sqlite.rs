@@ -298,6 +298,8 @@ fn is_active(conn: &Connection, app: &str) -> Result<bool, StoreError> {
         .exists([app])?)
 }
 
+const DRIFT_COLS: &str = "SELECT app, release_id, fingerprint, diff, since, heal_attempts, next_heal_at, heal_deployment FROM drift";
+
 fn drift_row(r: &Row<'_>) -> rusqlite::Result<crate::domain::drift::Drift> {
     Ok(crate::domain::drift::Drift {
         app: r.get(0)?,
@@ -1319,12 +1321,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn drift_of(&self, app: &str) -> Result<Option<crate::domain::drift::Drift>, StoreError> {
+        let app = app.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!("{DRIFT_COLS} WHERE app = ?1"))?
+                .query_row([app], drift_row)
+                .optional()?)
+        })
+        .await
+    }
+
     async fn drifts(&self) -> Result<Vec<crate::domain::drift::Drift>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT app, release_id, fingerprint, diff, since, heal_attempts, next_heal_at, heal_deployment
-                 FROM drift ORDER BY app",
-            )?;
+            let mut stmt = c.prepare_cached(&format!("{DRIFT_COLS} ORDER BY app"))?;
             let rows = stmt
                 .query_map([], drift_row)?
                 .collect::<Result<Vec<_>, _>>()?;
